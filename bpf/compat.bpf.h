@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* Kernel-version drift, in one place.
+ *
+ * kleak attaches BTF-enabled raw tracepoints, whose arguments are the
+ * TP_PROTO of each event, so layouts matter where a prototype changed:
+ *
+ * - kmalloc(call_site, ptr, bytes_req, bytes_alloc, gfp_flags, node) and
+ *   kmem_cache_alloc(call_site, ptr, s, gfp_flags, node) date from
+ *   v6.1, commit 2c1d697fb8ba ("mm/slab_common: drop kmem_alloc & avoid
+ *   dereferencing fields when not using"), which also folded kmalloc_node
+ *   and kmem_cache_alloc_node into them. Older layouts are a later step.
+ * - kmem_cache_free(call_site, ptr, s): v5.12, commit 3544de8ee6e4
+ *   ("mm, tracing: record slab name for kmem_cache_free()"); only ptr is
+ *   read here, which sits second in every version.
+ */
+#ifndef KLEAK_COMPAT_BPF_H
+#define KLEAK_COMPAT_BPF_H
+
+#include <bpf/bpf_core_read.h>
+
+/* Bytes a kmem_cache hands out per object, and what callers asked for. */
+static __always_inline __u64 kleak_cache_size(const struct kmem_cache *s)
+{
+	return BPF_CORE_READ(s, size);
+}
+
+static __always_inline __u32 kleak_cache_object_size(const struct kmem_cache *s)
+{
+	return BPF_CORE_READ(s, object_size);
+}
+
+#endif /* KLEAK_COMPAT_BPF_H */

@@ -1,0 +1,181 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* kleak: track outstanding kernel slab allocations by kernel stack.
+ *
+ * Hot path per allocation: filters, one stack capture, one map update.
+ * Per free: one map delete. Counters are per-CPU and cover every loss. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include "kleak.h"
+#include "compat.bpf.h"
+
+#define EFAULT 14
+#define ENOMEM 12
+#define EEXIST 17
+#define E2BIG 7
+
+/* Set by the loader before load; see user/loader.cpp. */
+const volatile __u32 self_tgid = 0;   /* kleak itself: never recorded */
+const volatile __u32 target_tgid = 0; /* 0 = every task */
+const volatile __u64 min_size = 0;    /* bytes_alloc bounds, inclusive */
+const volatile __u64 max_size = ~0ULL;
+
+/* max_entries of both maps are set from options at load time. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u64);
+	__type(value, struct kleak_alloc);
+	__uint(max_entries, 262144);
+} kleak_live SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, KLEAK_MAX_STACK_DEPTH * sizeof(__u64));
+	__uint(max_entries, 16384);
+} kleak_stacks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct kleak_counters);
+	__uint(max_entries, 1);
+} kleak_counters SEC(".maps");
+
+static __always_inline struct kleak_counters *counters(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&kleak_counters, &zero);
+}
+
+/* Atomic: programs for different events can nest on one CPU (a free in an
+ * interrupt while an allocation is being recorded). */
+static __always_inline void count(struct kleak_counters *c, int idx)
+{
+	__sync_fetch_and_add(&c->v[idx], 1);
+}
+
+static __always_inline void count_stack_error(struct kleak_counters *c, long err)
+{
+	switch (err) {
+	case -EFAULT:
+		count(c, KLEAK_CNT_STACK_EFAULT);
+		break;
+	case -EEXIST:
+		count(c, KLEAK_CNT_STACK_EEXIST);
+		break;
+	case -ENOMEM:
+		count(c, KLEAK_CNT_STACK_ENOMEM);
+		break;
+	default:
+		count(c, KLEAK_CNT_STACK_OTHER);
+	}
+}
+
+static __always_inline void record_alloc(void *ctx, const void *ptr, __u64 bytes_alloc,
+					 __u32 bytes_req, __u64 call_site, __u32 family)
+{
+	struct kleak_counters *c = counters();
+	struct kleak_alloc a = {};
+	__u64 key = (__u64)ptr;
+	__u64 id;
+	long err;
+
+	if (!c)
+		return;
+	count(c, KLEAK_CNT_ALLOC_SEEN);
+	if (!ptr) {
+		count(c, KLEAK_CNT_ALLOC_FAILED);
+		return;
+	}
+	id = bpf_get_current_pid_tgid();
+	a.tgid = id >> 32;
+	a.pid = (__u32)id;
+	/* Filters run before the (expensive) stack walk. */
+	if (a.tgid == self_tgid || (target_tgid && a.tgid != target_tgid) ||
+	    bytes_alloc < min_size || bytes_alloc > max_size) {
+		count(c, KLEAK_CNT_ALLOC_FILTERED);
+		return;
+	}
+	a.ts_ns = bpf_ktime_get_ns();
+	a.call_site = call_site;
+	a.bytes_alloc = bytes_alloc;
+	a.bytes_req = bytes_req;
+	a.family = family;
+	/* No BPF_F_REUSE_STACKID: reusing a bucket would silently rewrite the
+	 * stack of records that already hold its id. A collision is counted
+	 * and the record keeps call_site instead. */
+	a.stack_id = bpf_get_stackid(ctx, &kleak_stacks, 0);
+	if (a.stack_id < 0)
+		count_stack_error(c, a.stack_id);
+	bpf_get_current_comm(a.comm, sizeof(a.comm));
+
+	err = bpf_map_update_elem(&kleak_live, &key, &a, BPF_NOEXIST);
+	if (err == -EEXIST) {
+		/* The slab handed out an address kleak still holds: its free
+		 * went past every hook. Count it; the new record wins. */
+		count(c, KLEAK_CNT_ALLOC_REPLACED);
+		err = bpf_map_update_elem(&kleak_live, &key, &a, BPF_ANY);
+	}
+	if (!err)
+		count(c, KLEAK_CNT_ALLOC_RECORDED);
+	else if (err == -E2BIG)
+		count(c, KLEAK_CNT_LIVE_FULL);
+	else
+		count(c, KLEAK_CNT_LIVE_ERROR);
+}
+
+static __always_inline void record_free(const void *ptr)
+{
+	struct kleak_counters *c;
+	__u64 key = (__u64)ptr;
+
+	/* kfree(NULL) and ZERO_SIZE_PTR (16) are traced but free nothing. */
+	if (key <= 16)
+		return;
+	c = counters();
+	if (!c)
+		return;
+	count(c, KLEAK_CNT_FREE_SEEN);
+	if (!bpf_map_delete_elem(&kleak_live, &key))
+		count(c, KLEAK_CNT_FREE_MATCHED);
+}
+
+SEC("tp_btf/kmalloc")
+int BPF_PROG(kleak_kmalloc, unsigned long call_site, const void *ptr, size_t bytes_req,
+	     size_t bytes_alloc, gfp_t gfp_flags, int node)
+{
+	record_alloc(ctx, ptr, bytes_alloc, bytes_req, call_site, KLEAK_FAMILY_KMALLOC);
+	return 0;
+}
+
+SEC("tp_btf/kmem_cache_alloc")
+int BPF_PROG(kleak_kc_alloc, unsigned long call_site, const void *ptr, struct kmem_cache *s,
+	     gfp_t gfp_flags, int node)
+{
+	if (!ptr) {
+		/* Don't touch s for a failed allocation. */
+		record_alloc(ctx, ptr, 0, 0, call_site, KLEAK_FAMILY_KMEM_CACHE);
+		return 0;
+	}
+	record_alloc(ctx, ptr, kleak_cache_size(s), kleak_cache_object_size(s), call_site,
+		     KLEAK_FAMILY_KMEM_CACHE);
+	return 0;
+}
+
+SEC("tp_btf/kfree")
+int BPF_PROG(kleak_kfree, unsigned long call_site, const void *ptr)
+{
+	record_free(ptr);
+	return 0;
+}
+
+SEC("tp_btf/kmem_cache_free")
+int BPF_PROG(kleak_kc_free, unsigned long call_site, const void *ptr)
+{
+	record_free(ptr);
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

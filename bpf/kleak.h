@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* The one ABI shared by kleak.bpf.c and user space.
+ *
+ * Fixed-width types only, explicit padding, no pointers or `long`: the C++
+ * side static_asserts the sizes, so a change here that breaks the layout
+ * fails the build instead of corrupting reports.
+ * Include after the types are defined (vmlinux.h in BPF, <linux/types.h> in
+ * user space). */
+#ifndef KLEAK_ABI_H
+#define KLEAK_ABI_H
+
+/* PERF_MAX_STACK_DEPTH: the most frames bpf_get_stackid() records. */
+#define KLEAK_MAX_STACK_DEPTH 127
+#define KLEAK_TASK_COMM_LEN 16
+
+/* Which allocator API produced a record. */
+enum kleak_family {
+	KLEAK_FAMILY_KMALLOC = 0,
+	KLEAK_FAMILY_KMEM_CACHE = 1,
+};
+
+/* Indices into struct kleak_counters: every event kleak saw, and every one
+ * it lost or dropped, so reports can say how complete they are. */
+enum kleak_counter {
+	KLEAK_CNT_ALLOC_SEEN = 0,   /* allocation events seen (incl. failed) */
+	KLEAK_CNT_ALLOC_FAILED,     /* allocation returned NULL: nothing to track */
+	KLEAK_CNT_ALLOC_FILTERED,   /* skipped by size/pid/self filters */
+	KLEAK_CNT_ALLOC_RECORDED,   /* stored in the live map */
+	KLEAK_CNT_ALLOC_REPLACED,   /* address still recorded: its free was missed */
+	KLEAK_CNT_LIVE_FULL,        /* live map full (-E2BIG): allocation lost */
+	KLEAK_CNT_LIVE_ERROR,       /* other live-map update error */
+	KLEAK_CNT_STACK_EFAULT,     /* stack walk failed */
+	KLEAK_CNT_STACK_EEXIST,     /* stack-map hash collision */
+	KLEAK_CNT_STACK_ENOMEM,     /* stack map full */
+	KLEAK_CNT_STACK_OTHER,      /* any other stack-id error */
+	KLEAK_CNT_FREE_SEEN,        /* free events with a non-NULL pointer */
+	KLEAK_CNT_FREE_MATCHED,     /* ... that removed a live record */
+	KLEAK_CNT_MAX,
+};
+
+struct kleak_counters {
+	__u64 v[KLEAK_CNT_MAX];
+};
+
+/* One outstanding allocation, keyed by its address in the live map. */
+struct kleak_alloc {
+	__u64 ts_ns;       /* bpf_ktime_get_ns() at allocation (CLOCK_MONOTONIC) */
+	__u64 call_site;   /* caller of the allocator: a frame even without a stack */
+	__u64 bytes_alloc; /* what the allocator handed out */
+	__u32 bytes_req;   /* what the caller asked for */
+	__s32 stack_id;    /* kleak_stacks key, or -errno of bpf_get_stackid() */
+	__u32 pid;         /* thread that allocated */
+	__u32 tgid;        /* its process */
+	__u32 family;      /* enum kleak_family */
+	__u32 pad;
+	char comm[KLEAK_TASK_COMM_LEN];
+};
+
+#endif /* KLEAK_ABI_H */

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what kleak needs to build and test on Debian 12, skipping what is
+# already there. Run as root.
+set -euo pipefail
+pkgs=(cmake make g++ pkg-config clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev
+      libgtest-dev libcli11-dev nlohmann-json3-dev libfmt-dev)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: missing ${missing[*]}; run as root to install them" >&2
+  exit 1
+fi
+echo "install-deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,166 @@
+// End to end: the kleak binary as a user runs it, its output, exit statuses
+// and what it leaves behind.
+#include <signal.h>
+
+#include <chrono>
+#include <sstream>
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "child.h"
+#include "env.h"
+
+namespace kleak {
+namespace {
+
+using nlohmann::json;
+using test::Child;
+using test::run;
+
+const std::string kKleak = KLEAK_BIN;
+
+// Polls until no kleak program is loaded (program teardown after the last
+// fd closes is deferred by RCU) or the timeout passes.
+bool no_kleak_programs_within(std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!test::loaded_kleak_programs().empty()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return true;
+}
+
+bool stack_has(const json& stack, const std::string& fn) {
+  for (const auto& f : stack["frames"])
+    if (f["symbol"].is_string() && f["symbol"] == fn) return true;
+  return false;
+}
+
+TEST(Cli, HelpAndVersion) {
+  auto h = run({kKleak, "--help"});
+  EXPECT_EQ(h.status, 0);
+  EXPECT_NE(h.out.find("Examples:"), std::string::npos);
+  auto v = run({kKleak, "--version"});
+  EXPECT_EQ(v.status, 0);
+  EXPECT_EQ(v.out.rfind("kleak ", 0), 0u);
+  auto t = run({kKleak, "trace", "--help"});
+  EXPECT_EQ(t.status, 0);
+}
+
+TEST(Cli, UsageErrorIsOneLineAndStatus2) {
+  auto r = run({kKleak, "--top", "zero"});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_TRUE(r.out.empty());
+}
+
+TEST(Cli, RefusesWithoutPrivileges) {
+  if (getuid() != 0) GTEST_SKIP() << "needs root to drop privileges";
+  auto r = run({kKleak, "-d", "1"}, Child::Options{false, true});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("need root, or CAP_BPF and CAP_PERFMON"), std::string::npos) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+}
+
+TEST(Cli, MissingBtfFileIsOneClearLine) {
+  KLEAK_REQUIRE_BPF();
+  auto r = run({kKleak, "-d", "1", "--btf", "/nonexistent/vmlinux"});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("--btf /nonexistent/vmlinux"), std::string::npos) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_TRUE(no_kleak_programs_within(std::chrono::seconds(3)));
+}
+
+TEST(Cli, DurationPrintsOneFinalJsonReportAndDetaches) {
+  KLEAK_REQUIRE_BPF();
+  auto t0 = std::chrono::steady_clock::now();
+  auto r = run({kKleak, "-d", "2", "-o", "0", "--format", "json", "-q"});
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(r.err.empty()) << r.err;
+  EXPECT_GE(secs, 2.0);
+  EXPECT_LT(secs, 15.0);
+  std::istringstream lines(r.out);
+  std::string line;
+  int n = 0;
+  json last;
+  while (std::getline(lines, line)) {
+    last = json::parse(line);
+    ++n;
+  }
+  ASSERT_EQ(n, 1) << r.out;
+  EXPECT_EQ(last["final"], true);
+  EXPECT_EQ(last["schema"], "kleak/report/v1");
+  EXPECT_GE(last["elapsed_s"].get<double>(), 2.0);
+  EXPECT_EQ(last["attached"].size(), 4u);
+  EXPECT_GT(last["counters"]["allocs_seen"].get<uint64_t>(), 0u);
+  EXPECT_TRUE(no_kleak_programs_within(std::chrono::seconds(3)));
+}
+
+// Periodic reports, a leak held by a real process, Ctrl-C: the final report
+// still comes, names the stack and the task, and kleak detaches.
+TEST(Cli, SigintPrintsFinalReportWithTheHeldMessages) {
+  KLEAK_REQUIRE_BPF();
+  const int n = 40;
+  Child holder({KLEAK_MSGHOLD_BIN, std::to_string(n)});
+  ASSERT_TRUE(holder.read_line());
+  Child kleak({kKleak, "1", "-o", "0", "-p", std::to_string(holder.pid()), "--format", "json", "-q"});
+  auto first = kleak.read_line(std::chrono::seconds(30));
+  ASSERT_TRUE(first) << "no first report";
+  EXPECT_EQ(json::parse(*first)["final"], false);
+  EXPECT_FALSE(test::loaded_kleak_programs().empty());
+  holder.send_line("send");
+  ASSERT_EQ(holder.read_line(), "held " + std::to_string(n));
+  kleak.kill(SIGINT);
+  std::string rest = kleak.read_all();
+  ASSERT_EQ(kleak.wait(), 0);
+  ASSERT_FALSE(rest.empty());
+  rest.pop_back();
+  json fin = json::parse(rest.substr(rest.rfind('\n') + 1));
+  EXPECT_EQ(fin["final"], true);
+  ASSERT_FALSE(fin["stacks"].empty()) << fin.dump();
+  const json& top = fin["stacks"][0];
+  EXPECT_TRUE(stack_has(top, "load_msg")) << top.dump();
+  EXPECT_TRUE(stack_has(top, "do_msgsnd")) << top.dump();
+  EXPECT_EQ(top["count"], n);
+  EXPECT_EQ(top["bytes"], n * 4096);
+  EXPECT_EQ(top["tasks"][0]["comm"], "kleak-msghold");
+  EXPECT_EQ(top["tasks"][0]["tgid"], holder.pid());
+  EXPECT_TRUE(no_kleak_programs_within(std::chrono::seconds(3)));
+}
+
+TEST(Cli, CountEndsAfterThatManyReports) {
+  KLEAK_REQUIRE_BPF();
+  auto r = run({kKleak, "0.5", "3", "-q"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  size_t reports = 0;
+  for (size_t pos = 0; (pos = r.out.find("kleak ", pos)) != std::string::npos; ++pos)
+    if (r.out.compare(pos, 13, "kleak report ") == 0 || r.out.compare(pos, 19, "kleak final report ") == 0) ++reports;
+  EXPECT_EQ(reports, 3u) << r.out;
+  EXPECT_NE(r.out.find("final report #3"), std::string::npos) << r.out;
+}
+
+TEST(Cli, SigkillLeavesNoProgramBehind) {
+  KLEAK_REQUIRE_BPF();
+  Child kleak({kKleak, "1", "-q"});
+  ASSERT_TRUE(kleak.read_line(std::chrono::seconds(30))) << "no first report";
+  EXPECT_EQ(test::loaded_kleak_programs().size(), 4u);
+  kleak.kill(SIGKILL);
+  EXPECT_EQ(kleak.wait(), 128 + SIGKILL);
+  EXPECT_TRUE(no_kleak_programs_within(std::chrono::seconds(5)));
+}
+
+TEST(Cli, ClosedPipeEndsQuietly) {
+  KLEAK_REQUIRE_BPF();
+  // Like `kleak | head -1`: the reader leaves after one line; kleak must end
+  // with status 0 at its next write, print no error, and detach.
+  auto r = run({"/bin/bash", "-c", kKleak + " 0.2 -q 2>/tmp/kleak-pipe.err | head -n1 >/dev/null; "
+                                       "echo ${PIPESTATUS[0]}; cat /tmp/kleak-pipe.err; rm -f /tmp/kleak-pipe.err"});
+  EXPECT_EQ(r.out, "0\n");
+  EXPECT_TRUE(no_kleak_programs_within(std::chrono::seconds(3)));
+}
+
+}  // namespace
+}  // namespace kleak

@@ -1,0 +1,92 @@
+/* kleak-msghold: holds N System V messages so the kernel keeps N known
+ * kmalloc buffers (load_msg -> alloc_msg under do_msgsnd), then frees them
+ * on command. Driven line by line over stdin/stdout by the tests:
+ *
+ *   kleak-msghold N [SIZE]   (SIZE defaults to 4000: a 4096-byte kmalloc)
+ *   stdout "ready PID"     -> stdin "send"    -> stdout "held N"
+ *                          -> stdin "release" -> stdout "released N"
+ *   stdin EOF or "exit": remove the queue and exit.
+ *
+ * Message text is "LEAKMARK-<i>" padded with '.', so buffer contents are
+ * recognizable. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ipc.h>
+#include <sys/msg.h>
+#include <unistd.h>
+
+#define MAX_QUEUES 4096
+
+struct msgbuf_big {
+	long mtype;
+	char mtext[8192];
+};
+
+static int die(const char *what)
+{
+	fprintf(stdout, "error %s: %s\n", what, strerror(errno));
+	fflush(stdout);
+	return 1;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		fprintf(stderr, "usage: %s N [SIZE]\n", argv[0]);
+		return 2;
+	}
+	long n = strtol(argv[1], NULL, 10);
+	long size = argc > 2 ? strtol(argv[2], NULL, 10) : 4000;
+	if (n < 0 || size < 1 || size > 8192 || n > 100000) {
+		fprintf(stderr, "bad N or SIZE\n");
+		return 2;
+	}
+	/* A queue holds msgmnb bytes (16 KiB by default) and raising that needs
+	 * CAP_SYS_RESOURCE: open another queue whenever the current one is full. */
+	int queues[MAX_QUEUES];
+	int nq = 0;
+	static struct msgbuf_big m;
+	char line[64];
+	long held = 0;
+	printf("ready %d\n", getpid());
+	fflush(stdout);
+	while (fgets(line, sizeof(line), stdin)) {
+		if (!strncmp(line, "send", 4)) {
+			for (long i = 0; i < n; i++) {
+				m.mtype = 1;
+				memset(m.mtext, '.', (size_t)size);
+				int len = snprintf(m.mtext, (size_t)size, "LEAKMARK-%ld", i);
+				if (len < size)
+					m.mtext[len] = '.';
+				while (nq == 0 || msgsnd(queues[nq - 1], &m, (size_t)size, IPC_NOWAIT) != 0) {
+					if (nq > 0 && errno != EAGAIN)
+						return die("msgsnd");
+					if (nq == MAX_QUEUES)
+						return die("too many queues");
+					queues[nq] = msgget(IPC_PRIVATE, IPC_CREAT | 0600);
+					if (queues[nq] < 0)
+						return die("msgget");
+					nq++;
+				}
+				held++;
+			}
+			printf("held %ld\n", held);
+		} else if (!strncmp(line, "release", 7)) {
+			long got = 0;
+			for (int i = 0; i < nq; i++)
+				while (msgrcv(queues[i], &m, sizeof(m.mtext), 0, IPC_NOWAIT) >= 0)
+					got++;
+			held -= got;
+			printf("released %ld\n", got);
+		} else if (!strncmp(line, "exit", 4)) {
+			break;
+		}
+		fflush(stdout);
+	}
+	for (int i = 0; i < nq; i++)
+		msgctl(queues[i], IPC_RMID, NULL);
+	return 0;
+}

@@ -1,0 +1,58 @@
+// A child process driven over pipes: lines to its stdin, lines from its
+// stdout (and optionally stderr), with timeouts so a stuck child fails the
+// test instead of hanging it.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace kleak::test {
+
+class Child {
+ public:
+  struct Options {
+    bool capture_stderr = false;
+    bool drop_privileges = false;  // setuid(65534) before exec
+  };
+  // Starts argv[0] with the given arguments. Throws std::runtime_error on failure.
+  explicit Child(const std::vector<std::string>& argv);
+  Child(const std::vector<std::string>& argv, Options options);
+  ~Child();
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+
+  pid_t pid() const { return pid_; }
+  void send_line(const std::string& line);
+  void close_stdin();
+  // Next line of stdout without the newline; nullopt on EOF or timeout.
+  std::optional<std::string> read_line(std::chrono::milliseconds timeout = std::chrono::seconds(30));
+  // Reads stdout until EOF (or timeout) and returns it, with what was
+  // buffered but not yet returned by read_line.
+  std::string read_all(std::chrono::milliseconds timeout = std::chrono::seconds(60));
+  std::string read_stderr(std::chrono::milliseconds timeout = std::chrono::seconds(10));
+  void kill(int sig);
+  // Exit status (0-255), 128+signal if killed; nullopt on timeout.
+  std::optional<int> wait(std::chrono::milliseconds timeout = std::chrono::seconds(60));
+
+ private:
+  bool fill(int fd, std::string& buf, std::chrono::steady_clock::time_point deadline);
+  pid_t pid_ = -1;
+  int in_ = -1, out_ = -1, err_ = -1;
+  std::string out_buf_, err_buf_;
+  bool reaped_ = false;
+  int status_ = 0;
+};
+
+// Runs argv to completion and returns {exit status, stdout, stderr}.
+struct RunResult {
+  int status = -1;
+  std::string out;
+  std::string err;
+};
+RunResult run(const std::vector<std::string>& argv, Child::Options options = {});
+
+}  // namespace kleak::test

@@ -1,0 +1,41 @@
+#include "env.h"
+
+#include <bpf/bpf.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+
+#include "privileges.h"
+
+namespace kleak::test {
+
+bool running_in_ci() {
+  const char* ci = std::getenv("CI");
+  return ci && std::string(ci) == "true";
+}
+
+std::string bpf_unavailable_reason() {
+  if (auto why = missing_privileges(); !why.empty()) return why;
+  if (access("/sys/kernel/btf/vmlinux", R_OK) != 0) return "no /sys/kernel/btf/vmlinux";
+  return {};
+}
+
+std::vector<std::string> loaded_kleak_programs() {
+  std::vector<std::string> names;
+  uint32_t id = 0;
+  while (bpf_prog_get_next_id(id, &id) == 0) {
+    int fd = bpf_prog_get_fd_by_id(id);
+    if (fd < 0) continue;  // unloaded meanwhile
+    bpf_prog_info info{};
+    uint32_t len = sizeof(info);
+    if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && std::strncmp(info.name, "kleak_", 6) == 0)
+      names.emplace_back(info.name);
+    close(fd);
+  }
+  return names;
+}
+
+}  // namespace kleak::test

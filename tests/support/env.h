@@ -1,0 +1,31 @@
+// What the root/BPF test tiers need from the environment, and how they react
+// when it is missing: skip with the reason when run by hand, fail under
+// CI=true, where a skip would hide a regression.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+namespace kleak::test {
+
+// Empty if this process can load and attach BPF programs (root with BTF),
+// else why not.
+std::string bpf_unavailable_reason();
+bool running_in_ci();
+
+// Names of loaded BPF programs whose name starts with "kleak_".
+std::vector<std::string> loaded_kleak_programs();
+
+}  // namespace kleak::test
+
+// In a TEST body or SetUp: skips (by hand) or fails (CI=true) when BPF is unavailable.
+#define KLEAK_REQUIRE_BPF()                                                              \
+  do {                                                                                   \
+    std::string why_ = ::kleak::test::bpf_unavailable_reason();                          \
+    if (!why_.empty()) {                                                                 \
+      if (::kleak::test::running_in_ci()) FAIL() << "CI=true but BPF unavailable: " << why_; \
+      GTEST_SKIP() << "needs BPF: " << why_;                                             \
+    }                                                                                    \
+  } while (0)

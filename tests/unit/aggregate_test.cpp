@@ -1,0 +1,108 @@
+#include "aggregate.h"
+
+#include <cstring>
+
+#include <gtest/gtest.h>
+
+namespace kleak {
+namespace {
+
+constexpr uint64_t kSec = 1000000000ull;
+
+LiveAlloc make(uint64_t addr, int32_t stack, uint64_t bytes, uint64_t ts, uint32_t tgid = 100,
+               const char* comm = "task", uint64_t call_site = 0xffffffff81000000) {
+  LiveAlloc la{addr, {}};
+  la.a.stack_id = stack;
+  la.a.bytes_alloc = bytes;
+  la.a.bytes_req = static_cast<uint32_t>(bytes);
+  la.a.ts_ns = ts;
+  la.a.tgid = tgid;
+  la.a.pid = tgid;
+  la.a.call_site = call_site;
+  std::strncpy(la.a.comm, comm, sizeof(la.a.comm));
+  return la;
+}
+
+TEST(Aggregate, GroupsByStackAndRanksByBytes) {
+  std::vector<LiveAlloc> v;
+  for (int i = 0; i < 10; ++i) v.push_back(make(0x1000 + i, 7, 64, 1 * kSec));    // 640 B
+  for (int i = 0; i < 3; ++i) v.push_back(make(0x2000 + i, 9, 4096, 2 * kSec));  // 12288 B
+  v.push_back(make(0x3000, 11, 640, 3 * kSec));                                   // 640 B, 1 alloc
+  Aggregate a = aggregate(v, 100 * kSec, 0, false);
+  ASSERT_EQ(a.groups.size(), 3u);
+  EXPECT_EQ(a.groups[0].stack_id, 9);
+  EXPECT_EQ(a.groups[0].bytes, 12288u);
+  EXPECT_EQ(a.groups[0].count, 3u);
+  // Equal bytes: more allocations first.
+  EXPECT_EQ(a.groups[1].stack_id, 7);
+  EXPECT_EQ(a.groups[2].stack_id, 11);
+  EXPECT_EQ(a.bytes, 12288u + 640u + 640u);
+  EXPECT_EQ(a.count, 14u);
+}
+
+TEST(Aggregate, AgeThresholdSeparatesYoungAllocations) {
+  std::vector<LiveAlloc> v = {make(1, 1, 100, 1 * kSec), make(2, 1, 100, 9 * kSec), make(3, 2, 50, 9500000000ull)};
+  Aggregate a = aggregate(v, 10 * kSec, 2 * kSec, false);
+  ASSERT_EQ(a.groups.size(), 1u);
+  EXPECT_EQ(a.groups[0].count, 1u);
+  EXPECT_EQ(a.young_count, 2u);
+  EXPECT_EQ(a.young_bytes, 150u);
+  EXPECT_EQ(a.groups[0].oldest_ts_ns, 1 * kSec);
+}
+
+TEST(Aggregate, FailedStacksGroupByCallSite) {
+  std::vector<LiveAlloc> v = {make(1, -17, 32, 0, 1, "a", 0xaaa), make(2, -17, 32, 0, 1, "a", 0xaaa),
+                              make(3, -14, 32, 0, 1, "a", 0xbbb), make(4, 5, 32, 0, 1, "a", 0xaaa)};
+  Aggregate a = aggregate(v, kSec, 0, false);
+  ASSERT_EQ(a.groups.size(), 3u);
+  EXPECT_EQ(a.groups[0].count, 2u);
+  EXPECT_EQ(a.groups[0].call_site, 0xaaau);
+  EXPECT_LT(a.groups[0].stack_id, 0);
+}
+
+TEST(Aggregate, SizesAndTasksAreTalliedAndBounded) {
+  std::vector<LiveAlloc> v;
+  for (int i = 0; i < 20; ++i) v.push_back(make(100 + i, 3, 8 * (i + 1), 0, 1000 + i % 10, "w"));
+  for (int i = 0; i < 5; ++i) v.push_back(make(200 + i, 3, 8, 0, 1000, "w"));
+  Aggregate a = aggregate(v, kSec, 0, false);
+  ASSERT_EQ(a.groups.size(), 1u);
+  const StackGroup& g = a.groups[0];
+  EXPECT_EQ(g.count, 25u);
+  ASSERT_LE(g.sizes.size(), StackGroup::kMaxSizes + 1);
+  EXPECT_EQ(g.sizes[0].bytes_alloc, 8u);
+  EXPECT_EQ(g.sizes[0].count, 6u);
+  uint64_t sum = 0;
+  for (auto& s : g.sizes) sum += s.count;
+  EXPECT_EQ(sum, 25u);  // the "other" bucket keeps the total exact
+  ASSERT_LE(g.tasks.size(), StackGroup::kMaxTasks);
+  EXPECT_EQ(g.tasks[0].tgid, 1000u);
+  EXPECT_EQ(g.tasks[0].count, 7u);
+}
+
+TEST(Aggregate, KeepsAllocationsOldestFirstWhenAsked) {
+  std::vector<LiveAlloc> v = {make(0x30, 1, 8, 3), make(0x10, 1, 8, 1), make(0x20, 1, 8, 2)};
+  Aggregate none = aggregate(v, kSec, 0, false);
+  EXPECT_TRUE(none.groups[0].alloc_index.empty());
+  Aggregate a = aggregate(v, kSec, 0, true);
+  ASSERT_EQ(a.groups[0].alloc_index.size(), 3u);
+  EXPECT_EQ(v[a.groups[0].alloc_index[0]].addr, 0x10u);
+  EXPECT_EQ(v[a.groups[0].alloc_index[2]].addr, 0x30u);
+}
+
+TEST(Aggregate, EmptyInput) {
+  Aggregate a = aggregate({}, kSec, 0, true);
+  EXPECT_TRUE(a.groups.empty());
+  EXPECT_EQ(a.bytes, 0u);
+}
+
+TEST(Aggregate, LargeInputIsLinear) {
+  std::vector<LiveAlloc> v;
+  v.reserve(200000);
+  for (uint64_t i = 0; i < 200000; ++i) v.push_back(make(i, static_cast<int32_t>(i % 500), 64, 0));
+  Aggregate a = aggregate(v, kSec, 0, false);
+  EXPECT_EQ(a.groups.size(), 500u);
+  EXPECT_EQ(a.count, 200000u);
+}
+
+}  // namespace
+}  // namespace kleak

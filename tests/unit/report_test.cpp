@@ -1,0 +1,170 @@
+#include "report.h"
+
+#include <cstring>
+
+#include <gtest/gtest.h>
+
+namespace kleak {
+namespace {
+
+constexpr uint64_t kSec = 1000000000ull;
+
+const char* kSyms =
+    "ffffffff81000000 T bpf_trace_run6\n"
+    "ffffffff81000100 T __bpf_trace_kmalloc\n"
+    "ffffffff81001000 T __kmalloc_noprof\n"
+    "ffffffff81002000 T load_msg\n"
+    "ffffffff81003000 T do_msgsnd\n"
+    "ffffffff81004000 T entry_SYSCALL_64\n"
+    "ffffffffc0000000 t bpf_prog_0123456789abcdef_kleak_kmalloc [bpf]\n";
+
+struct Fixture {
+  Snapshot snap;
+  TraceOptions opts;
+  ReportContext ctx;
+  Ksyms ksyms = Ksyms::parse(kSyms);
+
+  Fixture() {
+    snap.mono_ns = 20 * kSec;
+    snap.realtime_ns = 1700000000ull * kSec;
+    snap.counters.v[KLEAK_CNT_ALLOC_SEEN] = 50;
+    snap.counters.v[KLEAK_CNT_ALLOC_RECORDED] = 40;
+    snap.counters.v[KLEAK_CNT_FREE_SEEN] = 30;
+    snap.counters.v[KLEAK_CNT_FREE_MATCHED] = 25;
+    snap.counters.v[KLEAK_CNT_STACK_EEXIST] = 2;
+    for (int i = 0; i < 3; ++i) {
+      LiveAlloc la{0xffff888000001000ull + 0x1000ull * i, {}};
+      la.a.stack_id = 4;
+      la.a.bytes_alloc = 4096;
+      la.a.bytes_req = 4048;
+      la.a.ts_ns = 5 * kSec + i;
+      la.a.tgid = la.a.pid = 77;
+      la.a.call_site = 0xffffffff81002010;
+      std::strcpy(la.a.comm, "kleak-msghold");
+      snap.allocs.push_back(la);
+    }
+    LiveAlloc nostack{0xffff888000100000ull, {}};
+    nostack.a.stack_id = -17;
+    nostack.a.bytes_alloc = 64;
+    nostack.a.ts_ns = 1 * kSec;
+    nostack.a.call_site = 0xffffffff81003004;
+    snap.allocs.push_back(nostack);
+    opts.min_age_ms = 0;
+    ctx.seq = 2;
+    ctx.kernel = "6.18.0-test";
+    ctx.live_capacity = 1000;
+    ctx.start_mono_ns = 10 * kSec;
+  }
+
+  Report build() {
+    Aggregate agg = aggregate(snap.allocs, snap.mono_ns, opts.min_age_ms * 1000000ull, opts.show_allocs);
+    auto stacks = [](int32_t id) -> Result<std::vector<uint64_t>> {
+      if (id != 4) return make_error("no such stack", ENOENT);
+      return std::vector<uint64_t>{0xffffffffc0000040, 0xffffffff81000110, 0xffffffff81000010, 0xffffffff81001020,
+                                   0xffffffff81002010, 0xffffffff81003030, 0xffffffff81004000};
+    };
+    return build_report(snap, agg, opts, ctx, ksyms, stacks);
+  }
+};
+
+TEST(Report, StripsTracingFramesAndSymbolizes) {
+  Fixture f;
+  Report r = f.build();
+  ASSERT_EQ(r.stacks.size(), 2u);
+  const StackReport& s = r.stacks[0];
+  EXPECT_EQ(s.bytes, 3u * 4096);
+  EXPECT_EQ(s.count, 3u);
+  ASSERT_EQ(s.frames.size(), 4u);
+  EXPECT_EQ(s.frames[0].symbol, "__kmalloc_noprof");
+  EXPECT_EQ(s.frames[1].symbol, "load_msg");
+  EXPECT_EQ(s.frames[2].symbol, "do_msgsnd");
+  EXPECT_EQ(s.frames[2].offset, 0x30u);
+  EXPECT_EQ(s.oldest_age_ms, 15000u);
+  ASSERT_FALSE(s.tasks.empty());
+  EXPECT_EQ(s.tasks[0].comm, "kleak-msghold");
+  EXPECT_EQ(r.stacks[1].stack_error, "EEXIST");
+  EXPECT_EQ(r.stacks[1].call_site.symbol, "do_msgsnd");
+  EXPECT_DOUBLE_EQ(r.elapsed_s, 10.0);
+}
+
+TEST(Report, TopLimitsStacks) {
+  Fixture f;
+  f.opts.top = 1;
+  Report r = f.build();
+  EXPECT_EQ(r.stacks.size(), 1u);
+  EXPECT_EQ(r.stacks_total, 2u);
+}
+
+TEST(Report, TextShowsCountersFramesAndMissingStacks) {
+  Fixture f;
+  std::string t = render_text(f.build());
+  EXPECT_NE(t.find("report #2"), std::string::npos) << t;
+  EXPECT_NE(t.find("12288 bytes in 3 allocations"), std::string::npos) << t;
+  EXPECT_NE(t.find("load_msg+0x10"), std::string::npos) << t;
+  EXPECT_NE(t.find("kleak-msghold/77"), std::string::npos) << t;
+  EXPECT_NE(t.find("seen 50 recorded 40"), std::string::npos) << t;
+  EXPECT_NE(t.find("unmatched 5"), std::string::npos) << t;
+  EXPECT_NE(t.find("EEXIST 2"), std::string::npos) << t;
+  EXPECT_NE(t.find("do_msgsnd+0x4 (no stack: EEXIST)"), std::string::npos) << t;
+  EXPECT_EQ(t.find("bpf_trace_run"), std::string::npos) << t;
+}
+
+TEST(Report, TextWarnsWhenTheMapFilled) {
+  Fixture f;
+  f.snap.counters.v[KLEAK_CNT_LIVE_FULL] = 9;
+  std::string t = render_text(f.build());
+  EXPECT_NE(t.find("WARNING: the live map filled up and 9"), std::string::npos) << t;
+}
+
+TEST(Report, JsonShape) {
+  Fixture f;
+  f.opts.show_allocs = true;
+  nlohmann::json j = to_json(f.build());
+  EXPECT_EQ(j["schema"], "kleak/report/v1");
+  EXPECT_EQ(j["seq"], 2);
+  EXPECT_EQ(j["kernel"], "6.18.0-test");
+  EXPECT_EQ(j["counters"]["allocs_seen"], 50);
+  EXPECT_EQ(j["counters"]["frees_unmatched"], 5);
+  EXPECT_EQ(j["counters"]["stack_errors"]["EEXIST"], 2);
+  EXPECT_EQ(j["complete"], true);
+  EXPECT_EQ(j["live"]["allocations"], 4);
+  EXPECT_EQ(j["live"]["capacity"], 1000);
+  EXPECT_EQ(j["totals"]["bytes"], 3 * 4096 + 64);
+  ASSERT_EQ(j["stacks"].size(), 2u);
+  const auto& s = j["stacks"][0];
+  EXPECT_EQ(s["rank"], 1);
+  EXPECT_EQ(s["bytes"], 3 * 4096);
+  EXPECT_EQ(s["sizes"][0]["bytes_alloc"], 4096);
+  EXPECT_EQ(s["sizes"][0]["count"], 3);
+  EXPECT_EQ(s["tasks"][0]["comm"], "kleak-msghold");
+  EXPECT_EQ(s["frames"][1]["symbol"], "load_msg");
+  EXPECT_EQ(s["frames"][1]["module"], nullptr);
+  EXPECT_EQ(s["frames"][1]["addr"], "0xffffffff81002010");
+  ASSERT_EQ(s["allocations"].size(), 3u);
+  EXPECT_EQ(s["allocations"][0]["addr"], "0xffff888000001000");
+  EXPECT_EQ(s["allocations"][0]["bytes_req"], 4048);
+  EXPECT_EQ(j["stacks"][1]["stack_error"], "EEXIST");
+  // Round trip: what we print parses back to the same document.
+  EXPECT_EQ(nlohmann::json::parse(j.dump()), j);
+}
+
+TEST(Report, JsonMarksIncompleteWhenAllocationsWereLost) {
+  Fixture f;
+  f.snap.counters.v[KLEAK_CNT_LIVE_FULL] = 1;
+  EXPECT_EQ(to_json(f.build())["complete"], false);
+}
+
+TEST(Report, StripTracingFramesKeepsAllWhenNoneMatch) {
+  std::vector<Frame> frames = {{1, "kmalloc", 0, ""}, {2, "foo", 0, "mod"}};
+  EXPECT_EQ(strip_tracing_frames(frames).size(), 2u);
+  std::vector<Frame> all_bpf = {{1, "bpf_prog_x", 0, "bpf"}, {2, "bpf_trace_run2", 0, ""}};
+  EXPECT_TRUE(strip_tracing_frames(all_bpf).empty());
+  // bpf_jit_kallsyms off: the program's frame is a bare address.
+  std::vector<Frame> unlisted = {{0xffffffffa0001000, "", 0, ""}, {2, "bpf_trace_run5", 0, ""}, {3, "kmalloc", 0, ""}};
+  auto kept = strip_tracing_frames(unlisted);
+  ASSERT_EQ(kept.size(), 1u);
+  EXPECT_EQ(kept[0].symbol, "kmalloc");
+}
+
+}  // namespace
+}  // namespace kleak

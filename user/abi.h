@@ -1,0 +1,9 @@
+// The BPF ABI header for C++, with the layout checks the BPF side relies on.
+#pragma once
+
+#include <linux/types.h>
+
+#include "kleak.h"
+
+static_assert(sizeof(kleak_alloc) == 64, "kleak_alloc layout changed: update both sides");
+static_assert(sizeof(kleak_counters) == KLEAK_CNT_MAX * 8, "kleak_counters layout changed");

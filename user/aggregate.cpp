@@ -1,0 +1,88 @@
+#include "aggregate.h"
+
+#include <algorithm>
+#include <cstring>
+#include <unordered_map>
+
+namespace kleak {
+namespace {
+
+uint64_t group_key(const kleak_alloc& a) {
+  // Stack ids are < 2^31; failed walks key by call site, kept apart by the top bit.
+  return a.stack_id >= 0 ? static_cast<uint64_t>(a.stack_id) : (a.call_site | (1ull << 63));
+}
+
+std::string comm_of(const kleak_alloc& a) { return std::string(a.comm, strnlen(a.comm, sizeof(a.comm))); }
+
+// Bounded tallies: past the cap, new values fold into a catch-all entry, so a
+// group's memory stays small whatever the load.
+void add_size(StackGroup& g, uint64_t bytes_alloc) {
+  for (auto& s : g.sizes)
+    if (s.bytes_alloc == bytes_alloc) return void(++s.count);
+  if (g.sizes.size() < StackGroup::kMaxSizes) return g.sizes.push_back({bytes_alloc, 1});
+  for (auto& s : g.sizes)
+    if (s.bytes_alloc == 0) return void(++s.count);
+  g.sizes.push_back({0, 1});
+}
+
+void add_task(StackGroup& g, const kleak_alloc& a) {
+  for (auto& t : g.tasks)
+    if (t.tgid == a.tgid) return void(++t.count);
+  if (g.tasks.size() < StackGroup::kMaxTasks) g.tasks.push_back({a.tgid, comm_of(a), 1});
+}
+
+}  // namespace
+
+Aggregate aggregate(const std::vector<LiveAlloc>& allocs, uint64_t now_ns, uint64_t min_age_ns, bool keep_allocs) {
+  Aggregate agg;
+  std::unordered_map<uint64_t, size_t> index;
+  for (size_t i = 0; i < allocs.size(); ++i) {
+    const kleak_alloc& a = allocs[i].a;
+    uint64_t age = now_ns > a.ts_ns ? now_ns - a.ts_ns : 0;
+    if (age < min_age_ns) {
+      agg.young_bytes += a.bytes_alloc;
+      ++agg.young_count;
+      continue;
+    }
+    auto [it, inserted] = index.try_emplace(group_key(a), agg.groups.size());
+    if (inserted) {
+      StackGroup g;
+      g.stack_id = a.stack_id;
+      g.call_site = a.call_site;
+      g.family = a.family;
+      agg.groups.push_back(std::move(g));
+    }
+    StackGroup& g = agg.groups[it->second];
+    g.bytes += a.bytes_alloc;
+    ++g.count;
+    g.oldest_ts_ns = std::min<uint64_t>(g.oldest_ts_ns, a.ts_ns);
+    g.newest_ts_ns = std::max<uint64_t>(g.newest_ts_ns, a.ts_ns);
+    add_size(g, a.bytes_alloc);
+    add_task(g, a);
+    if (keep_allocs) g.alloc_index.push_back(static_cast<uint32_t>(i));
+    agg.bytes += a.bytes_alloc;
+    ++agg.count;
+  }
+  for (auto& g : agg.groups) {
+    std::stable_sort(g.sizes.begin(), g.sizes.end(), [](const SizeCount& a, const SizeCount& b) {
+      if ((a.bytes_alloc == 0) != (b.bytes_alloc == 0)) return b.bytes_alloc == 0;  // "other" last
+      if (a.count != b.count) return a.count > b.count;
+      return a.bytes_alloc > b.bytes_alloc;
+    });
+    std::stable_sort(g.tasks.begin(), g.tasks.end(),
+                     [](const TaskCount& a, const TaskCount& b) { return a.count > b.count; });
+    std::sort(g.alloc_index.begin(), g.alloc_index.end(), [&](uint32_t x, uint32_t y) {
+      return allocs[x].a.ts_ns != allocs[y].a.ts_ns ? allocs[x].a.ts_ns < allocs[y].a.ts_ns
+                                                    : allocs[x].addr < allocs[y].addr;
+    });
+  }
+  std::sort(agg.groups.begin(), agg.groups.end(), [](const StackGroup& a, const StackGroup& b) {
+    if (a.bytes != b.bytes) return a.bytes > b.bytes;
+    if (a.count != b.count) return a.count > b.count;
+    if (a.stack_id != b.stack_id) return a.stack_id < b.stack_id;
+    return a.call_site < b.call_site;
+  });
+  return agg;
+}
+
+}  // namespace kleak

@@ -1,0 +1,54 @@
+// Grouping live allocations by kernel stack, and ranking the groups.
+// One pass over the snapshot with a hash map keyed by stack: O(n).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "snapshot.h"
+
+namespace kleak {
+
+struct SizeCount {
+  uint64_t bytes_alloc = 0;
+  uint64_t count = 0;
+};
+
+struct TaskCount {
+  uint32_t tgid = 0;
+  std::string comm;
+  uint64_t count = 0;
+};
+
+struct StackGroup {
+  // stack_id >= 0: a stack-map id. < 0: the stack walk failed (-errno) and
+  // the group is keyed by call_site instead.
+  int32_t stack_id = 0;
+  uint64_t call_site = 0;  // of the first allocation seen in the group
+  uint32_t family = 0;     // enum kleak_family of that allocation
+  uint64_t bytes = 0;
+  uint64_t count = 0;
+  uint64_t oldest_ts_ns = UINT64_MAX;
+  uint64_t newest_ts_ns = 0;
+  std::vector<SizeCount> sizes;  // most common first, at most kMaxSizes, then "other" (bytes_alloc 0)
+  std::vector<TaskCount> tasks;  // most allocations first, at most kMaxTasks
+  std::vector<uint32_t> alloc_index;  // into Snapshot::allocs, when kept
+
+  static constexpr size_t kMaxSizes = 8;
+  static constexpr size_t kMaxTasks = 8;
+};
+
+struct Aggregate {
+  std::vector<StackGroup> groups;  // ranked: bytes, then count, descending
+  uint64_t bytes = 0;              // of reported (old enough) allocations
+  uint64_t count = 0;
+  uint64_t young_bytes = 0;  // live, but younger than the age threshold
+  uint64_t young_count = 0;
+};
+
+// Groups the allocations at least min_age_ns old at now_ns. With keep_allocs,
+// each group lists its allocations (oldest first).
+Aggregate aggregate(const std::vector<LiveAlloc>& allocs, uint64_t now_ns, uint64_t min_age_ns, bool keep_allocs);
+
+}  // namespace kleak

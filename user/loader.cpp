@@ -1,0 +1,148 @@
+#include "loader.h"
+
+#include <cerrno>
+#include <cstdarg>
+#include <cstdio>
+#include <string>
+
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+#include <sys/stat.h>
+
+#include "kleak.skel.h"
+#include "log.h"
+
+namespace kleak {
+namespace {
+
+int libbpf_print(enum libbpf_print_level level, const char* format, va_list args) {
+  LogLevel mine = level == LIBBPF_WARN ? LogLevel::warn : level == LIBBPF_INFO ? LogLevel::info : LogLevel::debug;
+  // libbpf's info lines are chatty (one per relocation): keep them for -vv.
+  if (level == LIBBPF_INFO) mine = LogLevel::debug;
+  if (!log_enabled(mine)) return 0;
+  char buf[4096];
+  int n = std::vsnprintf(buf, sizeof(buf), format, args);
+  if (n < 0) return n;
+  log_write(mine, std::string("libbpf: ") + buf);
+  return n;
+}
+
+// One tracepoint kleak can attach: the program that handles it, and whether
+// kleak cannot work at all without it.
+struct Hook {
+  const char* name;  // "kmalloc": tp_btf name and btf_trace_<name> typedef
+  bpf_program* (*prog)(kleak_bpf*);
+  bpf_link** (*link)(kleak_bpf*);
+  bool required;
+};
+
+const Hook kHooks[] = {
+    {"kmalloc", [](kleak_bpf* s) { return s->progs.kleak_kmalloc; },
+     [](kleak_bpf* s) { return &s->links.kleak_kmalloc; }, true},
+    {"kfree", [](kleak_bpf* s) { return s->progs.kleak_kfree; }, [](kleak_bpf* s) { return &s->links.kleak_kfree; },
+     true},
+    {"kmem_cache_alloc", [](kleak_bpf* s) { return s->progs.kleak_kc_alloc; },
+     [](kleak_bpf* s) { return &s->links.kleak_kc_alloc; }, false},
+    {"kmem_cache_free", [](kleak_bpf* s) { return s->progs.kleak_kc_free; },
+     [](kleak_bpf* s) { return &s->links.kleak_kc_free; }, false},
+};
+
+}  // namespace
+
+void install_libbpf_logger() { libbpf_set_print(libbpf_print); }
+
+void Loader::SkelDeleter::operator()(kleak_bpf* skel) const { kleak_bpf__destroy(skel); }
+
+Loader::Loader(LoaderConfig config) : config_(std::move(config)) {}
+Loader::~Loader() = default;
+
+Result<std::unique_ptr<Loader>> Loader::create(const LoaderConfig& config) {
+  std::unique_ptr<Loader> l(new Loader(config));
+  if (auto s = l->open(); !s) return s.error();
+  if (auto s = l->probe_and_configure(); !s) return s.error();
+  if (auto s = l->load(); !s) return s.error();
+  if (auto s = l->attach(); !s) return s.error();
+  return l;
+}
+
+Status Loader::open() {
+  const char* btf = "/sys/kernel/btf/vmlinux";
+  if (!config_.btf_path.empty()) {
+    btf = config_.btf_path.c_str();
+  }
+  struct stat st;
+  if (stat(btf, &st) != 0) {
+    int e = errno;
+    if (config_.btf_path.empty())
+      return make_error("kernel BTF not found at /sys/kernel/btf/vmlinux (needs CONFIG_DEBUG_INFO_BTF=y; "
+                        "or pass --btf FILE)",
+                        e);
+    return make_error("--btf " + config_.btf_path, e);
+  }
+  LIBBPF_OPTS(bpf_object_open_opts, opts);
+  if (!config_.btf_path.empty()) opts.btf_custom_path = config_.btf_path.c_str();
+  kleak_bpf* skel = kleak_bpf__open_opts(&opts);
+  if (!skel) return make_error("open BPF object", errno);
+  skel_.reset(skel);
+  return {};
+}
+
+Status Loader::probe_and_configure() {
+  btf* vmlinux = config_.btf_path.empty() ? btf__load_vmlinux_btf() : btf__parse(config_.btf_path.c_str(), nullptr);
+  if (!vmlinux) {
+    return make_error(config_.btf_path.empty() ? std::string("load kernel BTF") : "load BTF " + config_.btf_path,
+                      errno);
+  }
+  for (const Hook& h : kHooks) {
+    std::string type = std::string("btf_trace_") + h.name;
+    bool present = btf__find_by_name_kind(vmlinux, type.c_str(), BTF_KIND_TYPEDEF) > 0;
+    if (present) continue;
+    if (h.required) {
+      btf__free(vmlinux);
+      return make_error(std::string("this kernel has no kmem/") + h.name +
+                            " tracepoint in its BTF: kleak cannot track kmalloc here",
+                        ENOENT);
+    }
+    bpf_program__set_autoload(h.prog(skel_.get()), false);
+    missing_.push_back(std::string("kmem/") + h.name);
+    log_warn("kernel has no kmem/{} tracepoint: not tracing it", h.name);
+  }
+  btf__free(vmlinux);
+
+  auto* ro = skel_->rodata;
+  ro->self_tgid = config_.self_tgid;
+  ro->target_tgid = config_.target_tgid;
+  ro->min_size = config_.min_size_bytes;
+  ro->max_size = config_.max_size_bytes;
+  if (int err = bpf_map__set_max_entries(skel_->maps.kleak_live, config_.max_allocs); err)
+    return make_error("size map kleak_live", err);
+  if (int err = bpf_map__set_max_entries(skel_->maps.kleak_stacks, config_.stack_storage_size); err)
+    return make_error("size map kleak_stacks", err);
+  return {};
+}
+
+Status Loader::load() {
+  if (int err = kleak_bpf__load(skel_.get()); err) {
+    std::string hint = log_enabled(LogLevel::debug) ? "" : " (run with -vv for the verifier log)";
+    return make_error("load BPF programs" + hint, err);
+  }
+  return {};
+}
+
+Status Loader::attach() {
+  for (const Hook& h : kHooks) {
+    bpf_program* prog = h.prog(skel_.get());
+    if (!bpf_program__autoload(prog)) continue;
+    bpf_link* link = bpf_program__attach(prog);
+    if (!link) return make_error(std::string("attach kmem/") + h.name, errno);
+    *h.link(skel_.get()) = link;
+    attached_.push_back(std::string("kmem/") + h.name);
+  }
+  return {};
+}
+
+int Loader::live_fd() const { return bpf_map__fd(skel_->maps.kleak_live); }
+int Loader::stacks_fd() const { return bpf_map__fd(skel_->maps.kleak_stacks); }
+int Loader::counters_fd() const { return bpf_map__fd(skel_->maps.kleak_counters); }
+
+}  // namespace kleak

@@ -1,0 +1,66 @@
+// BPF skeleton lifecycle: open, configure, load, attach; each step returns a
+// Result. Owns the skeleton through RAII, so every program, map and link is
+// released when the Loader goes away (links are fd-based: they also go away
+// when the process is killed).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "result.h"
+
+struct kleak_bpf;
+
+namespace kleak {
+
+struct LoaderConfig {
+  uint32_t self_tgid = 0;
+  uint32_t target_tgid = 0;
+  uint64_t min_size_bytes = 0;
+  uint64_t max_size_bytes = ~0ULL;
+  uint32_t max_allocs = 262144;
+  uint32_t stack_storage_size = 16384;
+  std::string btf_path;  // empty: running kernel's BTF
+};
+
+// Routes libbpf's log through kleak's logger: warnings always, info/debug
+// with -v/-vv. Call once before opening.
+void install_libbpf_logger();
+
+class Loader {
+ public:
+  // Opens, probes the kernel, configures, loads and attaches.
+  static Result<std::unique_ptr<Loader>> create(const LoaderConfig& config);
+  ~Loader();
+  Loader(const Loader&) = delete;
+  Loader& operator=(const Loader&) = delete;
+
+  int live_fd() const;
+  int stacks_fd() const;
+  int counters_fd() const;
+  uint32_t live_capacity() const { return config_.max_allocs; }
+  uint32_t stack_capacity() const { return config_.stack_storage_size; }
+  // Tracepoints attached, e.g. "kmem/kmalloc".
+  const std::vector<std::string>& attached() const { return attached_; }
+  // Tracepoints this kernel lacks, skipped with a warning.
+  const std::vector<std::string>& missing() const { return missing_; }
+
+ private:
+  explicit Loader(LoaderConfig config);
+  Status open();
+  Status probe_and_configure();
+  Status load();
+  Status attach();
+
+  struct SkelDeleter {
+    void operator()(kleak_bpf* skel) const;
+  };
+  LoaderConfig config_;
+  std::unique_ptr<kleak_bpf, SkelDeleter> skel_;
+  std::vector<std::string> attached_;
+  std::vector<std::string> missing_;
+};
+
+}  // namespace kleak

@@ -1,0 +1,23 @@
+// kleak: parse, build, run. Everything else lives in its own file.
+#include <exception>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "log.h"
+#include "options.h"
+#include "trace.h"
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv, argv + argc);
+  // `kleak trace ...` and `kleak ...` are the same command.
+  if (args.size() > 1 && args[1] == "trace") args.erase(args.begin() + 1);
+  try {
+    kleak::ParsedCommandLine cl = kleak::parse_command_line(args, std::cout, std::cerr);
+    if (!cl.trace) return cl.exit_code;
+    return kleak::run_trace(*cl.trace);
+  } catch (const std::exception& e) {
+    kleak::log_error("{}", e.what());
+    return kleak::kExitFailure;
+  }
+}

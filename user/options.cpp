@@ -1,0 +1,129 @@
+#include "options.h"
+
+#include <ostream>
+
+#include <CLI/CLI.hpp>
+
+#include "version.h"
+
+namespace kleak {
+namespace {
+
+constexpr const char* kDescription =
+    "kleak: find kernel memory leaks on a running kernel.\n"
+    "Traces kmalloc/kmem_cache allocations and frees with BPF and reports the\n"
+    "allocations still outstanding, grouped by kernel stack and ranked by bytes.";
+
+constexpr const char* kExamples = R"(
+Examples:
+  kleak                      report every 10 s until Ctrl-C (final report on exit)
+  kleak 5 3                  three reports, 5 s apart
+  kleak -d 60 --format json  one JSON report after 60 s (fleet one-shot)
+  kleak --size 4096 -d 300   only 4096-byte allocations (slabtop shows kmalloc-4k growing)
+  kleak -p 1234 -o 1000      allocations made by process 1234, older than 1 s
+  kleak -a -T 3 5            also list addresses, sizes and ages of the top 3 stacks
+
+Exit status: 0 ok, 1 runtime failure (privileges, BTF, attach), 2 usage error.
+Needs root (or CAP_BPF+CAP_PERFMON) and a kernel with BTF; tracefs is not needed.)";
+
+}  // namespace
+
+std::string validate(const TraceOptions& o) {
+  if (o.interval_s < 0) return "interval must be positive";
+  if (o.count > 0 && o.interval_s <= 0) return "a report count needs an interval";
+  if (o.duration_s < 0) return "--duration must be positive";
+  if (o.top == 0) return "--top must be at least 1";
+  if (o.min_size_bytes > o.max_size_bytes) return "--min-size is larger than --max-size";
+  if (o.max_allocs == 0) return "--max-allocs must be at least 1";
+  if (o.stack_storage_size == 0) return "--stack-storage-size must be at least 1";
+  return {};
+}
+
+ParsedCommandLine parse_command_line(const std::vector<std::string>& args, std::ostream& out,
+                                     std::ostream& err) {
+  TraceOptions o;
+  ParsedCommandLine result;
+  CLI::App app{kDescription, "kleak"};
+  app.footer(kExamples);
+  app.get_formatter()->column_width(34);
+
+  bool version = false;
+  std::optional<uint64_t> exact_size;
+  std::string format = "text";
+  app.add_flag("-V,--version", version, "Print version and exit");
+
+  auto* what = "Selection";
+  app.add_option("-p,--pid", o.pid, "Only allocations made while process PID runs")->group(what);
+  app.add_option("-z,--min-size", o.min_size_bytes, "Only allocations of at least BYTES (bytes_alloc)")
+      ->group(what);
+  app.add_option("-Z,--max-size", o.max_size_bytes, "Only allocations of at most BYTES (bytes_alloc)")
+      ->group(what);
+  app.add_option("--size", exact_size, "Only allocations of exactly BYTES, e.g. 4096 for kmalloc-4k")
+      ->group(what)
+      ->excludes(app.get_option("--min-size"))
+      ->excludes(app.get_option("--max-size"));
+  app.add_option("-o,--older", o.min_age_ms,
+                 "Report only allocations older than MS milliseconds (default 10000: longer than "
+                 "kfree_rcu batching and lazy RCU, so deferred frees are not reported)")
+      ->group(what);
+
+  auto* when = "Reporting";
+  app.add_option("interval", o.interval_s, "Seconds between reports (default 10, or only a final report with -d)")
+      ->group(when);
+  app.add_option("count", o.count, "Number of reports, then exit")->group(when);
+  app.add_option("-d,--duration", o.duration_s, "Trace for SECONDS, print the final report, exit 0")->group(when);
+  app.add_option("-T,--top", o.top, "Show the top N stacks (default 10)")->group(when);
+  app.add_flag("-a,--show-allocs", o.show_allocs, "List each outstanding allocation: address, size, age, task")
+      ->group(when);
+  app.add_option("--format", format, "Report format: text or json (one JSON document per line)")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->group(when);
+  app.add_flag("-q,--quiet", o.quiet, "No banner on stderr")->group(when);
+
+  auto* tuning = "Limits";
+  app.add_option("--max-allocs", o.max_allocs,
+                 "Live-allocation map size (default 262144); a full map is counted, never silent")
+      ->group(tuning);
+  app.add_option("--stack-storage-size", o.stack_storage_size, "Stack map size (default 16384)")->group(tuning);
+  app.add_option("--btf", o.btf_path, "Kernel BTF file, for kernels without /sys/kernel/btf/vmlinux")
+      ->group(tuning);
+  app.add_flag("-v,--verbose", o.verbosity, "More logging: -v info, -vv libbpf debug and verifier log")
+      ->group(tuning);
+
+  std::vector<const char*> argv;
+  argv.reserve(args.size());
+  for (const auto& a : args) argv.push_back(a.c_str());
+  try {
+    app.parse(static_cast<int>(argv.size()), argv.data());
+  } catch (const CLI::CallForHelp&) {
+    out << app.help();
+    result.exit_code = kExitOk;
+    return result;
+  } catch (const CLI::ParseError& e) {
+    err << "kleak: " << e.what() << " (see kleak --help)\n";
+    result.exit_code = kExitUsage;
+    return result;
+  }
+  if (version) {
+    out << "kleak " << kVersion << "\n";
+    result.exit_code = kExitOk;
+    return result;
+  }
+  if (exact_size) o.min_size_bytes = o.max_size_bytes = *exact_size;
+  o.format = format == "json" ? OutputFormat::json : OutputFormat::text;
+  if (o.interval_s == 0 && o.duration_s == 0 && app.count("interval") == 0) o.interval_s = 10;
+  if (app.count("interval") > 0 && o.interval_s <= 0) {
+    err << "kleak: interval must be positive (see kleak --help)\n";
+    result.exit_code = kExitUsage;
+    return result;
+  }
+  if (auto why = validate(o); !why.empty()) {
+    err << "kleak: " << why << " (see kleak --help)\n";
+    result.exit_code = kExitUsage;
+    return result;
+  }
+  result.trace = o;
+  return result;
+}
+
+}  // namespace kleak

@@ -1,0 +1,256 @@
+#include "report.h"
+
+#include <ctime>
+
+#include <fmt/format.h>
+
+namespace kleak {
+namespace {
+
+const char* stack_error_name(int32_t id) {
+  switch (-id) {
+    case 14: return "EFAULT";
+    case 17: return "EEXIST";
+    case 12: return "ENOMEM";
+    default: return "error";
+  }
+}
+
+Frame make_frame(const Ksyms& ksyms, uint64_t addr) {
+  Frame f;
+  f.addr = addr;
+  if (auto r = ksyms.resolve(addr)) {
+    f.symbol = std::string(r->name);
+    f.offset = r->offset;
+    f.module = std::string(r->module);
+  }
+  return f;
+}
+
+bool starts_with(const std::string& s, std::string_view p) { return s.compare(0, p.size(), p) == 0; }
+
+bool is_tracing_frame(const Frame& f) {
+  if (f.module == "bpf") return true;  // JITed programs: bpf_prog_<tag>_<name> [bpf]
+  return starts_with(f.symbol, "bpf_prog_") || starts_with(f.symbol, "bpf_trace_run") ||
+         starts_with(f.symbol, "__bpf_trace_") || starts_with(f.symbol, "__traceiter_") ||
+         starts_with(f.symbol, "bpf_get_stackid");
+}
+
+std::string frame_text(const Frame& f) {
+  if (f.symbol.empty()) return fmt::format("0x{:x}", f.addr);
+  if (f.module.empty()) return fmt::format("{}+0x{:x}", f.symbol, f.offset);
+  return fmt::format("{}+0x{:x} [{}]", f.symbol, f.offset, f.module);
+}
+
+std::string human_bytes(uint64_t b) {
+  if (b >= (1ull << 30)) return fmt::format("{:.1f} GiB", static_cast<double>(b) / (1ull << 30));
+  if (b >= (1ull << 20)) return fmt::format("{:.1f} MiB", static_cast<double>(b) / (1ull << 20));
+  if (b >= (1ull << 10)) return fmt::format("{:.1f} KiB", static_cast<double>(b) / (1ull << 10));
+  return fmt::format("{} B", b);
+}
+
+std::string age_text(uint64_t ms) {
+  if (ms >= 3600 * 1000) return fmt::format("{:.1f}h", static_cast<double>(ms) / 3.6e6);
+  if (ms >= 60 * 1000) return fmt::format("{:.1f}m", static_cast<double>(ms) / 6e4);
+  return fmt::format("{:.1f}s", static_cast<double>(ms) / 1e3);
+}
+
+nlohmann::json frame_json(const Frame& f) {
+  nlohmann::json j;
+  j["addr"] = fmt::format("0x{:x}", f.addr);
+  j["symbol"] = f.symbol.empty() ? nlohmann::json(nullptr) : nlohmann::json(f.symbol);
+  j["offset"] = f.offset;
+  j["module"] = f.module.empty() ? nlohmann::json(nullptr) : nlohmann::json(f.module);
+  return j;
+}
+
+}  // namespace
+
+std::vector<Frame> strip_tracing_frames(std::vector<Frame> frames) {
+  constexpr size_t kMaxTracingFrames = 6;
+  size_t n = 0;
+  for (size_t i = 0; i < std::min(frames.size(), kMaxTracingFrames); ++i)
+    if (is_tracing_frame(frames[i])) n = i + 1;
+  frames.erase(frames.begin(), frames.begin() + static_cast<std::ptrdiff_t>(n));
+  return frames;
+}
+
+Report build_report(const Snapshot& snap, const Aggregate& agg, const TraceOptions& opts, const ReportContext& ctx,
+                    const Ksyms& ksyms, const StackSource& stacks) {
+  Report r;
+  r.ctx = ctx;
+  r.opts = &opts;
+  r.time_unix_ns = snap.realtime_ns;
+  r.elapsed_s = static_cast<double>(snap.mono_ns - ctx.start_mono_ns) / 1e9;
+  r.counters = snap.counters;
+  r.live_count = snap.allocs.size();
+  r.total_bytes = agg.bytes;
+  r.total_count = agg.count;
+  r.young_bytes = agg.young_bytes;
+  r.young_count = agg.young_count;
+  r.stacks_total = agg.groups.size();
+  r.symbols_hidden = ksyms.addresses_hidden();
+  auto age_ms = [&](uint64_t ts) { return snap.mono_ns > ts ? (snap.mono_ns - ts) / 1000000 : 0; };
+  size_t n = std::min<size_t>(opts.top, agg.groups.size());
+  for (size_t i = 0; i < n; ++i) {
+    const StackGroup& g = agg.groups[i];
+    StackReport s;
+    s.rank = static_cast<uint32_t>(i + 1);
+    s.stack_id = g.stack_id;
+    s.bytes = g.bytes;
+    s.count = g.count;
+    s.sizes = g.sizes;
+    s.tasks = g.tasks;
+    s.oldest_age_ms = age_ms(g.oldest_ts_ns);
+    s.newest_age_ms = age_ms(g.newest_ts_ns);
+    s.call_site = make_frame(ksyms, g.call_site);
+    if (g.stack_id >= 0) {
+      auto ips = stacks(g.stack_id);
+      if (ips) {
+        std::vector<Frame> frames;
+        frames.reserve(ips->size());
+        for (uint64_t ip : *ips) frames.push_back(make_frame(ksyms, ip));
+        s.frames = strip_tracing_frames(std::move(frames));
+      } else {
+        s.stack_error = "unreadable";
+      }
+    } else {
+      s.stack_error = stack_error_name(g.stack_id);
+    }
+    for (uint32_t idx : g.alloc_index) {
+      const LiveAlloc& la = snap.allocs[idx];
+      s.allocs.push_back(AllocLine{la.addr, la.a.bytes_alloc, la.a.bytes_req, age_ms(la.a.ts_ns), la.a.pid, la.a.tgid,
+                                   std::string(la.a.comm, strnlen(la.a.comm, sizeof(la.a.comm)))});
+    }
+    r.stacks.push_back(std::move(s));
+  }
+  return r;
+}
+
+std::string render_text(const Report& r) {
+  const Counters& c = r.counters;
+  std::string out;
+  time_t secs = static_cast<time_t>(r.time_unix_ns / 1000000000ull);
+  tm local{};
+  localtime_r(&secs, &local);
+  char clock[16];
+  strftime(clock, sizeof(clock), "%H:%M:%S", &local);
+  double fill = r.ctx.live_capacity ? 100.0 * static_cast<double>(r.live_count) / r.ctx.live_capacity : 0;
+  out += fmt::format("[{}] kleak {}report #{}: kernel {}, {:.1f}s traced\n", clock, r.ctx.final_report ? "final " : "",
+                     r.ctx.seq, r.ctx.kernel, r.elapsed_s);
+  out += fmt::format("  live map: {} allocations ({:.1f}% of {}); {} younger than {} ms not shown ({})\n", r.live_count,
+                     fill, r.ctx.live_capacity, r.young_count, r.opts->min_age_ms, human_bytes(r.young_bytes));
+  out += fmt::format(
+      "  allocs: seen {} recorded {} filtered {} failed {} | lost: map-full {} map-error {} missed-free {}\n",
+      c[KLEAK_CNT_ALLOC_SEEN], c[KLEAK_CNT_ALLOC_RECORDED], c[KLEAK_CNT_ALLOC_FILTERED], c[KLEAK_CNT_ALLOC_FAILED],
+      c[KLEAK_CNT_LIVE_FULL], c[KLEAK_CNT_LIVE_ERROR], c[KLEAK_CNT_ALLOC_REPLACED]);
+  out += fmt::format("  frees: seen {} matched {} unmatched {} | stack errors: EEXIST {} EFAULT {} ENOMEM {} other {}\n",
+                     c[KLEAK_CNT_FREE_SEEN], c[KLEAK_CNT_FREE_MATCHED], c.frees_unmatched(),
+                     c[KLEAK_CNT_STACK_EEXIST], c[KLEAK_CNT_STACK_EFAULT], c[KLEAK_CNT_STACK_ENOMEM],
+                     c[KLEAK_CNT_STACK_OTHER]);
+  if (c[KLEAK_CNT_LIVE_FULL] > 0)
+    out += fmt::format("  WARNING: the live map filled up and {} allocations were not tracked: raise --max-allocs\n",
+                       c[KLEAK_CNT_LIVE_FULL]);
+  if (r.symbols_hidden) out += "  WARNING: /proc/kallsyms shows zero addresses (kptr_restrict): frames are raw\n";
+  out += fmt::format("Top {} of {} stacks: {} in {} allocations older than {} ms\n", r.stacks.size(), r.stacks_total,
+                     human_bytes(r.total_bytes), r.total_count, r.opts->min_age_ms);
+  for (const StackReport& s : r.stacks) {
+    std::string sizes;
+    for (const SizeCount& sc : s.sizes) {
+      if (!sizes.empty()) sizes += ", ";
+      sizes += sc.bytes_alloc ? fmt::format("{}x{}", sc.bytes_alloc, sc.count) : fmt::format("other x{}", sc.count);
+    }
+    std::string task = s.tasks.empty() ? "" :
+        fmt::format(", top task {}/{} ({})", s.tasks[0].comm, s.tasks[0].tgid, s.tasks[0].count);
+    out += fmt::format("\n#{} {} bytes in {} allocations [sizes {}] oldest {}{}\n", s.rank, s.bytes, s.count, sizes,
+                       age_text(s.oldest_age_ms), task);
+    if (!s.stack_error.empty()) {
+      out += fmt::format("    {} (no stack: {})\n", frame_text(s.call_site), s.stack_error);
+    } else {
+      for (const Frame& f : s.frames) out += fmt::format("    {}\n", frame_text(f));
+    }
+    for (const AllocLine& a : s.allocs)
+      out += fmt::format("      addr 0x{:x} size {} req {} age {} by {}/{}\n", a.addr, a.bytes_alloc, a.bytes_req,
+                         age_text(a.age_ms), a.comm, a.pid);
+  }
+  return out;
+}
+
+nlohmann::json to_json(const Report& r) {
+  using nlohmann::json;
+  const Counters& c = r.counters;
+  json j;
+  j["schema"] = "kleak/report/v1";
+  j["seq"] = r.ctx.seq;
+  j["final"] = r.ctx.final_report;
+  j["time_unix_ns"] = r.time_unix_ns;
+  j["elapsed_s"] = r.elapsed_s;
+  j["kernel"] = r.ctx.kernel;
+  j["interval_s"] = r.ctx.interval_s;
+  j["attached"] = r.ctx.attached;
+  j["missing"] = r.ctx.missing;
+  j["filters"] = {{"min_age_ms", r.opts->min_age_ms},
+                  {"min_size_bytes", r.opts->min_size_bytes},
+                  {"max_size_bytes", r.opts->max_size_bytes},
+                  {"pid", r.opts->pid}};
+  j["live"] = {{"allocations", r.live_count},
+               {"capacity", r.ctx.live_capacity},
+               {"fill_pct", r.ctx.live_capacity ? 100.0 * static_cast<double>(r.live_count) / r.ctx.live_capacity : 0.0},
+               {"stack_capacity", r.ctx.stack_capacity}};
+  j["counters"] = {{"allocs_seen", c[KLEAK_CNT_ALLOC_SEEN]},
+                   {"allocs_recorded", c[KLEAK_CNT_ALLOC_RECORDED]},
+                   {"allocs_filtered", c[KLEAK_CNT_ALLOC_FILTERED]},
+                   {"allocs_failed", c[KLEAK_CNT_ALLOC_FAILED]},
+                   {"allocs_replaced", c[KLEAK_CNT_ALLOC_REPLACED]},
+                   {"live_map_full", c[KLEAK_CNT_LIVE_FULL]},
+                   {"live_map_errors", c[KLEAK_CNT_LIVE_ERROR]},
+                   {"frees_seen", c[KLEAK_CNT_FREE_SEEN]},
+                   {"frees_matched", c[KLEAK_CNT_FREE_MATCHED]},
+                   {"frees_unmatched", c.frees_unmatched()},
+                   {"stack_errors", {{"EEXIST", c[KLEAK_CNT_STACK_EEXIST]},
+                                     {"EFAULT", c[KLEAK_CNT_STACK_EFAULT]},
+                                     {"ENOMEM", c[KLEAK_CNT_STACK_ENOMEM]},
+                                     {"other", c[KLEAK_CNT_STACK_OTHER]}}}};
+  j["complete"] = c[KLEAK_CNT_LIVE_FULL] == 0 && c[KLEAK_CNT_LIVE_ERROR] == 0;
+  j["symbols_hidden"] = r.symbols_hidden;
+  j["totals"] = {{"bytes", r.total_bytes},     {"count", r.total_count},     {"stacks", r.stacks_total},
+                 {"young_bytes", r.young_bytes}, {"young_count", r.young_count}};
+  json stacks = json::array();
+  for (const StackReport& s : r.stacks) {
+    json js;
+    js["rank"] = s.rank;
+    js["stack_id"] = s.stack_id;
+    js["stack_error"] = s.stack_error.empty() ? json(nullptr) : json(s.stack_error);
+    js["bytes"] = s.bytes;
+    js["count"] = s.count;
+    json sizes = json::array();
+    for (const SizeCount& sc : s.sizes) sizes.push_back({{"bytes_alloc", sc.bytes_alloc}, {"count", sc.count}});
+    js["sizes"] = sizes;
+    js["oldest_age_ms"] = s.oldest_age_ms;
+    js["newest_age_ms"] = s.newest_age_ms;
+    json tasks = json::array();
+    for (const TaskCount& t : s.tasks) tasks.push_back({{"tgid", t.tgid}, {"comm", t.comm}, {"count", t.count}});
+    js["tasks"] = tasks;
+    js["call_site"] = frame_json(s.call_site);
+    json frames = json::array();
+    for (const Frame& f : s.frames) frames.push_back(frame_json(f));
+    js["frames"] = frames;
+    if (r.opts->show_allocs) {
+      json allocs = json::array();
+      for (const AllocLine& a : s.allocs)
+        allocs.push_back({{"addr", fmt::format("0x{:x}", a.addr)},
+                          {"bytes_alloc", a.bytes_alloc},
+                          {"bytes_req", a.bytes_req},
+                          {"age_ms", a.age_ms},
+                          {"pid", a.pid},
+                          {"tgid", a.tgid},
+                          {"comm", a.comm}});
+      js["allocations"] = allocs;
+    }
+    stacks.push_back(std::move(js));
+  }
+  j["stacks"] = stacks;
+  return j;
+}
+
+}  // namespace kleak

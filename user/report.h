@@ -1,0 +1,94 @@
+// A report: what one interval's snapshot says, symbolized and ready to print
+// as text or JSON. Building it (build_report) is separate from printing it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "aggregate.h"
+#include "ksyms.h"
+#include "options.h"
+#include "snapshot.h"
+
+namespace kleak {
+
+struct Frame {
+  uint64_t addr = 0;
+  std::string symbol;  // function name; empty if unresolved
+  uint64_t offset = 0;
+  std::string module;  // empty for the core kernel
+};
+
+struct AllocLine {
+  uint64_t addr;
+  uint64_t bytes_alloc;
+  uint32_t bytes_req;
+  uint64_t age_ms;
+  uint32_t pid;
+  uint32_t tgid;
+  std::string comm;
+};
+
+struct StackReport {
+  uint32_t rank = 0;
+  int32_t stack_id = 0;
+  std::string stack_error;  // "EEXIST", ... when stack_id < 0
+  uint64_t bytes = 0;
+  uint64_t count = 0;
+  std::vector<SizeCount> sizes;
+  uint64_t oldest_age_ms = 0;
+  uint64_t newest_age_ms = 0;
+  std::vector<TaskCount> tasks;
+  Frame call_site;
+  std::vector<Frame> frames;  // innermost first; tracing frames removed
+  std::vector<AllocLine> allocs;
+};
+
+struct ReportContext {
+  uint64_t seq = 0;
+  bool final_report = false;
+  std::string kernel;  // uname -r
+  double interval_s = 0;
+  uint64_t start_mono_ns = 0;
+  uint32_t live_capacity = 0;
+  uint32_t stack_capacity = 0;
+  std::vector<std::string> attached;
+  std::vector<std::string> missing;
+};
+
+struct Report {
+  ReportContext ctx;
+  const TraceOptions* opts = nullptr;
+  uint64_t time_unix_ns = 0;
+  double elapsed_s = 0;
+  Counters counters;
+  uint64_t live_count = 0;
+  uint64_t total_bytes = 0;
+  uint64_t total_count = 0;
+  uint64_t young_bytes = 0;
+  uint64_t young_count = 0;
+  uint64_t stacks_total = 0;
+  std::vector<StackReport> stacks;
+  bool symbols_hidden = false;
+};
+
+// Reads a stack's frames: (stack_id) -> innermost-first ips, or an error.
+using StackSource = std::function<Result<std::vector<uint64_t>>(int32_t)>;
+
+Report build_report(const Snapshot& snap, const Aggregate& agg, const TraceOptions& opts, const ReportContext& ctx,
+                    const Ksyms& ksyms, const StackSource& stacks);
+
+// Drops the innermost frames that belong to the tracing machinery: up to and
+// including the last of bpf_prog_*, bpf_trace_run*, __bpf_trace_* and
+// __traceiter_* among the first kMaxTracingFrames frames (the program's own
+// frame may be unresolved when bpf_jit_kallsyms is off). The allocator frame
+// follows them.
+std::vector<Frame> strip_tracing_frames(std::vector<Frame> frames);
+
+std::string render_text(const Report& r);
+nlohmann::json to_json(const Report& r);
+
+}  // namespace kleak

@@ -1,0 +1,110 @@
+#include "snapshot.h"
+
+#include <cerrno>
+#include <ctime>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+namespace kleak {
+namespace {
+
+uint64_t clock_ns(clockid_t id) {
+  timespec ts;
+  clock_gettime(id, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+// Fallback for kernels without BPF_MAP_LOOKUP_BATCH on hash maps (< 5.6).
+Status read_live_by_key(int fd, std::vector<LiveAlloc>& out) {
+  uint64_t key = 0, next = 0;
+  const uint64_t* prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    LiveAlloc la{next, {}};
+    if (bpf_map_lookup_elem(fd, &next, &la.a) == 0) out.push_back(la);
+    key = next;
+    prev = &key;
+  }
+  if (errno != ENOENT) return make_error("iterate kleak_live", errno);
+  return {};
+}
+
+}  // namespace
+
+uint64_t monotonic_ns() { return clock_ns(CLOCK_MONOTONIC); }
+uint64_t realtime_ns() { return clock_ns(CLOCK_REALTIME); }
+
+uint64_t Counters::stack_errors() const {
+  return v[KLEAK_CNT_STACK_EFAULT] + v[KLEAK_CNT_STACK_EEXIST] + v[KLEAK_CNT_STACK_ENOMEM] +
+         v[KLEAK_CNT_STACK_OTHER];
+}
+
+uint64_t Counters::frees_unmatched() const {
+  uint64_t seen = v[KLEAK_CNT_FREE_SEEN], matched = v[KLEAK_CNT_FREE_MATCHED];
+  return seen > matched ? seen - matched : 0;
+}
+
+Status read_live(int fd, std::vector<LiveAlloc>& out) {
+  out.clear();
+  // A hash map returns whole buckets per batch; ENOSPC means one bucket held
+  // more than `batch` entries, so retry that step with a larger buffer.
+  uint32_t batch = 8192;
+  std::vector<uint64_t> keys(batch);
+  std::vector<kleak_alloc> values(batch);
+  uint64_t in_batch = 0, out_batch = 0;
+  bool first = true;
+  for (;;) {
+    uint32_t n = batch;
+    LIBBPF_OPTS(bpf_map_batch_opts, opts);
+    int err = bpf_map_lookup_batch(fd, first ? nullptr : &in_batch, &out_batch, keys.data(), values.data(), &n, &opts);
+    int e = err ? errno : 0;
+    if (err && e == ENOSPC && n == 0) {
+      batch *= 2;
+      keys.resize(batch);
+      values.resize(batch);
+      continue;
+    }
+    if (err && first && (e == EINVAL || e == ENOTSUP || e == EOPNOTSUPP || e == ENOSYS)) return read_live_by_key(fd, out);
+    if (err && e != ENOENT) return make_error("batch-read kleak_live", e);
+    for (uint32_t i = 0; i < n; ++i) out.push_back(LiveAlloc{keys[i], values[i]});
+    if (err) break;  // ENOENT: that was the last batch
+    in_batch = out_batch;
+    first = false;
+  }
+  return {};
+}
+
+Result<Counters> read_counters(int fd) {
+  int ncpus = libbpf_num_possible_cpus();
+  if (ncpus <= 0) return make_error("count possible CPUs", ncpus);
+  std::vector<kleak_counters> per_cpu(static_cast<size_t>(ncpus));
+  uint32_t zero = 0;
+  if (bpf_map_lookup_elem(fd, &zero, per_cpu.data()) != 0) return make_error("read kleak_counters", errno);
+  Counters c;
+  for (const auto& pc : per_cpu)
+    for (int i = 0; i < KLEAK_CNT_MAX; ++i) c.v[static_cast<size_t>(i)] += pc.v[i];
+  return c;
+}
+
+Result<std::vector<uint64_t>> read_stack(int fd, int32_t stack_id) {
+  std::vector<uint64_t> ips(KLEAK_MAX_STACK_DEPTH, 0);
+  uint32_t key = static_cast<uint32_t>(stack_id);
+  if (bpf_map_lookup_elem(fd, &key, ips.data()) != 0) return make_error("read stack " + std::to_string(stack_id), errno);
+  size_t n = 0;
+  while (n < ips.size() && ips[n] != 0) ++n;
+  ips.resize(n);
+  return ips;
+}
+
+Result<Snapshot> take_snapshot(int live_fd, int counters_fd) {
+  Snapshot s;
+  s.mono_ns = monotonic_ns();
+  s.realtime_ns = realtime_ns();
+  auto c = read_counters(counters_fd);
+  if (!c) return c.error();
+  s.counters = *c;
+  if (auto st = read_live(live_fd, s.allocs); !st) return st.error();
+  return s;
+}
+
+}  // namespace kleak

@@ -1,0 +1,181 @@
+#include "trace.h"
+
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+
+#include <fmt/format.h>
+
+#include "aggregate.h"
+#include "ksyms.h"
+#include "loader.h"
+#include "log.h"
+#include "privileges.h"
+#include "report.h"
+#include "snapshot.h"
+
+namespace kleak {
+namespace {
+
+std::string kernel_release() {
+  utsname u{};
+  if (uname(&u) != 0) return "unknown";
+  return u.release;
+}
+
+// Writes all of `s` to stdout. False on error (errno set), e.g. EPIPE when
+// the reader went away.
+bool write_stdout(const std::string& s) {
+  if (std::fwrite(s.data(), 1, s.size(), stdout) != s.size()) return false;
+  return std::fflush(stdout) == 0;
+}
+
+// Waits until `deadline_ns` (CLOCK_MONOTONIC; 0 = forever) or a blocked
+// signal in `set` arrives. Returns the signal, or 0 on timeout.
+int wait_until(const sigset_t& set, uint64_t deadline_ns) {
+  for (;;) {
+    int sig;
+    if (deadline_ns == 0) {
+      sig = sigwaitinfo(&set, nullptr);
+    } else {
+      uint64_t now = monotonic_ns();
+      if (now >= deadline_ns) return 0;
+      uint64_t left = deadline_ns - now;
+      timespec ts{static_cast<time_t>(left / 1000000000ull), static_cast<long>(left % 1000000000ull)};
+      sig = sigtimedwait(&set, nullptr, &ts);
+    }
+    if (sig > 0) return sig;
+    if (errno == EAGAIN) return 0;
+    // EINTR: another signal (e.g. SIGWINCH) interrupted the wait: wait again.
+  }
+}
+
+class Session {
+ public:
+  Session(const TraceOptions& opts, Loader& loader, Ksyms ksyms) : opts_(opts), loader_(loader), ksyms_(std::move(ksyms)) {
+    ctx_.kernel = kernel_release();
+    ctx_.interval_s = opts.interval_s;
+    ctx_.start_mono_ns = monotonic_ns();
+    ctx_.live_capacity = loader.live_capacity();
+    ctx_.stack_capacity = loader.stack_capacity();
+    ctx_.attached = loader.attached();
+    ctx_.missing = loader.missing();
+  }
+
+  uint64_t start_ns() const { return ctx_.start_mono_ns; }
+
+  // Prints one report. Returns an exit status to stop with, or -1 to go on.
+  int report(bool final_report) {
+    ++ctx_.seq;
+    ctx_.final_report = final_report;
+    auto snap = take_snapshot(loader_.live_fd(), loader_.counters_fd());
+    if (!snap) {
+      log_error("{}", snap.error().message);
+      return kExitFailure;
+    }
+    uint64_t t0 = monotonic_ns();
+    Aggregate agg = aggregate(snap->allocs, snap->mono_ns, opts_.min_age_ms * 1000000ull, opts_.show_allocs);
+    int fd = loader_.stacks_fd();
+    Report r = build_report(*snap, agg, opts_, ctx_, ksyms_, [fd](int32_t id) { return read_stack(fd, id); });
+    std::string out = opts_.format == OutputFormat::json
+                          ? to_json(r).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n"
+                          : render_text(r) + "\n";
+    log_debug("report #{}: {} live allocations read and grouped in {:.1f} ms", ctx_.seq, snap->allocs.size(),
+              static_cast<double>(monotonic_ns() - t0) / 1e6);
+    if (!write_stdout(out)) {
+      if (errno == EPIPE) return kExitOk;  // the reader (e.g. head) has what it wanted
+      log_error("write report: {}", std::strerror(errno));
+      return kExitFailure;
+    }
+    return -1;
+  }
+
+ private:
+  const TraceOptions& opts_;
+  Loader& loader_;
+  Ksyms ksyms_;
+  ReportContext ctx_;
+};
+
+}  // namespace
+
+int run_trace(const TraceOptions& opts) {
+  log_set_level(opts.verbosity >= 2 ? LogLevel::debug : opts.verbosity == 1 ? LogLevel::info : LogLevel::warn);
+  if (auto why = missing_privileges(); !why.empty()) {
+    log_error("{}", why);
+    return kExitFailure;
+  }
+  // Signals are taken synchronously with sigtimedwait; block them before
+  // anything is attached so an early Ctrl-C still ends in a clean detach.
+  sigset_t stop_set;
+  sigemptyset(&stop_set);
+  sigaddset(&stop_set, SIGINT);
+  sigaddset(&stop_set, SIGTERM);
+  sigprocmask(SIG_BLOCK, &stop_set, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  install_libbpf_logger();
+  LoaderConfig cfg;
+  cfg.self_tgid = static_cast<uint32_t>(getpid());
+  cfg.target_tgid = opts.pid;
+  cfg.min_size_bytes = opts.min_size_bytes;
+  cfg.max_size_bytes = opts.max_size_bytes;
+  cfg.max_allocs = opts.max_allocs;
+  cfg.stack_storage_size = opts.stack_storage_size;
+  cfg.btf_path = opts.btf_path;
+  auto loader = Loader::create(cfg);
+  if (!loader) {
+    log_error("{}", loader.error().message);
+    return kExitFailure;
+  }
+  auto ksyms = Ksyms::load();
+  if (!ksyms) log_warn("{}: frames will be raw addresses", ksyms.error().message);
+  Session session(opts, **loader, ksyms ? std::move(*ksyms) : Ksyms{});
+  if (!opts.quiet) {
+    std::string what;
+    for (const auto& a : (*loader)->attached()) what += (what.empty() ? "" : ", ") + a;
+    fmt::print(stderr, "kleak: tracing {} (up to {} live allocations). {}\n", what, cfg.max_allocs,
+               opts.duration_s > 0 ? fmt::format("Final report in {} s or on Ctrl-C.", opts.duration_s)
+                                   : std::string("Ctrl-C for the final report."));
+  }
+
+  const uint64_t start = session.start_ns();
+  const uint64_t deadline = opts.duration_s > 0 ? start + static_cast<uint64_t>(opts.duration_s * 1e9) : 0;
+  const uint64_t step = opts.interval_s > 0 ? static_cast<uint64_t>(opts.interval_s * 1e9) : 0;
+  uint64_t next = step ? start + step : 0;
+  uint64_t reports = 0;
+  for (;;) {
+    uint64_t wake = next && deadline ? std::min(next, deadline) : (next ? next : deadline);
+    int sig = wait_until(stop_set, wake);
+    if (sig != 0) {
+      // A second Ctrl-C while the final report is printed ends kleak at once;
+      // fd-based links detach with the process.
+      std::signal(sig, SIG_DFL);
+      sigprocmask(SIG_UNBLOCK, &stop_set, nullptr);
+      log_info("got {}: final report", strsignal(sig));
+      int rc = session.report(true);
+      return rc < 0 ? kExitOk : rc;
+    }
+    uint64_t now = monotonic_ns();
+    if (deadline && now >= deadline) {
+      int rc = session.report(true);
+      return rc < 0 ? kExitOk : rc;
+    }
+    if (next && now >= next) {
+      ++reports;
+      bool last = opts.count > 0 && reports >= opts.count;
+      if (int rc = session.report(last); rc >= 0) return rc;
+      if (last) return kExitOk;
+      // Skip intervals a slow report overran instead of firing them back to back.
+      while (next <= monotonic_ns()) next += step;
+    }
+  }
+}
+
+}  // namespace kleak
