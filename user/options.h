@@ -29,7 +29,8 @@ struct TraceOptions {
   double duration_s = 0;
   uint32_t top = 10;
   // Allocations younger than this are not reported. The default covers
-  // kfree_rcu()'s batching (KFREE_DRAIN_JIFFIES, 5 s since v6.2) plus a
+  // kfree_rcu()'s batching (KFREE_DRAIN_JIFFIES, 5 s since v6.0,
+  // commit 51824b780b71) plus a
   // grace period and lazy RCU's 10 s flush, so RCU-deferred frees are not
   // reported as leaks.
   uint64_t min_age_ms = 10000;
