@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <unordered_map>
 
 namespace kleak {
 namespace {
@@ -33,37 +32,37 @@ void add_task(StackGroup& g, const kleak_alloc& a) {
 
 }  // namespace
 
-Aggregate aggregate(const std::vector<LiveAlloc>& allocs, uint64_t now_ns, uint64_t min_age_ns, bool keep_allocs) {
-  Aggregate agg;
-  std::unordered_map<uint64_t, size_t> index;
-  for (size_t i = 0; i < allocs.size(); ++i) {
-    const kleak_alloc& a = allocs[i].a;
-    uint64_t age = now_ns > a.ts_ns ? now_ns - a.ts_ns : 0;
-    if (age < min_age_ns) {
-      agg.young_bytes += a.bytes_alloc;
-      ++agg.young_count;
-      continue;
-    }
-    auto [it, inserted] = index.try_emplace(group_key(a), agg.groups.size());
-    if (inserted) {
-      StackGroup g;
-      g.stack_id = a.stack_id;
-      g.call_site = a.call_site;
-      g.family = a.family;
-      agg.groups.push_back(std::move(g));
-    }
-    StackGroup& g = agg.groups[it->second];
-    g.bytes += a.bytes_alloc;
-    ++g.count;
-    g.oldest_ts_ns = std::min<uint64_t>(g.oldest_ts_ns, a.ts_ns);
-    g.newest_ts_ns = std::max<uint64_t>(g.newest_ts_ns, a.ts_ns);
-    add_size(g, a.bytes_alloc);
-    add_task(g, a);
-    if (keep_allocs) g.alloc_index.push_back(static_cast<uint32_t>(i));
-    agg.bytes += a.bytes_alloc;
-    ++agg.count;
+void Aggregator::add(const LiveAlloc& la) {
+  const kleak_alloc& a = la.a;
+  ++agg_.live_count;
+  uint64_t age = now_ns_ > a.ts_ns ? now_ns_ - a.ts_ns : 0;
+  if (age < min_age_ns_) {
+    agg_.young_bytes += a.bytes_alloc;
+    ++agg_.young_count;
+    return;
   }
-  for (auto& g : agg.groups) {
+  auto [it, inserted] = index_.try_emplace(group_key(a), agg_.groups.size());
+  if (inserted) {
+    StackGroup g;
+    g.stack_id = a.stack_id;
+    g.call_site = a.call_site;
+    g.family = a.family;
+    agg_.groups.push_back(std::move(g));
+  }
+  StackGroup& g = agg_.groups[it->second];
+  g.bytes += a.bytes_alloc;
+  ++g.count;
+  g.oldest_ts_ns = std::min<uint64_t>(g.oldest_ts_ns, a.ts_ns);
+  g.newest_ts_ns = std::max<uint64_t>(g.newest_ts_ns, a.ts_ns);
+  add_size(g, a.bytes_alloc);
+  add_task(g, a);
+  if (keep_allocs_) g.allocs.push_back(la);
+  agg_.bytes += a.bytes_alloc;
+  ++agg_.count;
+}
+
+Aggregate Aggregator::finish() && {
+  for (auto& g : agg_.groups) {
     std::stable_sort(g.sizes.begin(), g.sizes.end(), [](const SizeCount& a, const SizeCount& b) {
       if ((a.bytes_alloc == 0) != (b.bytes_alloc == 0)) return b.bytes_alloc == 0;  // "other" last
       if (a.count != b.count) return a.count > b.count;
@@ -71,18 +70,24 @@ Aggregate aggregate(const std::vector<LiveAlloc>& allocs, uint64_t now_ns, uint6
     });
     std::stable_sort(g.tasks.begin(), g.tasks.end(),
                      [](const TaskCount& a, const TaskCount& b) { return a.count > b.count; });
-    std::sort(g.alloc_index.begin(), g.alloc_index.end(), [&](uint32_t x, uint32_t y) {
-      return allocs[x].a.ts_ns != allocs[y].a.ts_ns ? allocs[x].a.ts_ns < allocs[y].a.ts_ns
-                                                    : allocs[x].addr < allocs[y].addr;
+    std::sort(g.allocs.begin(), g.allocs.end(), [](const LiveAlloc& x, const LiveAlloc& y) {
+      return x.a.ts_ns != y.a.ts_ns ? x.a.ts_ns < y.a.ts_ns : x.addr < y.addr;
     });
   }
-  std::sort(agg.groups.begin(), agg.groups.end(), [](const StackGroup& a, const StackGroup& b) {
+  std::sort(agg_.groups.begin(), agg_.groups.end(), [](const StackGroup& a, const StackGroup& b) {
     if (a.bytes != b.bytes) return a.bytes > b.bytes;
     if (a.count != b.count) return a.count > b.count;
     if (a.stack_id != b.stack_id) return a.stack_id < b.stack_id;
     return a.call_site < b.call_site;
   });
-  return agg;
+  index_.clear();
+  return std::move(agg_);
+}
+
+Aggregate aggregate(const std::vector<LiveAlloc>& allocs, uint64_t now_ns, uint64_t min_age_ns, bool keep_allocs) {
+  Aggregator a(now_ns, min_age_ns, keep_allocs);
+  for (const LiveAlloc& la : allocs) a.add(la);
+  return std::move(a).finish();
 }
 
 }  // namespace kleak

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "snapshot.h"
@@ -33,7 +34,7 @@ struct StackGroup {
   uint64_t newest_ts_ns = 0;
   std::vector<SizeCount> sizes;  // most common first, at most kMaxSizes, then "other" (bytes_alloc 0)
   std::vector<TaskCount> tasks;  // most allocations first, at most kMaxTasks
-  std::vector<uint32_t> alloc_index;  // into Snapshot::allocs, when kept
+  std::vector<LiveAlloc> allocs;  // oldest first, only when asked to keep them
 
   static constexpr size_t kMaxSizes = 8;
   static constexpr size_t kMaxTasks = 8;
@@ -41,14 +42,34 @@ struct StackGroup {
 
 struct Aggregate {
   std::vector<StackGroup> groups;  // ranked: bytes, then count, descending
+  uint64_t live_count = 0;         // every allocation seen, young or old
   uint64_t bytes = 0;              // of reported (old enough) allocations
   uint64_t count = 0;
   uint64_t young_bytes = 0;  // live, but younger than the age threshold
   uint64_t young_count = 0;
 };
 
-// Groups the allocations at least min_age_ns old at now_ns. With keep_allocs,
-// each group lists its allocations (oldest first).
+// Groups allocations fed one at a time (a map read in batches), so memory
+// grows with the number of stacks, not of allocations. Allocations younger
+// than min_age_ns at now_ns are only counted. With keep_allocs, each group
+// also keeps its allocations (for -a).
+class Aggregator {
+ public:
+  Aggregator(uint64_t now_ns, uint64_t min_age_ns, bool keep_allocs)
+      : now_ns_(now_ns), min_age_ns_(min_age_ns), keep_allocs_(keep_allocs) {}
+  void add(const LiveAlloc& la);
+  // Sorts the tallies and ranks the groups.
+  Aggregate finish() &&;
+
+ private:
+  uint64_t now_ns_;
+  uint64_t min_age_ns_;
+  bool keep_allocs_;
+  Aggregate agg_;
+  std::unordered_map<uint64_t, size_t> index_;
+};
+
+// All of `allocs` through an Aggregator.
 Aggregate aggregate(const std::vector<LiveAlloc>& allocs, uint64_t now_ns, uint64_t min_age_ns, bool keep_allocs);
 
 }  // namespace kleak

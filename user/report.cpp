@@ -75,7 +75,7 @@ std::vector<Frame> strip_tracing_frames(std::vector<Frame> frames) {
   return frames;
 }
 
-Report build_report(const Snapshot& snap, const Aggregate& agg, const TraceOptions& opts, const ReportContext& ctx,
+Report build_report(const SnapshotInfo& snap, const Aggregate& agg, const TraceOptions& opts, const ReportContext& ctx,
                     const Ksyms& ksyms, const StackSource& stacks) {
   Report r;
   r.ctx = ctx;
@@ -83,7 +83,7 @@ Report build_report(const Snapshot& snap, const Aggregate& agg, const TraceOptio
   r.time_unix_ns = snap.realtime_ns;
   r.elapsed_s = static_cast<double>(snap.mono_ns - ctx.start_mono_ns) / 1e9;
   r.counters = snap.counters;
-  r.live_count = snap.allocs.size();
+  r.live_count = agg.live_count;
   r.total_bytes = agg.bytes;
   r.total_count = agg.count;
   r.young_bytes = agg.young_bytes;
@@ -117,8 +117,7 @@ Report build_report(const Snapshot& snap, const Aggregate& agg, const TraceOptio
     } else {
       s.stack_error = stack_error_name(g.stack_id);
     }
-    for (uint32_t idx : g.alloc_index) {
-      const LiveAlloc& la = snap.allocs[idx];
+    for (const LiveAlloc& la : g.allocs) {
       s.allocs.push_back(AllocLine{la.addr, la.a.bytes_alloc, la.a.bytes_req, age_ms(la.a.ts_ns), la.a.pid, la.a.tgid,
                                    std::string(la.a.comm, strnlen(la.a.comm, sizeof(la.a.comm)))});
     }

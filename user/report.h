@@ -78,7 +78,7 @@ struct Report {
 // Reads a stack's frames: (stack_id) -> innermost-first ips, or an error.
 using StackSource = std::function<Result<std::vector<uint64_t>>(int32_t)>;
 
-Report build_report(const Snapshot& snap, const Aggregate& agg, const TraceOptions& opts, const ReportContext& ctx,
+Report build_report(const SnapshotInfo& snap, const Aggregate& agg, const TraceOptions& opts, const ReportContext& ctx,
                     const Ksyms& ksyms, const StackSource& stacks);
 
 // Drops the innermost frames that belong to the tracing machinery: up to and

@@ -16,12 +16,12 @@ uint64_t clock_ns(clockid_t id) {
 }
 
 // Fallback for kernels without BPF_MAP_LOOKUP_BATCH on hash maps (< 5.6).
-Status read_live_by_key(int fd, std::vector<LiveAlloc>& out) {
+Status read_live_by_key(int fd, const LiveBatchFn& fn) {
   uint64_t key = 0, next = 0;
   const uint64_t* prev = nullptr;
   while (bpf_map_get_next_key(fd, prev, &next) == 0) {
     LiveAlloc la{next, {}};
-    if (bpf_map_lookup_elem(fd, &next, &la.a) == 0) out.push_back(la);
+    if (bpf_map_lookup_elem(fd, &next, &la.a) == 0) fn(&la, 1);
     key = next;
     prev = &key;
   }
@@ -46,11 +46,16 @@ uint64_t Counters::frees_unmatched() const {
 
 Status read_live(int fd, std::vector<LiveAlloc>& out) {
   out.clear();
+  return read_live(fd, [&out](const LiveAlloc* a, size_t n) { out.insert(out.end(), a, a + n); });
+}
+
+Status read_live(int fd, const LiveBatchFn& fn) {
   // A hash map returns whole buckets per batch; ENOSPC means one bucket held
   // more than `batch` entries, so retry that step with a larger buffer.
   uint32_t batch = 8192;
   std::vector<uint64_t> keys(batch);
   std::vector<kleak_alloc> values(batch);
+  std::vector<LiveAlloc> merged(batch);
   uint64_t in_batch = 0, out_batch = 0;
   bool first = true;
   for (;;) {
@@ -62,11 +67,13 @@ Status read_live(int fd, std::vector<LiveAlloc>& out) {
       batch *= 2;
       keys.resize(batch);
       values.resize(batch);
+      merged.resize(batch);
       continue;
     }
-    if (err && first && (e == EINVAL || e == ENOTSUP || e == EOPNOTSUPP || e == ENOSYS)) return read_live_by_key(fd, out);
+    if (err && first && (e == EINVAL || e == ENOTSUP || e == EOPNOTSUPP || e == ENOSYS)) return read_live_by_key(fd, fn);
     if (err && e != ENOENT) return make_error("batch-read kleak_live", e);
-    for (uint32_t i = 0; i < n; ++i) out.push_back(LiveAlloc{keys[i], values[i]});
+    for (uint32_t i = 0; i < n; ++i) merged[i] = LiveAlloc{keys[i], values[i]};
+    if (n > 0) fn(merged.data(), n);
     if (err) break;  // ENOENT: that was the last batch
     in_batch = out_batch;
     first = false;
@@ -96,13 +103,21 @@ Result<std::vector<uint64_t>> read_stack(int fd, int32_t stack_id) {
   return ips;
 }
 
-Result<Snapshot> take_snapshot(int live_fd, int counters_fd) {
-  Snapshot s;
+Result<SnapshotInfo> snapshot_info(int counters_fd) {
+  SnapshotInfo s;
   s.mono_ns = monotonic_ns();
   s.realtime_ns = realtime_ns();
   auto c = read_counters(counters_fd);
   if (!c) return c.error();
   s.counters = *c;
+  return s;
+}
+
+Result<Snapshot> take_snapshot(int live_fd, int counters_fd) {
+  auto info = snapshot_info(counters_fd);
+  if (!info) return info.error();
+  Snapshot s;
+  static_cast<SnapshotInfo&>(s) = *info;
   if (auto st = read_live(live_fd, s.allocs); !st) return st.error();
   return s;
 }

@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "abi.h"
@@ -25,18 +26,28 @@ struct Counters {
   uint64_t frees_unmatched() const;
 };
 
-struct Snapshot {
-  std::vector<LiveAlloc> allocs;
+// When a snapshot was taken and what the counters said then.
+struct SnapshotInfo {
   Counters counters;
-  uint64_t mono_ns = 0;     // CLOCK_MONOTONIC when the read started
+  uint64_t mono_ns = 0;      // CLOCK_MONOTONIC when the read started
   uint64_t realtime_ns = 0;  // wall clock at the same moment
+};
+
+// A whole snapshot in memory: for tests and small maps. Reports stream
+// instead (read_live with a callback), so their memory does not grow with
+// the number of live allocations.
+struct Snapshot : SnapshotInfo {
+  std::vector<LiveAlloc> allocs;
 };
 
 uint64_t monotonic_ns();
 uint64_t realtime_ns();
 
-// Reads every entry of the live-allocation hash map (batched where the kernel
-// supports it, else key by key) into `out`, which is cleared first.
+// Reads every entry of the live-allocation hash map, batched where the kernel
+// supports it (else key by key), handing each batch to `fn`.
+using LiveBatchFn = std::function<void(const LiveAlloc* allocs, size_t n)>;
+Status read_live(int map_fd, const LiveBatchFn& fn);
+// The same, collected into `out` (cleared first).
 Status read_live(int map_fd, std::vector<LiveAlloc>& out);
 
 Result<Counters> read_counters(int map_fd);
@@ -44,6 +55,8 @@ Result<Counters> read_counters(int map_fd);
 // Frames of one stack, innermost first, without the trailing zeros.
 Result<std::vector<uint64_t>> read_stack(int map_fd, int32_t stack_id);
 
+// Reads the counters and notes the time: the start of a snapshot.
+Result<SnapshotInfo> snapshot_info(int counters_fd);
 // Takes a whole snapshot: counters, then the live map.
 Result<Snapshot> take_snapshot(int live_fd, int counters_fd);
 

@@ -1,5 +1,6 @@
 #include "trace.h"
 
+#include <malloc.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -74,20 +75,33 @@ class Session {
   int report(bool final_report) {
     ++ctx_.seq;
     ctx_.final_report = final_report;
-    auto snap = take_snapshot(loader_.live_fd(), loader_.counters_fd());
+    const uint64_t t0 = monotonic_ns();
+    auto snap = snapshot_info(loader_.counters_fd());
     if (!snap) {
       log_error("{}", snap.error().message);
       return kExitFailure;
     }
-    uint64_t t0 = monotonic_ns();
-    Aggregate agg = aggregate(snap->allocs, snap->mono_ns, opts_.min_age_ms * 1000000ull, opts_.show_allocs);
+    Aggregator aggregator(snap->mono_ns, opts_.min_age_ms * 1000000ull, opts_.show_allocs);
+    auto read = read_live(loader_.live_fd(), [&aggregator](const LiveAlloc* a, size_t n) {
+      for (size_t i = 0; i < n; ++i) aggregator.add(a[i]);
+    });
+    if (!read) {
+      log_error("{}", read.error().message);
+      return kExitFailure;
+    }
+    const uint64_t t1 = monotonic_ns();
+    Aggregate agg = std::move(aggregator).finish();
+    const uint64_t t2 = monotonic_ns();
     int fd = loader_.stacks_fd();
     Report r = build_report(*snap, agg, opts_, ctx_, ksyms_, [fd](int32_t id) { return read_stack(fd, id); });
     std::string out = opts_.format == OutputFormat::json
                           ? to_json(r).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n"
                           : render_text(r) + "\n";
-    log_debug("report #{}: {} live allocations read and grouped in {:.1f} ms", ctx_.seq, snap->allocs.size(),
-              static_cast<double>(monotonic_ns() - t0) / 1e6);
+    const uint64_t t3 = monotonic_ns();
+    auto ms = [](uint64_t a, uint64_t b) { return static_cast<double>(b - a) / 1e6; };
+    log_info("report #{}: {} live allocations, {} stacks in {:.1f} ms (read+group {:.1f}, rank {:.1f}, "
+             "symbolize+format {:.1f})",
+             ctx_.seq, agg.live_count, agg.groups.size(), ms(t0, t3), ms(t0, t1), ms(t1, t2), ms(t2, t3));
     if (!write_stdout(out)) {
       if (errno == EPIPE) return kExitOk;  // the reader (e.g. head) has what it wanted
       log_error("write report: {}", std::strerror(errno));
@@ -137,6 +151,9 @@ int run_trace(const TraceOptions& opts) {
   auto ksyms = Ksyms::load();
   if (!ksyms) log_warn("{}: frames will be raw addresses", ksyms.error().message);
   Session session(opts, **loader, ksyms ? std::move(*ksyms) : Ksyms{});
+  // Loading parsed the kernel's BTF (several MiB) and kallsyms' text: hand
+  // those freed pages back, kleak runs on machines already short of memory.
+  malloc_trim(0);
   if (!opts.quiet) {
     std::string what;
     for (const auto& a : (*loader)->attached()) what += (what.empty() ? "" : ", ") + a;

@@ -47,6 +47,7 @@ TEST(Aggregate, AgeThresholdSeparatesYoungAllocations) {
   EXPECT_EQ(a.groups[0].count, 1u);
   EXPECT_EQ(a.young_count, 2u);
   EXPECT_EQ(a.young_bytes, 150u);
+  EXPECT_EQ(a.live_count, 3u);
   EXPECT_EQ(a.groups[0].oldest_ts_ns, 1 * kSec);
 }
 
@@ -82,11 +83,11 @@ TEST(Aggregate, SizesAndTasksAreTalliedAndBounded) {
 TEST(Aggregate, KeepsAllocationsOldestFirstWhenAsked) {
   std::vector<LiveAlloc> v = {make(0x30, 1, 8, 3), make(0x10, 1, 8, 1), make(0x20, 1, 8, 2)};
   Aggregate none = aggregate(v, kSec, 0, false);
-  EXPECT_TRUE(none.groups[0].alloc_index.empty());
+  EXPECT_TRUE(none.groups[0].allocs.empty());
   Aggregate a = aggregate(v, kSec, 0, true);
-  ASSERT_EQ(a.groups[0].alloc_index.size(), 3u);
-  EXPECT_EQ(v[a.groups[0].alloc_index[0]].addr, 0x10u);
-  EXPECT_EQ(v[a.groups[0].alloc_index[2]].addr, 0x30u);
+  ASSERT_EQ(a.groups[0].allocs.size(), 3u);
+  EXPECT_EQ(a.groups[0].allocs[0].addr, 0x10u);
+  EXPECT_EQ(a.groups[0].allocs[2].addr, 0x30u);
 }
 
 TEST(Aggregate, EmptyInput) {
