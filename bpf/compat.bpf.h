@@ -29,4 +29,24 @@ static __always_inline __u32 kleak_cache_object_size(const struct kmem_cache *s)
 	return BPF_CORE_READ(s, object_size);
 }
 
+/* SLAB_RECLAIM_ACCOUNT: 0x00020000 until v6.9, when slab flags became bits
+ * of enum _slab_flag_bits whose positions depend on the kernel config
+ * (e.g. bit 15 on this 6.18 build): resolve the bit from the running
+ * kernel's BTF. */
+static __always_inline __u32 kleak_slab_reclaim_flag(void)
+{
+	if (bpf_core_enum_value_exists(enum _slab_flag_bits, _SLAB_RECLAIM_ACCOUNT))
+		return 1U << bpf_core_enum_value(enum _slab_flag_bits, _SLAB_RECLAIM_ACCOUNT);
+	return 0x00020000U;
+}
+
+/* __GFP_RECLAIMABLE has been bit 4 (0x10) in every kernel with BTF; its
+ * enum is anonymous, so it cannot be resolved by name. */
+#define KLEAK_GFP_RECLAIMABLE 0x10U
+
+static __always_inline bool kleak_cache_reclaimable(const struct kmem_cache *s)
+{
+	return BPF_CORE_READ(s, flags) & kleak_slab_reclaim_flag();
+}
+
 #endif /* KLEAK_COMPAT_BPF_H */

@@ -17,6 +17,7 @@
 /* Set by the loader before load; see user/loader.cpp. */
 const volatile __u32 self_tgid = 0;   /* kleak itself: never recorded */
 const volatile __u32 target_tgid = 0; /* 0 = every task */
+const volatile bool follow_tasks = 0;  /* record only tasks in kleak_tasks */
 const volatile __u64 min_size = 0;    /* bytes_alloc bounds, inclusive */
 const volatile __u64 max_size = ~0ULL;
 
@@ -34,6 +35,23 @@ struct {
 	__uint(value_size, KLEAK_MAX_STACK_DEPTH * sizeof(__u64));
 	__uint(max_entries, 16384);
 } kleak_stacks SEC(".maps");
+
+/* Missed-free evidence per cache or call site: see kleak.h. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u64);
+	__type(value, __u64);
+	__uint(max_entries, KLEAK_MAX_MISSED_SITES);
+} kleak_missed SEC(".maps");
+
+/* Processes (tgids) followed with follow_tasks: seeded by user space,
+ * grown by kleak_fork as they fork. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, KLEAK_MAX_TASKS);
+} kleak_tasks SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -73,8 +91,32 @@ static __always_inline void count_stack_error(struct kleak_counters *c, long err
 	}
 }
 
+/* `stale` was live at an address the allocator just handed out again: note
+ * where such objects come from, so reports can flag their stacks. */
+static __always_inline void note_missed_free(const struct kleak_alloc *stale)
+{
+	__u64 key = stale->family == KLEAK_FAMILY_KMEM_CACHE ? stale->cache : stale->call_site;
+	__u64 one = 1, *n;
+
+	n = bpf_map_lookup_elem(&kleak_missed, &key);
+	if (n)
+		__sync_fetch_and_add(n, 1);
+	else
+		bpf_map_update_elem(&kleak_missed, &key, &one, BPF_NOEXIST);
+}
+
+static __always_inline bool task_wanted(__u32 tgid)
+{
+	if (tgid == self_tgid)
+		return false;
+	if (follow_tasks)
+		return bpf_map_lookup_elem(&kleak_tasks, &tgid) != NULL;
+	return !target_tgid || tgid == target_tgid;
+}
+
 static __always_inline void record_alloc(void *ctx, const void *ptr, __u64 bytes_alloc,
-					 __u32 bytes_req, __u64 call_site, __u32 family)
+					 __u32 bytes_req, __u64 call_site, __u32 family,
+					 __u32 flags, __u64 cache)
 {
 	struct kleak_counters *c = counters();
 	struct kleak_alloc a = {};
@@ -93,9 +135,18 @@ static __always_inline void record_alloc(void *ctx, const void *ptr, __u64 bytes
 	a.tgid = id >> 32;
 	a.pid = (__u32)id;
 	/* Filters run before the (expensive) stack walk. */
-	if (a.tgid == self_tgid || (target_tgid && a.tgid != target_tgid) ||
-	    bytes_alloc < min_size || bytes_alloc > max_size) {
+	if (bytes_alloc < min_size || bytes_alloc > max_size || !task_wanted(a.tgid)) {
+		struct kleak_alloc *stale;
+
 		count(c, KLEAK_CNT_ALLOC_FILTERED);
+		/* Even unrecorded, this allocation proves any record at its
+		 * address stale: drop it, or it would pose as a leak. */
+		stale = bpf_map_lookup_elem(&kleak_live, &key);
+		if (stale) {
+			note_missed_free(stale);
+			bpf_map_delete_elem(&kleak_live, &key);
+			count(c, KLEAK_CNT_MISSED_FILTERED);
+		}
 		return;
 	}
 	a.ts_ns = bpf_ktime_get_ns();
@@ -103,6 +154,8 @@ static __always_inline void record_alloc(void *ctx, const void *ptr, __u64 bytes
 	a.bytes_alloc = bytes_alloc;
 	a.bytes_req = bytes_req;
 	a.family = family;
+	a.flags = flags;
+	a.cache = cache;
 	/* No BPF_F_REUSE_STACKID: reusing a bucket would silently rewrite the
 	 * stack of records that already hold its id. A collision is counted
 	 * and the record keeps call_site instead. */
@@ -115,6 +168,10 @@ static __always_inline void record_alloc(void *ctx, const void *ptr, __u64 bytes
 	if (err == -EEXIST) {
 		/* The slab handed out an address kleak still holds: its free
 		 * went past every hook. Count it; the new record wins. */
+		struct kleak_alloc *stale = bpf_map_lookup_elem(&kleak_live, &key);
+
+		if (stale)
+			note_missed_free(stale);
 		count(c, KLEAK_CNT_ALLOC_REPLACED);
 		err = bpf_map_update_elem(&kleak_live, &key, &a, BPF_ANY);
 	}
@@ -146,7 +203,8 @@ SEC("tp_btf/kmalloc")
 int BPF_PROG(kleak_kmalloc, unsigned long call_site, const void *ptr, size_t bytes_req,
 	     size_t bytes_alloc, gfp_t gfp_flags, int node)
 {
-	record_alloc(ctx, ptr, bytes_alloc, bytes_req, call_site, KLEAK_FAMILY_KMALLOC);
+	record_alloc(ctx, ptr, bytes_alloc, bytes_req, call_site, KLEAK_FAMILY_KMALLOC,
+		     (gfp_flags & KLEAK_GFP_RECLAIMABLE) ? KLEAK_ALLOC_RECLAIMABLE : 0, 0);
 	return 0;
 }
 
@@ -156,11 +214,12 @@ int BPF_PROG(kleak_kc_alloc, unsigned long call_site, const void *ptr, struct km
 {
 	if (!ptr) {
 		/* Don't touch s for a failed allocation. */
-		record_alloc(ctx, ptr, 0, 0, call_site, KLEAK_FAMILY_KMEM_CACHE);
+		record_alloc(ctx, ptr, 0, 0, call_site, KLEAK_FAMILY_KMEM_CACHE, 0, 0);
 		return 0;
 	}
 	record_alloc(ctx, ptr, kleak_cache_size(s), kleak_cache_object_size(s), call_site,
-		     KLEAK_FAMILY_KMEM_CACHE);
+		     KLEAK_FAMILY_KMEM_CACHE,
+		     kleak_cache_reclaimable(s) ? KLEAK_ALLOC_RECLAIMABLE : 0, (__u64)s);
 	return 0;
 }
 
@@ -175,6 +234,26 @@ SEC("tp_btf/kmem_cache_free")
 int BPF_PROG(kleak_kc_free, unsigned long call_site, const void *ptr)
 {
 	record_free(ptr);
+	return 0;
+}
+
+/* With follow_tasks, a followed process's children are followed too. Only
+ * loaded in that mode. */
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(kleak_fork, struct task_struct *parent, struct task_struct *child)
+{
+	__u32 ptgid = BPF_CORE_READ(parent, tgid);
+	__u32 ctgid = BPF_CORE_READ(child, tgid);
+	__u32 one = 1;
+	struct kleak_counters *c;
+
+	if (ptgid == ctgid || !bpf_map_lookup_elem(&kleak_tasks, &ptgid))
+		return 0; /* a new thread, or not followed */
+	if (bpf_map_update_elem(&kleak_tasks, &ctgid, &one, BPF_ANY)) {
+		c = counters();
+		if (c)
+			count(c, KLEAK_CNT_TASKS_FULL);
+	}
 	return 0;
 }
 

@@ -27,6 +27,7 @@ enum kleak_counter {
 	KLEAK_CNT_ALLOC_FILTERED,   /* skipped by size/pid/self filters */
 	KLEAK_CNT_ALLOC_RECORDED,   /* stored in the live map */
 	KLEAK_CNT_ALLOC_REPLACED,   /* address still recorded: its free was missed */
+	KLEAK_CNT_MISSED_FILTERED,  /* ... found by a filtered allocation (record dropped) */
 	KLEAK_CNT_LIVE_FULL,        /* live map full (-E2BIG): allocation lost */
 	KLEAK_CNT_LIVE_ERROR,       /* other live-map update error */
 	KLEAK_CNT_STACK_EFAULT,     /* stack walk failed */
@@ -35,8 +36,15 @@ enum kleak_counter {
 	KLEAK_CNT_STACK_OTHER,      /* any other stack-id error */
 	KLEAK_CNT_FREE_SEEN,        /* free events with a non-NULL pointer */
 	KLEAK_CNT_FREE_MATCHED,     /* ... that removed a live record */
+	KLEAK_CNT_TASKS_FULL,       /* followed-task set full: a child not followed */
 	KLEAK_CNT_MAX,
 };
+
+/* struct kleak_alloc.flags */
+#define KLEAK_ALLOC_RECLAIMABLE 0x1 /* from a reclaimable cache (SReclaimable) */
+
+/* Most tasks followed at once with follow_tasks (a command's process tree). */
+#define KLEAK_MAX_TASKS 16384
 
 struct kleak_counters {
 	__u64 v[KLEAK_CNT_MAX];
@@ -52,8 +60,16 @@ struct kleak_alloc {
 	__u32 pid;         /* thread that allocated */
 	__u32 tgid;        /* its process */
 	__u32 family;      /* enum kleak_family */
-	__u32 pad;
+	__u32 flags;       /* KLEAK_ALLOC_* */
 	char comm[KLEAK_TASK_COMM_LEN];
+	__u64 cache;       /* struct kmem_cache *, 0 for kmalloc */
 };
+
+/* Evidence that frees bypass kleak's hooks: an allocation came back at an
+ * address whose record was still live, so that object was freed unseen
+ * (kmem_cache_free_bulk() and kfree_bulk(), used by the maple tree and
+ * kvfree_rcu batches, have no per-object tracepoint). Keyed by the stale
+ * record's cache pointer (kmem_cache family) or call site (kmalloc). */
+#define KLEAK_MAX_MISSED_SITES 4096
 
 #endif /* KLEAK_ABI_H */

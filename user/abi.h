@@ -5,5 +5,5 @@
 
 #include "kleak.h"
 
-static_assert(sizeof(kleak_alloc) == 64, "kleak_alloc layout changed: update both sides");
+static_assert(sizeof(kleak_alloc) == 72, "kleak_alloc layout changed: update both sides");
 static_assert(sizeof(kleak_counters) == KLEAK_CNT_MAX * 8, "kleak_counters layout changed");

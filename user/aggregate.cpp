@@ -47,6 +47,8 @@ void Aggregator::add(const LiveAlloc& la) {
     g.stack_id = a.stack_id;
     g.call_site = a.call_site;
     g.family = a.family;
+    g.flags = a.flags;
+    g.cache = a.cache;
     agg_.groups.push_back(std::move(g));
   }
   StackGroup& g = agg_.groups[it->second];
@@ -82,6 +84,12 @@ Aggregate Aggregator::finish() && {
   });
   index_.clear();
   return std::move(agg_);
+}
+
+Status aggregate_map(int live_fd, Aggregator& a) {
+  return read_live(live_fd, [&a](const LiveAlloc* allocs, size_t n) {
+    for (size_t i = 0; i < n; ++i) a.add(allocs[i]);
+  });
 }
 
 Aggregate aggregate(const std::vector<LiveAlloc>& allocs, uint64_t now_ns, uint64_t min_age_ns, bool keep_allocs) {

@@ -5,10 +5,12 @@
 #include <cstdio>
 #include <string>
 
+#include <bpf/bpf.h>
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <sys/stat.h>
 
+#include "abi.h"
 #include "kleak.skel.h"
 #include "log.h"
 
@@ -112,6 +114,9 @@ Status Loader::probe_and_configure() {
   auto* ro = skel_->rodata;
   ro->self_tgid = config_.self_tgid;
   ro->target_tgid = config_.target_tgid;
+  ro->follow_tasks = !config_.follow_tgids.empty();
+  if (config_.follow_tgids.size() > KLEAK_MAX_TASKS) return make_error("too many processes to follow", E2BIG);
+  bpf_program__set_autoload(skel_->progs.kleak_fork, ro->follow_tasks);
   ro->min_size = config_.min_size_bytes;
   ro->max_size = config_.max_size_bytes;
   if (int err = bpf_map__set_max_entries(skel_->maps.kleak_live, config_.max_allocs); err)
@@ -130,6 +135,19 @@ Status Loader::load() {
 }
 
 Status Loader::attach() {
+  // Seed the followed set before any program runs: the processes are
+  // waiting to start, so none of their allocations is missed.
+  for (uint32_t tgid : config_.follow_tgids) {
+    uint32_t one = 1;
+    if (bpf_map_update_elem(tasks_fd(), &tgid, &one, BPF_ANY) != 0)
+      return make_error("follow process " + std::to_string(tgid), errno);
+  }
+  if (bpf_program__autoload(skel_->progs.kleak_fork)) {
+    bpf_link* link = bpf_program__attach(skel_->progs.kleak_fork);
+    if (!link) return make_error("attach sched/sched_process_fork", errno);
+    skel_->links.kleak_fork = link;
+    attached_.push_back("sched/sched_process_fork");
+  }
   for (const Hook& h : kHooks) {
     bpf_program* prog = h.prog(skel_.get());
     if (!bpf_program__autoload(prog)) continue;
@@ -144,5 +162,7 @@ Status Loader::attach() {
 int Loader::live_fd() const { return bpf_map__fd(skel_->maps.kleak_live); }
 int Loader::stacks_fd() const { return bpf_map__fd(skel_->maps.kleak_stacks); }
 int Loader::counters_fd() const { return bpf_map__fd(skel_->maps.kleak_counters); }
+int Loader::tasks_fd() const { return bpf_map__fd(skel_->maps.kleak_tasks); }
+int Loader::missed_fd() const { return bpf_map__fd(skel_->maps.kleak_missed); }
 
 }  // namespace kleak

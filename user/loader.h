@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "result.h"
+#include "snapshot.h"
 
 struct kleak_bpf;
 
@@ -18,6 +19,9 @@ namespace kleak {
 struct LoaderConfig {
   uint32_t self_tgid = 0;
   uint32_t target_tgid = 0;
+  // Non-empty: record only these processes and their descendants (a
+  // command's process tree); target_tgid is then ignored.
+  std::vector<uint32_t> follow_tgids;
   uint64_t min_size_bytes = 0;
   uint64_t max_size_bytes = ~0ULL;
   uint32_t max_allocs = 262144;
@@ -37,9 +41,12 @@ class Loader {
   Loader(const Loader&) = delete;
   Loader& operator=(const Loader&) = delete;
 
+  MapFds fds() const { return MapFds{live_fd(), counters_fd(), missed_fd()}; }
   int live_fd() const;
   int stacks_fd() const;
   int counters_fd() const;
+  int tasks_fd() const;
+  int missed_fd() const;
   uint32_t live_capacity() const { return config_.max_allocs; }
   uint32_t stack_capacity() const { return config_.stack_storage_size; }
   // Tracepoints attached, e.g. "kmem/kmalloc".

@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "ci.h"
 #include "log.h"
 #include "options.h"
 #include "trace.h"
@@ -15,6 +16,7 @@ int main(int argc, char** argv) {
   try {
     kleak::ParsedCommandLine cl = kleak::parse_command_line(args, std::cout, std::cerr);
     if (!cl.trace) return cl.exit_code;
+    if (cl.trace->ci.enabled) return kleak::run_ci(*cl.trace);
     return kleak::run_trace(*cl.trace);
   } catch (const std::exception& e) {
     kleak::log_error("{}", e.what());

@@ -1,5 +1,6 @@
 #include "options.h"
 
+#include <algorithm>
 #include <ostream>
 
 #include <CLI/CLI.hpp>
@@ -23,12 +24,22 @@ Examples:
   kleak -p 1234 -o 1000      allocations made by process 1234, older than 1 s
   kleak -a -T 3 5            also list addresses, sizes and ages of the top 3 stacks
 
+  kleak --ci -- ./workload.sh             CI: trace the workload's process tree, fail if it leaked
+  kleak --ci --baseline old.json --junit leaks.xml -- make check
+
 Exit status: 0 ok, 1 runtime failure (privileges, BTF, attach), 2 usage error.
+With --ci: 0 no leak, 1 leak found, 2 usage, 3 incomplete (allocations lost,
+or interrupted), 4 cannot trace here (privileges, BTF, tracepoints).
 Needs root (or CAP_BPF+CAP_PERFMON) and a kernel with BTF; tracefs is not needed.)";
 
 }  // namespace
 
 std::string validate(const TraceOptions& o) {
+  if (!o.ci.command.empty() && !o.ci.enabled) return "a command after -- needs --ci";
+  if (o.ci.enabled && o.ci.command.empty() && o.duration_s <= 0) return "--ci needs a command after -- or --duration";
+  if (o.ci.enabled && (o.interval_s > 0 || o.count > 0)) return "--ci takes no interval or count";
+  if (o.ci.settle_s < 0) return "--settle must not be negative";
+  if (o.ci.enabled && o.ci.command.empty() == false && o.pid != 0) return "--pid and a command exclude each other";
   if (o.interval_s < 0) return "interval must be positive";
   if (o.count > 0 && o.interval_s <= 0) return "a report count needs an interval";
   if (o.duration_s < 0) return "--duration must be positive";
@@ -90,9 +101,43 @@ ParsedCommandLine parse_command_line(const std::vector<std::string>& args, std::
   app.add_flag("-v,--verbose", o.verbosity, "More logging: -v info, -vv libbpf debug and verifier log")
       ->group(tuning);
 
+  auto* ci = "CI mode (kleak --ci [options] [-- COMMAND ARGS...])";
+  app.add_flag("--ci", o.ci.enabled,
+               "Judge instead of report: trace COMMAND's process tree (or --duration), wait --settle, exit 1 on a leak")
+      ->group(ci);
+  app.add_option("--settle", o.ci.settle_s,
+                 "Seconds to wait after COMMAND for deferred frees (default 10; ends early when nothing is left)")
+      ->group(ci);
+  app.add_option("--fail-on-bytes", o.ci.fail_on_bytes, "Leak when at least BYTES are outstanding (default: any)")
+      ->group(ci);
+  app.add_option("--fail-on-count", o.ci.fail_on_count, "Leak when at least N allocations are outstanding")
+      ->group(ci);
+  app.add_option("--baseline", o.ci.baseline_path, "Earlier JSON report: its stacks are not reported again")
+      ->group(ci);
+  app.add_option("--ignore", o.ci.ignore, "Ignore stacks with a function matching PATTERN (fnmatch; repeatable)")
+      ->group(ci);
+  app.add_flag("--include-reclaimable", o.ci.include_reclaimable,
+               "Also judge reclaimable caches (dentries, inodes: freed under memory pressure)")
+      ->group(ci);
+  app.add_flag("--include-unverified", o.ci.include_unverified,
+               "Also judge stacks whose cache or call site had frees bypass kleak (bulk frees): may be phantoms")
+      ->group(ci);
+  app.add_flag("--no-known-caches", o.ci.no_known_caches,
+               "Also judge bounded kernel caches kleak knows (e.g. cached thread stacks)")
+      ->group(ci);
+  app.add_option("--report-json", o.ci.report_json_path, "Also write the JSON report to FILE")->group(ci);
+  app.add_option("--junit", o.ci.junit_path, "Write a JUnit XML verdict to FILE")->group(ci);
+  app.add_option("--ktap", o.ci.ktap_path, "Write a KTAP verdict to FILE")->group(ci);
+
+  // Everything after "--" is the command to run (CI mode), kept out of CLI11.
+  std::vector<std::string> own(args);
+  if (auto dd = std::find(own.begin(), own.end(), "--"); dd != own.end()) {
+    o.ci.command.assign(dd + 1, own.end());
+    own.erase(dd, own.end());
+  }
   std::vector<const char*> argv;
-  argv.reserve(args.size());
-  for (const auto& a : args) argv.push_back(a.c_str());
+  argv.reserve(own.size());
+  for (const auto& a : own) argv.push_back(a.c_str());
   try {
     app.parse(static_cast<int>(argv.size()), argv.data());
   } catch (const CLI::CallForHelp&) {
@@ -111,7 +156,7 @@ ParsedCommandLine parse_command_line(const std::vector<std::string>& args, std::
   }
   if (exact_size) o.min_size_bytes = o.max_size_bytes = *exact_size;
   o.format = format == "json" ? OutputFormat::json : OutputFormat::text;
-  if (o.interval_s == 0 && o.duration_s == 0 && app.count("interval") == 0) o.interval_s = 10;
+  if (o.interval_s == 0 && o.duration_s == 0 && app.count("interval") == 0 && !o.ci.enabled) o.interval_s = 10;
   if (app.count("interval") > 0 && o.interval_s <= 0) {
     err << "kleak: interval must be positive (see kleak --help)\n";
     result.exit_code = kExitUsage;

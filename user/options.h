@@ -18,7 +18,33 @@ enum ExitCode : int {
   kExitUsage = 2,    // bad command line
 };
 
+// In CI mode (--ci) the statuses are those of a test verdict instead.
+enum CiExitCode : int {
+  kCiPass = 0,         // no leak above the thresholds
+  kCiLeak = 1,         // leak found
+  kCiUsage = 2,        // bad command line, baseline file or command
+  kCiIncomplete = 3,   // allocations were lost, or the run was cut short: no verdict
+  kCiUnsupported = 4,  // cannot trace here: privileges, BTF, tracepoints (kselftest's skip)
+};
+
 enum class OutputFormat { text, json };
+
+// `kleak --ci`: trace a command (or a duration), then judge what it left.
+struct CiOptions {
+  bool enabled = false;
+  std::vector<std::string> command;  // after "--"; empty: trace for --duration
+  double settle_s = 10;              // after the command: wait for deferred (RCU) frees
+  std::optional<uint64_t> fail_on_bytes;
+  std::optional<uint64_t> fail_on_count;
+  std::string baseline_path;          // earlier JSON report: its stacks are known, not new
+  std::vector<std::string> ignore;    // fnmatch patterns on frame functions
+  bool include_reclaimable = false;   // judge reclaimable caches (dentries, inodes) too
+  bool include_unverified = false;    // judge stacks whose cache/site showed missed (bulk) frees
+  bool no_known_caches = false;       // judge the built-in bounded kernel caches too
+  std::string report_json_path;
+  std::string junit_path;
+  std::string ktap_path;
+};
 
 struct TraceOptions {
   // Report every interval_s seconds; 0 = only a final report.
@@ -44,6 +70,7 @@ struct TraceOptions {
   uint32_t max_allocs = 262144;
   uint32_t stack_storage_size = 16384;
   std::string btf_path;  // empty: the running kernel's /sys/kernel/btf/vmlinux
+  CiOptions ci;
 };
 
 // Either options to run with, or a status to exit with at once (after --help,

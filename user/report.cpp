@@ -75,6 +75,35 @@ std::vector<Frame> strip_tracing_frames(std::vector<Frame> frames) {
   return frames;
 }
 
+std::vector<Frame> group_frames(const StackGroup& g, const Ksyms& ksyms, const StackSource& stacks,
+                                std::string* error) {
+  std::vector<Frame> frames;
+  if (g.stack_id < 0) {
+    if (error) *error = stack_error_name(g.stack_id);
+    frames.push_back(make_frame(ksyms, g.call_site));
+    return frames;
+  }
+  auto ips = stacks(g.stack_id);
+  if (!ips) {
+    if (error) *error = "unreadable";
+    frames.push_back(make_frame(ksyms, g.call_site));
+    return frames;
+  }
+  frames.reserve(ips->size());
+  for (uint64_t ip : *ips) frames.push_back(make_frame(ksyms, ip));
+  return strip_tracing_frames(std::move(frames));
+}
+
+std::string stack_key(const std::vector<Frame>& frames) {
+  std::string key;
+  for (const Frame& f : frames) {
+    if (!key.empty()) key += ';';
+    key += f.symbol.empty() ? "?" : f.symbol;
+    if (!f.module.empty()) key += " [" + f.module + "]";
+  }
+  return key;
+}
+
 Report build_report(const SnapshotInfo& snap, const Aggregate& agg, const TraceOptions& opts, const ReportContext& ctx,
                     const Ksyms& ksyms, const StackSource& stacks) {
   Report r;
@@ -104,19 +133,11 @@ Report build_report(const SnapshotInfo& snap, const Aggregate& agg, const TraceO
     s.oldest_age_ms = age_ms(g.oldest_ts_ns);
     s.newest_age_ms = age_ms(g.newest_ts_ns);
     s.call_site = make_frame(ksyms, g.call_site);
-    if (g.stack_id >= 0) {
-      auto ips = stacks(g.stack_id);
-      if (ips) {
-        std::vector<Frame> frames;
-        frames.reserve(ips->size());
-        for (uint64_t ip : *ips) frames.push_back(make_frame(ksyms, ip));
-        s.frames = strip_tracing_frames(std::move(frames));
-      } else {
-        s.stack_error = "unreadable";
-      }
-    } else {
-      s.stack_error = stack_error_name(g.stack_id);
-    }
+    s.reclaimable = g.flags & KLEAK_ALLOC_RECLAIMABLE;
+    if (auto it = snap.missed_sites.find(missed_free_key(g)); it != snap.missed_sites.end()) s.missed_frees = it->second;
+    std::vector<Frame> frames = group_frames(g, ksyms, stacks, &s.stack_error);
+    s.stack_key = stack_key(frames);
+    if (s.stack_error.empty()) s.frames = std::move(frames);
     for (const LiveAlloc& la : g.allocs) {
       s.allocs.push_back(AllocLine{la.addr, la.a.bytes_alloc, la.a.bytes_req, age_ms(la.a.ts_ns), la.a.pid, la.a.tgid,
                                    std::string(la.a.comm, strnlen(la.a.comm, sizeof(la.a.comm)))});
@@ -140,13 +161,14 @@ std::string render_text(const Report& r) {
   out += fmt::format("  live map: {} allocations ({:.1f}% of {}); {} younger than {} ms not shown ({})\n", r.live_count,
                      fill, r.ctx.live_capacity, r.young_count, r.opts->min_age_ms, human_bytes(r.young_bytes));
   out += fmt::format(
-      "  allocs: seen {} recorded {} filtered {} failed {} | lost: map-full {} map-error {} missed-free {}\n",
+      "  allocs: seen {} recorded {} filtered {} failed {} | lost: map-full {} map-error {} | missed frees: {}\n",
       c[KLEAK_CNT_ALLOC_SEEN], c[KLEAK_CNT_ALLOC_RECORDED], c[KLEAK_CNT_ALLOC_FILTERED], c[KLEAK_CNT_ALLOC_FAILED],
-      c[KLEAK_CNT_LIVE_FULL], c[KLEAK_CNT_LIVE_ERROR], c[KLEAK_CNT_ALLOC_REPLACED]);
-  out += fmt::format("  frees: seen {} matched {} unmatched {} | stack errors: EEXIST {} EFAULT {} ENOMEM {} other {}\n",
+      c[KLEAK_CNT_LIVE_FULL], c[KLEAK_CNT_LIVE_ERROR], c[KLEAK_CNT_ALLOC_REPLACED] + c[KLEAK_CNT_MISSED_FILTERED]);
+  out += fmt::format("  frees: seen {} matched {} unmatched {} | stack errors: EEXIST {} EFAULT {} ENOMEM {} other {}"
+                     " | tasks-full {}\n",
                      c[KLEAK_CNT_FREE_SEEN], c[KLEAK_CNT_FREE_MATCHED], c.frees_unmatched(),
                      c[KLEAK_CNT_STACK_EEXIST], c[KLEAK_CNT_STACK_EFAULT], c[KLEAK_CNT_STACK_ENOMEM],
-                     c[KLEAK_CNT_STACK_OTHER]);
+                     c[KLEAK_CNT_STACK_OTHER], c[KLEAK_CNT_TASKS_FULL]);
   if (c[KLEAK_CNT_LIVE_FULL] > 0)
     out += fmt::format("  WARNING: the live map filled up and {} allocations were not tracked: raise --max-allocs\n",
                        c[KLEAK_CNT_LIVE_FULL]);
@@ -161,8 +183,12 @@ std::string render_text(const Report& r) {
     }
     std::string task = s.tasks.empty() ? "" :
         fmt::format(", top task {}/{} ({})", s.tasks[0].comm, s.tasks[0].tgid, s.tasks[0].count);
-    out += fmt::format("\n#{} {} bytes in {} allocations [sizes {}] oldest {}{}\n", s.rank, s.bytes, s.count, sizes,
-                       age_text(s.oldest_age_ms), task);
+    out += fmt::format("\n#{} {} bytes in {} allocations [sizes {}] oldest {}{}{}\n", s.rank, s.bytes, s.count, sizes,
+                       age_text(s.oldest_age_ms), task, s.reclaimable ? " [reclaimable cache]" : "");
+    if (s.missed_frees > 0)
+      out += fmt::format("    (unverified: {} frees of objects from the same cache or call site bypassed kleak's hooks, "
+                         "e.g. bulk frees: some of these may be freed already)\n",
+                         s.missed_frees);
     if (!s.stack_error.empty()) {
       out += fmt::format("    {} (no stack: {})\n", frame_text(s.call_site), s.stack_error);
     } else {
@@ -201,16 +227,18 @@ nlohmann::json to_json(const Report& r) {
                    {"allocs_filtered", c[KLEAK_CNT_ALLOC_FILTERED]},
                    {"allocs_failed", c[KLEAK_CNT_ALLOC_FAILED]},
                    {"allocs_replaced", c[KLEAK_CNT_ALLOC_REPLACED]},
+                   {"missed_frees", c[KLEAK_CNT_ALLOC_REPLACED] + c[KLEAK_CNT_MISSED_FILTERED]},
                    {"live_map_full", c[KLEAK_CNT_LIVE_FULL]},
                    {"live_map_errors", c[KLEAK_CNT_LIVE_ERROR]},
                    {"frees_seen", c[KLEAK_CNT_FREE_SEEN]},
                    {"frees_matched", c[KLEAK_CNT_FREE_MATCHED]},
                    {"frees_unmatched", c.frees_unmatched()},
+                   {"tasks_full", c[KLEAK_CNT_TASKS_FULL]},
                    {"stack_errors", {{"EEXIST", c[KLEAK_CNT_STACK_EEXIST]},
                                      {"EFAULT", c[KLEAK_CNT_STACK_EFAULT]},
                                      {"ENOMEM", c[KLEAK_CNT_STACK_ENOMEM]},
                                      {"other", c[KLEAK_CNT_STACK_OTHER]}}}};
-  j["complete"] = c[KLEAK_CNT_LIVE_FULL] == 0 && c[KLEAK_CNT_LIVE_ERROR] == 0;
+  j["complete"] = counters_complete(c);
   j["symbols_hidden"] = r.symbols_hidden;
   j["totals"] = {{"bytes", r.total_bytes},     {"count", r.total_count},     {"stacks", r.stacks_total},
                  {"young_bytes", r.young_bytes}, {"young_count", r.young_count}};
@@ -220,6 +248,9 @@ nlohmann::json to_json(const Report& r) {
     js["rank"] = s.rank;
     js["stack_id"] = s.stack_id;
     js["stack_error"] = s.stack_error.empty() ? json(nullptr) : json(s.stack_error);
+    js["stack_key"] = s.stack_key;
+    js["reclaimable"] = s.reclaimable;
+    js["missed_frees"] = s.missed_frees;
     js["bytes"] = s.bytes;
     js["count"] = s.count;
     json sizes = json::array();

@@ -35,6 +35,11 @@ struct AllocLine {
 struct StackReport {
   uint32_t rank = 0;
   int32_t stack_id = 0;
+  std::string stack_key;  // symbolic, comparable across boots: see stack_key()
+  bool reclaimable = false;
+  // Frees kleak saw bypass its hooks for this stack's cache (or kmalloc call
+  // site): some of its outstanding allocations may already be freed.
+  uint64_t missed_frees = 0;
   std::string stack_error;  // "EEXIST", ... when stack_id < 0
   uint64_t bytes = 0;
   uint64_t count = 0;
@@ -77,6 +82,16 @@ struct Report {
 
 // Reads a stack's frames: (stack_id) -> innermost-first ips, or an error.
 using StackSource = std::function<Result<std::vector<uint64_t>>(int32_t)>;
+
+// A group's frames, symbolized, tracing frames removed. For a group without
+// a stack: its call site alone. `error` says why there is no stack.
+std::vector<Frame> group_frames(const StackGroup& g, const Ksyms& ksyms, const StackSource& stacks,
+                                std::string* error);
+
+// Symbolic identity of a stack: "func" or "func [module]" per frame, innermost
+// first, joined by ";". No addresses or offsets, so KASLR and rebuilds do not
+// change it; unresolved frames are "?".
+std::string stack_key(const std::vector<Frame>& frames);
 
 Report build_report(const SnapshotInfo& snap, const Aggregate& agg, const TraceOptions& opts, const ReportContext& ctx,
                     const Ksyms& ksyms, const StackSource& stacks);

@@ -44,6 +44,10 @@ uint64_t Counters::frees_unmatched() const {
   return seen > matched ? seen - matched : 0;
 }
 
+bool counters_complete(const Counters& c) {
+  return c[KLEAK_CNT_LIVE_FULL] == 0 && c[KLEAK_CNT_LIVE_ERROR] == 0 && c[KLEAK_CNT_TASKS_FULL] == 0;
+}
+
 Status read_live(int fd, std::vector<LiveAlloc>& out) {
   out.clear();
   return read_live(fd, [&out](const LiveAlloc* a, size_t n) { out.insert(out.end(), a, a + n); });
@@ -103,22 +107,30 @@ Result<std::vector<uint64_t>> read_stack(int fd, int32_t stack_id) {
   return ips;
 }
 
-Result<SnapshotInfo> snapshot_info(int counters_fd) {
+Result<SnapshotInfo> snapshot_info(const MapFds& fds) {
   SnapshotInfo s;
   s.mono_ns = monotonic_ns();
   s.realtime_ns = realtime_ns();
-  auto c = read_counters(counters_fd);
+  auto c = read_counters(fds.counters);
   if (!c) return c.error();
   s.counters = *c;
+  // A small map (at most KLEAK_MAX_MISSED_SITES): key by key is fine.
+  uint64_t key = 0, next = 0, count = 0;
+  const uint64_t* prev = nullptr;
+  while (fds.missed >= 0 && bpf_map_get_next_key(fds.missed, prev, &next) == 0) {
+    if (bpf_map_lookup_elem(fds.missed, &next, &count) == 0) s.missed_sites[next] = count;
+    key = next;
+    prev = &key;
+  }
   return s;
 }
 
-Result<Snapshot> take_snapshot(int live_fd, int counters_fd) {
-  auto info = snapshot_info(counters_fd);
+Result<Snapshot> take_snapshot(const MapFds& fds) {
+  auto info = snapshot_info(fds);
   if (!info) return info.error();
   Snapshot s;
   static_cast<SnapshotInfo&>(s) = *info;
-  if (auto st = read_live(live_fd, s.allocs); !st) return st.error();
+  if (auto st = read_live(fds.live, s.allocs); !st) return st.error();
   return s;
 }
 

@@ -5,6 +5,7 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <unordered_map>
 #include <vector>
 
 #include "abi.h"
@@ -29,6 +30,8 @@ struct Counters {
 // When a snapshot was taken and what the counters said then.
 struct SnapshotInfo {
   Counters counters;
+  // Missed-free evidence: cache pointer or call site -> frees missed there.
+  std::unordered_map<uint64_t, uint64_t> missed_sites;
   uint64_t mono_ns = 0;      // CLOCK_MONOTONIC when the read started
   uint64_t realtime_ns = 0;  // wall clock at the same moment
 };
@@ -36,6 +39,10 @@ struct SnapshotInfo {
 // A whole snapshot in memory: for tests and small maps. Reports stream
 // instead (read_live with a callback), so their memory does not grow with
 // the number of live allocations.
+// False when allocations were lost (full map, map errors, a child process
+// not followed): a report may then miss leaks.
+bool counters_complete(const Counters& c);
+
 struct Snapshot : SnapshotInfo {
   std::vector<LiveAlloc> allocs;
 };
@@ -55,9 +62,17 @@ Result<Counters> read_counters(int map_fd);
 // Frames of one stack, innermost first, without the trailing zeros.
 Result<std::vector<uint64_t>> read_stack(int map_fd, int32_t stack_id);
 
-// Reads the counters and notes the time: the start of a snapshot.
-Result<SnapshotInfo> snapshot_info(int counters_fd);
-// Takes a whole snapshot: counters, then the live map.
-Result<Snapshot> take_snapshot(int live_fd, int counters_fd);
+// The maps a snapshot reads.
+struct MapFds {
+  int live = -1;
+  int counters = -1;
+  int missed = -1;
+};
+
+// Reads the counters and missed-free evidence and notes the time: the start
+// of a snapshot.
+Result<SnapshotInfo> snapshot_info(const MapFds& fds);
+// Takes a whole snapshot: snapshot_info, then the live map.
+Result<Snapshot> take_snapshot(const MapFds& fds);
 
 }  // namespace kleak

@@ -1,7 +1,6 @@
 #include "trace.h"
 
 #include <malloc.h>
-#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -20,42 +19,10 @@
 #include "privileges.h"
 #include "report.h"
 #include "snapshot.h"
+#include "sys.h"
 
 namespace kleak {
 namespace {
-
-std::string kernel_release() {
-  utsname u{};
-  if (uname(&u) != 0) return "unknown";
-  return u.release;
-}
-
-// Writes all of `s` to stdout. False on error (errno set), e.g. EPIPE when
-// the reader went away.
-bool write_stdout(const std::string& s) {
-  if (std::fwrite(s.data(), 1, s.size(), stdout) != s.size()) return false;
-  return std::fflush(stdout) == 0;
-}
-
-// Waits until `deadline_ns` (CLOCK_MONOTONIC; 0 = forever) or a blocked
-// signal in `set` arrives. Returns the signal, or 0 on timeout.
-int wait_until(const sigset_t& set, uint64_t deadline_ns) {
-  for (;;) {
-    int sig;
-    if (deadline_ns == 0) {
-      sig = sigwaitinfo(&set, nullptr);
-    } else {
-      uint64_t now = monotonic_ns();
-      if (now >= deadline_ns) return 0;
-      uint64_t left = deadline_ns - now;
-      timespec ts{static_cast<time_t>(left / 1000000000ull), static_cast<long>(left % 1000000000ull)};
-      sig = sigtimedwait(&set, nullptr, &ts);
-    }
-    if (sig > 0) return sig;
-    if (errno == EAGAIN) return 0;
-    // EINTR: another signal (e.g. SIGWINCH) interrupted the wait: wait again.
-  }
-}
 
 class Session {
  public:
@@ -76,16 +43,13 @@ class Session {
     ++ctx_.seq;
     ctx_.final_report = final_report;
     const uint64_t t0 = monotonic_ns();
-    auto snap = snapshot_info(loader_.counters_fd());
+    auto snap = snapshot_info(loader_.fds());
     if (!snap) {
       log_error("{}", snap.error().message);
       return kExitFailure;
     }
     Aggregator aggregator(snap->mono_ns, opts_.min_age_ms * 1000000ull, opts_.show_allocs);
-    auto read = read_live(loader_.live_fd(), [&aggregator](const LiveAlloc* a, size_t n) {
-      for (size_t i = 0; i < n; ++i) aggregator.add(a[i]);
-    });
-    if (!read) {
+    if (auto read = aggregate_map(loader_.live_fd(), aggregator); !read) {
       log_error("{}", read.error().message);
       return kExitFailure;
     }
@@ -127,12 +91,7 @@ int run_trace(const TraceOptions& opts) {
   }
   // Signals are taken synchronously with sigtimedwait; block them before
   // anything is attached so an early Ctrl-C still ends in a clean detach.
-  sigset_t stop_set;
-  sigemptyset(&stop_set);
-  sigaddset(&stop_set, SIGINT);
-  sigaddset(&stop_set, SIGTERM);
-  sigprocmask(SIG_BLOCK, &stop_set, nullptr);
-  std::signal(SIGPIPE, SIG_IGN);
+  const sigset_t stop_set = block_stop_signals();
 
   install_libbpf_logger();
   LoaderConfig cfg;
@@ -173,8 +132,7 @@ int run_trace(const TraceOptions& opts) {
     if (sig != 0) {
       // A second Ctrl-C while the final report is printed ends kleak at once;
       // fd-based links detach with the process.
-      std::signal(sig, SIG_DFL);
-      sigprocmask(SIG_UNBLOCK, &stop_set, nullptr);
+      release_stop_signals();
       log_info("got {}: final report", strsignal(sig));
       int rc = session.report(true);
       return rc < 0 ? kExitOk : rc;

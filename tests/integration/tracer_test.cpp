@@ -45,7 +45,7 @@ class Tracer : public ::testing::Test {
   }
 
   static Snapshot snapshot(Loader& l) {
-    auto s = take_snapshot(l.live_fd(), l.counters_fd());
+    auto s = take_snapshot(l.fds());
     EXPECT_TRUE(s.ok()) << (s.ok() ? "" : s.error().message);
     return s.ok() ? std::move(*s) : Snapshot{};
   }

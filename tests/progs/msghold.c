@@ -5,7 +5,10 @@
  *   kleak-msghold N [SIZE]   (SIZE defaults to 4000: a 4096-byte kmalloc)
  *   stdout "ready PID"     -> stdin "send"    -> stdout "held N"
  *                          -> stdin "release" -> stdout "released N"
- *   stdin EOF or "exit": remove the queue and exit.
+ *   stdin EOF or "exit": remove the queues and exit.
+ *   stdin "keep": print "kept QID..." and exit WITHOUT removing the queues:
+ *   the messages stay allocated in the kernel (a leak the caller must end
+ *   with msgctl(IPC_RMID) or ipcrm).
  *
  * Message text is "LEAKMARK-<i>" padded with '.', so buffer contents are
  * recognizable. */
@@ -83,6 +86,13 @@ int main(int argc, char **argv)
 			printf("released %ld\n", got);
 		} else if (!strncmp(line, "exit", 4)) {
 			break;
+		} else if (!strncmp(line, "keep", 4)) {
+			printf("kept");
+			for (int i = 0; i < nq; i++)
+				printf(" %d", queues[i]);
+			printf("\n");
+			fflush(stdout);
+			return 0;
 		}
 		fflush(stdout);
 	}

@@ -1,0 +1,176 @@
+// kleak --ci end to end: a command that leaks System V messages must fail
+// with the right stack, the same command cleaning up must pass, and the
+// verdict files, thresholds and baseline must say what happened.
+#include <sys/msg.h>
+
+#include <fstream>
+#include <sstream>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "child.h"
+#include "env.h"
+
+namespace kleak {
+namespace {
+
+using nlohmann::json;
+using test::Child;
+
+struct CiRun {
+  int status = -1;
+  std::string out;  // kleak's stdout, with the command's lines in it
+  json report;      // from --report-json
+  std::string junit, ktap;
+  std::vector<int> kept_queues;
+};
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// Runs `kleak --ci ... -- kleak-msghold N` feeding `script` to the command.
+CiRun run_ci(int n, const std::string& script, std::vector<std::string> extra = {}) {
+  const std::string dir = ::testing::TempDir();
+  const std::string rj = dir + "/kleak-ci.json", junit = dir + "/kleak-ci.xml", ktap = dir + "/kleak-ci.tap";
+  std::vector<std::string> argv = {KLEAK_BIN, "--ci", "-q", "--settle", "3", "--report-json", rj,
+                                   "--junit", junit, "--ktap", ktap};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  argv.insert(argv.end(), {"--", KLEAK_MSGHOLD_BIN, std::to_string(n)});
+  Child kleak(argv);
+  std::istringstream lines(script);
+  std::string line;
+  while (std::getline(lines, line)) kleak.send_line(line);
+  kleak.close_stdin();
+  CiRun r;
+  r.out = kleak.read_all(std::chrono::seconds(120));
+  r.status = kleak.wait().value_or(-1);
+  r.report = json::parse(slurp(rj), nullptr, false);
+  r.junit = slurp(junit);
+  r.ktap = slurp(ktap);
+  std::istringstream out(r.out);
+  while (std::getline(out, line)) {
+    if (line.rfind("kept", 0) != 0) continue;
+    std::istringstream ids(line.substr(4));
+    for (int id; ids >> id;) r.kept_queues.push_back(id);
+  }
+  return r;
+}
+
+void remove_queues(const std::vector<int>& ids) {
+  for (int id : ids) msgctl(id, IPC_RMID, nullptr);
+}
+
+const json* stack_through(const json& report, const std::string& fn) {
+  for (const auto& s : report["stacks"])
+    for (const auto& f : s["frames"])
+      if (f["symbol"].is_string() && f["symbol"] == fn) return &s;
+  return nullptr;
+}
+
+TEST(Ci, LeakingCommandFailsWithTheLeakingStack) {
+  KLEAK_REQUIRE_BPF();
+  const int n = 30;
+  CiRun r = run_ci(n, "send\nkeep\n");
+  remove_queues(r.kept_queues);
+  ASSERT_FALSE(r.kept_queues.empty()) << r.out;
+  EXPECT_EQ(r.status, 1) << r.out;
+  ASSERT_FALSE(r.report.is_discarded()) << "no --report-json";
+  EXPECT_EQ(r.report["ci"]["verdict"], "leak");
+  EXPECT_EQ(r.report["ci"]["exit_status"], 1);
+  EXPECT_EQ(r.report["ci"]["command_status"], 0);
+  const json* msg = stack_through(r.report, "load_msg");
+  ASSERT_NE(msg, nullptr) << r.report.dump();
+  EXPECT_EQ((*msg)["count"], n);
+  EXPECT_EQ((*msg)["bytes"], n * 4096);
+  EXPECT_EQ((*msg)["tasks"][0]["comm"], "kleak-msghold");
+  // The queues holding the messages are leaked too: one per 4 messages.
+  const json* queues = stack_through(r.report, "newque");
+  ASSERT_NE(queues, nullptr);
+  EXPECT_EQ((*queues)["count"], static_cast<int>(r.kept_queues.size()));
+  EXPECT_GE(r.report["ci"]["leak_count"].get<int>(), n + static_cast<int>(r.kept_queues.size()));
+  EXPECT_NE(r.junit.find("failures=\"1\""), std::string::npos) << r.junit;
+  EXPECT_NE(r.junit.find("<failure type=\"leak\""), std::string::npos);
+  EXPECT_NE(r.ktap.find("\nnot ok 1 kleak_kernel_memory_leaks # leak:"), std::string::npos) << r.ktap;
+  EXPECT_EQ(r.ktap.rfind("KTAP version 1\n1..1\n", 0), 0u);
+}
+
+TEST(Ci, CleanCommandPasses) {
+  KLEAK_REQUIRE_BPF();
+  CiRun r = run_ci(30, "send\nrelease\nexit\n");
+  EXPECT_EQ(r.status, 0) << r.out;
+  ASSERT_FALSE(r.report.is_discarded());
+  EXPECT_EQ(r.report["ci"]["verdict"], "pass");
+  EXPECT_EQ(r.report["ci"]["leak_count"], 0);
+  EXPECT_EQ(stack_through(r.report, "load_msg"), nullptr);
+  // It really traced the command: its 30 messages were recorded and freed.
+  EXPECT_GE(r.report["counters"]["frees_matched"].get<int>(), 30);
+  EXPECT_NE(r.junit.find("failures=\"0\" errors=\"0\""), std::string::npos) << r.junit;
+  EXPECT_NE(r.ktap.find("\nok 1 kleak_kernel_memory_leaks"), std::string::npos) << r.ktap;
+}
+
+TEST(Ci, ThresholdsDecide) {
+  KLEAK_REQUIRE_BPF();
+  const int n = 20;
+  // 20 messages and 5 queues leak: 25 allocations. A count threshold above
+  // that passes; a byte threshold below the messages' bytes fails.
+  CiRun under = run_ci(n, "send\nkeep\n", {"--fail-on-count", "1000"});
+  remove_queues(under.kept_queues);
+  EXPECT_EQ(under.status, 0) << under.out;
+  EXPECT_GE(under.report["ci"]["leak_count"].get<int>(), n);
+  CiRun over = run_ci(n, "send\nkeep\n", {"--fail-on-bytes", std::to_string(n * 4096)});
+  remove_queues(over.kept_queues);
+  EXPECT_EQ(over.status, 1) << over.out;
+}
+
+TEST(Ci, BaselineSuppressesKnownStacksByName) {
+  KLEAK_REQUIRE_BPF();
+  CiRun first = run_ci(8, "send\nkeep\n");
+  remove_queues(first.kept_queues);
+  ASSERT_EQ(first.status, 1);
+  const std::string baseline = ::testing::TempDir() + "/kleak-baseline.json";
+  {
+    std::ofstream(baseline) << first.report.dump() << "\n";
+  }
+  CiRun second = run_ci(8, "send\nkeep\n", {"--baseline", baseline});
+  remove_queues(second.kept_queues);
+  EXPECT_EQ(second.status, 0) << second.out;
+  EXPECT_GE(second.report["ci"]["suppressed_stacks"]["baseline"].get<int>(), 2);
+  // --ignore by function name does the same for one stack.
+  CiRun ignored = run_ci(8, "send\nkeep\n", {"--ignore", "load_*"});
+  remove_queues(ignored.kept_queues);
+  EXPECT_EQ(ignored.status, 1);  // the queues still leak
+  EXPECT_EQ(stack_through(ignored.report, "load_msg"), nullptr);
+  EXPECT_GE(ignored.report["ci"]["suppressed_stacks"]["ignored"].get<int>(), 1);
+}
+
+TEST(Ci, UsageErrors) {
+  auto none = test::run({KLEAK_BIN, "--ci"});
+  EXPECT_EQ(none.status, 2);
+  EXPECT_NE(none.err.find("--ci needs a command"), std::string::npos) << none.err;
+  auto stray = test::run({KLEAK_BIN, "--", "/bin/true"});
+  EXPECT_EQ(stray.status, 2);
+  auto bad_baseline = test::run({KLEAK_BIN, "--ci", "--baseline", "/nonexistent.json", "--", "/bin/true"});
+  EXPECT_EQ(bad_baseline.status, 2);
+  EXPECT_NE(bad_baseline.err.find("/nonexistent.json"), std::string::npos) << bad_baseline.err;
+}
+
+TEST(Ci, CommandThatCannotRunIsAUsageError) {
+  KLEAK_REQUIRE_BPF();
+  auto r = test::run({KLEAK_BIN, "--ci", "-q", "--", "/nonexistent/workload"});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("cannot run /nonexistent/workload"), std::string::npos) << r.err;
+}
+
+TEST(Ci, UnprivilegedIsUnsupported) {
+  if (getuid() != 0) GTEST_SKIP() << "needs root to drop privileges";
+  auto r = test::run({KLEAK_BIN, "--ci", "-q", "--", "/bin/true"}, Child::Options{false, true});
+  EXPECT_EQ(r.status, 4);
+}
+
+}  // namespace
+}  // namespace kleak

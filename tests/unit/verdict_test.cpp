@@ -1,0 +1,123 @@
+#include "verdict.h"
+
+#include <gtest/gtest.h>
+
+namespace kleak {
+namespace {
+
+std::vector<Frame> frames(std::initializer_list<const char*> names) {
+  std::vector<Frame> f;
+  for (const char* n : names) f.push_back(Frame{0, n, 0, ""});
+  return f;
+}
+
+TEST(Verdict, StackKeyIsSymbolicWithModules) {
+  std::vector<Frame> f = {{0x1, "kmalloc", 0x10, ""}, {0x2, "leaky_open", 0x3, "leaky"}, {0x3, "", 0, ""}};
+  EXPECT_EQ(stack_key(f), "kmalloc;leaky_open [leaky];?");
+}
+
+TEST(Verdict, BaselineReadsReportsAndJsonLines) {
+  std::string error;
+  auto keys = parse_baseline(
+      R"({"stacks":[{"stack_key":"a;b"},{"frames":[{"symbol":"c","module":null},{"symbol":"d","module":"m"}]}]})"
+      "\n\n"
+      R"({"stacks":[{"stack_key":"e"}]})"
+      "\n",
+      &error);
+  EXPECT_EQ(error, "");
+  EXPECT_EQ(keys, (std::set<std::string>{"a;b", "c;d [m]", "e"}));
+}
+
+TEST(Verdict, BaselineRejectsOtherFiles) {
+  std::string error;
+  EXPECT_TRUE(parse_baseline("not json\n", &error).empty());
+  EXPECT_NE(error.find("line 1"), std::string::npos);
+  error.clear();
+  parse_baseline("{\"x\":1}\n", &error);
+  EXPECT_NE(error, "");
+  error.clear();
+  parse_baseline("", &error);
+  EXPECT_EQ(error, "no report in it");
+  auto missing = load_baseline("/nonexistent/baseline.json");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.error().message.find("/nonexistent/baseline.json"), std::string::npos);
+}
+
+TEST(Verdict, SuppressionOrderAndFlags) {
+  CiOptions ci;
+  std::set<std::string> baseline = {"kmalloc;in_baseline"};
+  auto f = frames({"kmalloc", "load_msg"});
+  EXPECT_EQ(suppression(f, "kmalloc;load_msg", false, 0, ci, baseline), "");
+  EXPECT_EQ(suppression(f, "kmalloc;load_msg", true, 0, ci, baseline), "reclaimable");
+  EXPECT_EQ(suppression(f, "kmalloc;load_msg", false, 3, ci, baseline), "unverified");
+  EXPECT_EQ(suppression(frames({"kmalloc", "in_baseline"}), "kmalloc;in_baseline", false, 0, ci, baseline),
+            "baseline");
+  ci.ignore = {"load_*"};
+  EXPECT_EQ(suppression(f, "kmalloc;load_msg", false, 0, ci, baseline), "ignored");
+  ci.ignore.clear();
+  ci.include_reclaimable = ci.include_unverified = true;
+  EXPECT_EQ(suppression(f, "kmalloc;load_msg", true, 3, ci, baseline), "");
+}
+
+TEST(Verdict, KnownKernelCaches) {
+  CiOptions ci;
+  auto stack = frames({"__kmalloc_node_noprof", "__vmalloc_node_range_noprof", "copy_process", "kernel_clone"});
+  EXPECT_EQ(known_cache(stack), "thread-stack cache");
+  EXPECT_EQ(suppression(stack, "", false, 0, ci, {}), "known-cache");
+  ci.no_known_caches = true;
+  EXPECT_EQ(suppression(stack, "", false, 0, ci, {}), "");
+  EXPECT_EQ(known_cache(frames({"copy_process"})), "");
+}
+
+TEST(Verdict, DecideThresholds) {
+  CiOptions ci;
+  Verdict v;
+  decide(v, ci);
+  EXPECT_EQ(v.status, kCiPass);
+  v.leak_count = 1;
+  v.leak_bytes = 64;
+  decide(v, ci);
+  EXPECT_EQ(v.status, kCiLeak);  // default: any leak
+  ci.fail_on_bytes = 100;
+  decide(v, ci);
+  EXPECT_EQ(v.status, kCiPass);
+  ci.fail_on_count = 1;
+  decide(v, ci);
+  EXPECT_EQ(v.status, kCiLeak);  // either threshold
+  ci = CiOptions{};
+  v = Verdict{};
+  v.complete = false;
+  decide(v, ci);
+  EXPECT_EQ(v.status, kCiIncomplete);
+  v.interrupted = "interrupted by SIGINT";
+  decide(v, ci);
+  EXPECT_EQ(v.status, kCiIncomplete);
+  EXPECT_NE(v.summary.find("SIGINT"), std::string::npos);
+  v.leak_count = 2;
+  decide(v, ci);
+  EXPECT_EQ(v.status, kCiLeak);  // what was found stays found
+}
+
+TEST(Verdict, JunitEscapesAndCounts) {
+  Verdict v;
+  v.status = kCiLeak;
+  v.summary = "leak: <1> & \"2\"";
+  std::string x = junit_xml(v, "a<b\x01", 1.5);
+  EXPECT_NE(x.find("failures=\"1\" errors=\"0\""), std::string::npos);
+  EXPECT_NE(x.find("message=\"leak: &lt;1&gt; &amp; &quot;2&quot;\""), std::string::npos) << x;
+  EXPECT_NE(x.find(">a&lt;b?</failure>"), std::string::npos) << x;
+  v.status = kCiIncomplete;
+  EXPECT_NE(junit_xml(v, "", 1).find("<error type=\"incomplete\""), std::string::npos);
+  v.status = kCiPass;
+  EXPECT_EQ(junit_xml(v, "", 1).find("<failure"), std::string::npos);
+}
+
+TEST(Verdict, KtapPrefixesDetails) {
+  Verdict v;
+  v.summary = "no leak: 0 bytes";
+  EXPECT_EQ(ktap(v, "line one\nline two\n"),
+            "KTAP version 1\n1..1\n# line one\n# line two\nok 1 kleak_kernel_memory_leaks # no leak: 0 bytes\n");
+}
+
+}  // namespace
+}  // namespace kleak

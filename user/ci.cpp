@@ -1,0 +1,322 @@
+#include "ci.h"
+
+#include <fcntl.h>
+#include <malloc.h>
+#include <sched.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "aggregate.h"
+#include "ksyms.h"
+#include "loader.h"
+#include "log.h"
+#include "privileges.h"
+#include "report.h"
+#include "snapshot.h"
+#include "sys.h"
+#include "verdict.h"
+
+namespace kleak {
+namespace {
+
+// The workload, forked before tracing starts and held at a pipe until the
+// programs are attached, so its first allocation is already followed.
+class Command {
+ public:
+  ~Command() {
+    if (pid_ > 0 && !reaped_) {
+      ::kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+    for (int fd : {go_, err_})
+      if (fd >= 0) close(fd);
+  }
+
+  // Forks; the child waits for start(). Empty on success, else why not.
+  std::string fork_held(const std::vector<std::string>& argv) {
+    int go[2], err[2];
+    if (pipe2(go, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) return std::strerror(errno);
+    std::vector<char*> cargv;
+    for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
+    cargv.push_back(nullptr);
+    pid_ = fork();
+    if (pid_ < 0) return std::strerror(errno);
+    if (pid_ == 0) {
+      sigset_t none;
+      sigemptyset(&none);
+      sigprocmask(SIG_SETMASK, &none, nullptr);
+      std::signal(SIGPIPE, SIG_DFL);
+      char c;
+      if (read(go[0], &c, 1) != 1) _exit(127);  // kleak went away
+      execvp(cargv[0], cargv.data());
+      int e = errno;
+      ssize_t ignored = write(err[1], &e, sizeof(e));
+      (void)ignored;
+      _exit(127);
+    }
+    close(go[0]);
+    close(err[1]);
+    go_ = go[1];
+    err_ = err[0];
+    return {};
+  }
+
+  // Lets the child exec. Empty on success, else why exec failed.
+  std::string start() {
+    char c = 1;
+    if (write(go_, &c, 1) != 1) return std::strerror(errno);
+    close(go_);
+    go_ = -1;
+    int e = 0;
+    ssize_t n = read(err_, &e, sizeof(e));  // EOF (0) when exec succeeded
+    return n == static_cast<ssize_t>(sizeof(e)) ? std::strerror(e) : std::string();
+  }
+
+  // True once the child has exited (reaped; see status()).
+  bool poll() {
+    if (reaped_) return true;
+    int st = 0;
+    if (waitpid(pid_, &st, WNOHANG) != pid_) return false;
+    reaped_ = true;
+    status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    return true;
+  }
+
+  void kill_and_reap() {
+    if (reaped_ || pid_ <= 0) return;
+    ::kill(pid_, SIGKILL);
+    int st = 0;
+    waitpid(pid_, &st, 0);
+    reaped_ = true;
+    status_ = 128 + SIGKILL;
+  }
+
+  pid_t pid() const { return pid_; }
+  int status() const { return status_; }
+
+ private:
+  pid_t pid_ = -1;
+  int go_ = -1, err_ = -1;
+  bool reaped_ = false;
+  int status_ = -1;
+};
+
+// Runs a short process on every online CPU and waits for them. Two kinds of
+// deferred release need other work on a CPU before they happen:
+// - an exited process's mm stays referenced as the lazy-TLB active_mm of
+//   an idle CPU until that CPU runs another user task (so its mm_struct is
+//   not freed);
+// - objects freed in bulk (kmem_cache_free_bulk: maple-tree nodes at
+//   exit_mmap, kvfree_rcu batches) pass no tracepoint; the slab hands
+//   their addresses out again first (LIFO freelists), and an allocation at
+//   a recorded address proves that record freed (see kleak.bpf.c).
+// The processes map and unmap memory, which allocates from those caches.
+void run_on_every_cpu() {
+  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+  std::vector<pid_t> kids;
+  for (long cpu = 0; cpu < ncpu && cpu < CPU_SETSIZE; ++cpu) {
+    pid_t pid = fork();
+    if (pid < 0) break;
+    if (pid == 0) {
+      cpu_set_t set;
+      CPU_ZERO(&set);
+      CPU_SET(static_cast<int>(cpu), &set);
+      sched_setaffinity(0, sizeof(set), &set);
+      for (int i = 0; i < 64; ++i) {
+        void* p = mmap(nullptr, 1 << 16, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p != MAP_FAILED) munmap(p, 1 << 16);
+      }
+      _exit(0);
+    }
+    kids.push_back(pid);
+  }
+  for (pid_t pid : kids) waitpid(pid, nullptr, 0);
+}
+
+uint64_t count_live(int live_fd) {
+  uint64_t n = 0;
+  (void)read_live(live_fd, [&n](const LiveAlloc*, size_t k) { n += k; });
+  return n;
+}
+
+std::string join(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& a : v) s += (s.empty() ? "" : " ") + a;
+  return s;
+}
+
+}  // namespace
+
+int run_ci(const TraceOptions& opts) {
+  log_set_level(opts.verbosity >= 2 ? LogLevel::debug : opts.verbosity == 1 ? LogLevel::info : LogLevel::warn);
+  const CiOptions& ci = opts.ci;
+  std::set<std::string> baseline;
+  if (!ci.baseline_path.empty()) {
+    auto b = load_baseline(ci.baseline_path);
+    if (!b) {
+      log_error("{}", b.error().message);
+      return kCiUsage;
+    }
+    baseline = std::move(*b);
+  }
+  if (auto why = missing_privileges(); !why.empty()) {
+    log_error("{}", why);
+    return kCiUnsupported;
+  }
+  const sigset_t signals = block_stop_signals(SIGCHLD);
+  Command command;
+  const bool with_command = !ci.command.empty();
+  if (with_command) {
+    if (auto why = command.fork_held(ci.command); !why.empty()) {
+      log_error("cannot start {}: {}", ci.command[0], why);
+      return kCiUsage;
+    }
+  }
+
+  install_libbpf_logger();
+  LoaderConfig cfg;
+  cfg.self_tgid = static_cast<uint32_t>(getpid());
+  cfg.target_tgid = opts.pid;
+  if (with_command) cfg.follow_tgids = {static_cast<uint32_t>(command.pid())};
+  cfg.min_size_bytes = opts.min_size_bytes;
+  cfg.max_size_bytes = opts.max_size_bytes;
+  cfg.max_allocs = opts.max_allocs;
+  cfg.stack_storage_size = opts.stack_storage_size;
+  cfg.btf_path = opts.btf_path;
+  auto loader = Loader::create(cfg);
+  if (!loader) {
+    log_error("{}", loader.error().message);
+    return kCiUnsupported;
+  }
+  auto ksyms = Ksyms::load();
+  if (!ksyms) log_warn("{}: frames will be raw addresses", ksyms.error().message);
+  malloc_trim(0);
+
+  const uint64_t start = monotonic_ns();
+  const uint64_t deadline = opts.duration_s > 0 ? start + static_cast<uint64_t>(opts.duration_s * 1e9) : 0;
+  Verdict v;
+  if (with_command) {
+    if (auto why = command.start(); !why.empty()) {
+      command.kill_and_reap();
+      log_error("cannot run {}: {}", ci.command[0], why);
+      return kCiUsage;
+    }
+  }
+  if (!opts.quiet)
+    fmt::print(stderr, "kleak --ci: tracing {}; verdict {}\n",
+               with_command ? fmt::format("`{}` (pid {}) and its children", join(ci.command), command.pid())
+                            : std::string("all tasks") + (opts.pid ? fmt::format(" of pid {}", opts.pid) : ""),
+               with_command ? fmt::format("when it exits (+ up to {} s for deferred frees)", ci.settle_s)
+                            : fmt::format("in {} s", opts.duration_s));
+
+  // Trace until the command exits, --duration passes, or a stop signal.
+  for (;;) {
+    if (with_command && command.poll()) break;
+    int sig = wait_until(signals, deadline);
+    if (sig == SIGCHLD) continue;
+    if (sig == SIGINT || sig == SIGTERM) {
+      v.interrupted = fmt::format("interrupted by {}", strsignal(sig));
+      release_stop_signals();
+      break;
+    }
+    if (sig == 0) {  // --duration passed
+      if (with_command && !command.poll()) v.interrupted = fmt::format("command still running after {} s", opts.duration_s);
+      break;
+    }
+  }
+  if (with_command) command.kill_and_reap();
+  const uint64_t traced_ns = monotonic_ns() - start;
+
+  // Deferred frees (kfree_rcu batches, call_rcu) land after the command is
+  // gone: wait for them, but stop as soon as nothing is left.
+  if (with_command && v.interrupted.empty()) {
+    const uint64_t settle_end = monotonic_ns() + static_cast<uint64_t>(ci.settle_s * 1e9);
+    while (count_live((*loader)->live_fd()) > 0) {
+      run_on_every_cpu();
+      uint64_t next = std::min<uint64_t>(settle_end, monotonic_ns() + 250000000ull);
+      int sig = wait_until(signals, next);
+      if (sig == SIGINT || sig == SIGTERM) {
+        v.interrupted = fmt::format("interrupted by {} while settling", strsignal(sig));
+        release_stop_signals();
+        break;
+      }
+      if (monotonic_ns() >= settle_end) break;
+    }
+  }
+
+  auto info = snapshot_info((*loader)->fds());
+  if (!info) {
+    log_error("{}", info.error().message);
+    return kCiIncomplete;
+  }
+  // With a command every record is the command's, and it is over: all that
+  // is left counts. With --duration, the usual age threshold applies.
+  Aggregator aggregator(info->mono_ns, with_command ? 0 : opts.min_age_ms * 1000000ull, opts.show_allocs);
+  if (auto st = aggregate_map((*loader)->live_fd(), aggregator); !st) {
+    log_error("{}", st.error().message);
+    return kCiIncomplete;
+  }
+  Aggregate all = std::move(aggregator).finish();
+  const int stacks_fd = (*loader)->stacks_fd();
+  StackSource stacks = [stacks_fd](int32_t id) { return read_stack(stacks_fd, id); };
+  const Ksyms empty;
+  const Ksyms& syms = ksyms ? *ksyms : empty;
+  Aggregate judged = judged_groups(all, *info, ci, baseline, syms, stacks, v);
+  v.complete = counters_complete(info->counters);
+  decide(v, ci);
+
+  ReportContext ctx;
+  ctx.seq = 1;
+  ctx.final_report = true;
+  ctx.kernel = kernel_release();
+  ctx.start_mono_ns = start;
+  ctx.live_capacity = (*loader)->live_capacity();
+  ctx.stack_capacity = (*loader)->stack_capacity();
+  ctx.attached = (*loader)->attached();
+  ctx.missing = (*loader)->missing();
+  TraceOptions shown = opts;
+  if (with_command) shown.min_age_ms = 0;
+  Report r = build_report(*info, judged, shown, ctx, syms, stacks);
+  nlohmann::json j = to_json(r);
+  j["ci"] = verdict_json(v, ci);
+  j["ci"]["command_status"] = with_command ? nlohmann::json(command.status()) : nlohmann::json(nullptr);
+  j["ci"]["traced_s"] = static_cast<double>(traced_ns) / 1e9;
+  const std::string json_line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  std::string text = render_text(r);
+  text += fmt::format("\nkleak --ci: {}", v.summary);
+  if (v.suppressed_baseline + v.suppressed_ignored + v.suppressed_reclaimable + v.suppressed_unverified +
+          v.suppressed_known_cache >
+      0)
+    text += fmt::format(
+        " (not judged: {} baseline, {} ignored, {} reclaimable-cache, {} unverified, {} known-cache stacks)",
+        v.suppressed_baseline, v.suppressed_ignored, v.suppressed_reclaimable, v.suppressed_unverified,
+        v.suppressed_known_cache);
+  if (with_command) text += fmt::format("; command exited {}", command.status());
+  text += "\n";
+
+  if (!write_stdout(opts.format == OutputFormat::json ? json_line : text) && errno != EPIPE) {
+    log_error("write report: {}", std::strerror(errno));
+    return kCiIncomplete;
+  }
+  const double secs = static_cast<double>(monotonic_ns() - start) / 1e9;
+  for (const auto& [path, body] : {std::pair{ci.report_json_path, json_line},
+                                   std::pair{ci.junit_path, junit_xml(v, text, secs)},
+                                   std::pair{ci.ktap_path, ktap(v, text)}}) {
+    if (path.empty()) continue;
+    if (auto why = write_file(path, body); !why.empty()) {
+      log_error("{}", why);
+      return kCiIncomplete;
+    }
+  }
+  if (opts.format == OutputFormat::json && !opts.quiet) fmt::print(stderr, "kleak --ci: {}\n", v.summary);
+  return v.status;
+}
+
+}  // namespace kleak

@@ -1,0 +1,87 @@
+#include "sys.h"
+
+#include <fcntl.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+
+#include <fmt/format.h>
+
+#include "snapshot.h"
+
+namespace kleak {
+
+std::string kernel_release() {
+  utsname u{};
+  if (uname(&u) != 0) return "unknown";
+  return u.release;
+}
+
+bool write_stdout(const std::string& s) {
+  if (std::fwrite(s.data(), 1, s.size(), stdout) != s.size()) return false;
+  return std::fflush(stdout) == 0;
+}
+
+std::string write_file(const std::string& path, const std::string& s) {
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return fmt::format("cannot write {}: {}", path, std::strerror(errno));
+  size_t done = 0;
+  while (done < s.size()) {
+    ssize_t n = write(fd, s.data() + done, s.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      std::string why = fmt::format("cannot write {}: {}", path, std::strerror(errno));
+      close(fd);
+      return why;
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (close(fd) != 0) return fmt::format("cannot write {}: {}", path, std::strerror(errno));
+  return {};
+}
+
+sigset_t block_stop_signals(int extra) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  if (extra) sigaddset(&set, extra);
+  sigprocmask(SIG_BLOCK, &set, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+  return set;
+}
+
+int wait_until(const sigset_t& set, uint64_t deadline_ns) {
+  for (;;) {
+    int sig;
+    if (deadline_ns == 0) {
+      sig = sigwaitinfo(&set, nullptr);
+    } else {
+      uint64_t now = monotonic_ns();
+      if (now >= deadline_ns) return 0;
+      uint64_t left = deadline_ns - now;
+      timespec ts{static_cast<time_t>(left / 1000000000ull), static_cast<long>(left % 1000000000ull)};
+      sig = sigtimedwait(&set, nullptr, &ts);
+    }
+    if (sig > 0) return sig;
+    if (errno == EAGAIN) return 0;
+    // EINTR: another signal interrupted the wait: wait again.
+  }
+}
+
+void release_stop_signals() {
+  std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGINT);
+  sigaddset(&stop, SIGTERM);
+  sigprocmask(SIG_UNBLOCK, &stop, nullptr);
+}
+
+}  // namespace kleak

@@ -1,0 +1,33 @@
+// Small OS helpers shared by the run loops (trace, ci).
+#pragma once
+
+#include <signal.h>
+
+#include <cstdint>
+#include <string>
+
+namespace kleak {
+
+std::string kernel_release();
+
+// Writes all of `s` to stdout and flushes. False on error (errno set), e.g.
+// EPIPE when the reader went away.
+bool write_stdout(const std::string& s);
+
+// Writes `s` to `path` (created 0600: reports hold kernel addresses).
+// Empty on success, else a one-line reason.
+std::string write_file(const std::string& path, const std::string& s);
+
+// Blocks SIGINT and SIGTERM (and `extra`, e.g. SIGCHLD) so they are taken
+// synchronously with wait_until, and ignores SIGPIPE. Returns the set.
+sigset_t block_stop_signals(int extra = 0);
+
+// Waits until `deadline_ns` (CLOCK_MONOTONIC; 0 = forever) or a signal in
+// `set` arrives. Returns the signal, or 0 on timeout.
+int wait_until(const sigset_t& set, uint64_t deadline_ns);
+
+// After the first stop signal: a second one ends the process at once
+// (fd-based BPF links detach with it).
+void release_stop_signals();
+
+}  // namespace kleak

@@ -1,0 +1,64 @@
+// CI verdicts: which outstanding stacks count as leaks (after the baseline,
+// --ignore patterns and reclaimable caches are set aside), whether they pass
+// the thresholds, and the verdict as JUnit XML or KTAP. Pure: no BPF here.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "aggregate.h"
+#include "options.h"
+#include "report.h"
+#include "result.h"
+
+namespace kleak {
+
+// Stack keys of an earlier kleak JSON report (one document, or JSON lines:
+// every stack of every report counts).
+Result<std::set<std::string>> load_baseline(const std::string& path);
+std::set<std::string> parse_baseline(const std::string& text, std::string* error);
+
+// The name of the bounded kernel cache a stack fills (see verdict.cpp), or
+// empty.
+std::string known_cache(const std::vector<Frame>& frames);
+
+// Why a stack is not judged ("reclaimable", "unverified", "known-cache",
+// "baseline", "ignored"), or empty when it is. `missed_frees`: frees seen to bypass
+// kleak's hooks for the stack's cache or call site.
+std::string suppression(const std::vector<Frame>& frames, const std::string& key, bool reclaimable,
+                        uint64_t missed_frees, const CiOptions& ci, const std::set<std::string>& baseline);
+
+struct Verdict {
+  CiExitCode status = kCiPass;
+  std::string summary;  // one line
+  uint64_t leak_bytes = 0;
+  uint64_t leak_count = 0;
+  uint64_t leak_stacks = 0;
+  uint64_t suppressed_baseline = 0;  // stacks
+  uint64_t suppressed_ignored = 0;
+  uint64_t suppressed_reclaimable = 0;
+  uint64_t suppressed_unverified = 0;
+  uint64_t suppressed_known_cache = 0;
+  bool complete = true;
+  std::string interrupted;  // why the run was cut short, if it was
+};
+
+// Splits `agg` into the groups that are judged (returned, ranked, totals
+// recomputed) and tallies the rest into `v`.
+Aggregate judged_groups(const Aggregate& agg, const SnapshotInfo& snap, const CiOptions& ci,
+                        const std::set<std::string>& baseline, const Ksyms& ksyms, const StackSource& stacks,
+                        Verdict& v);
+
+// Fills status and summary from the judged totals and thresholds.
+void decide(Verdict& v, const CiOptions& ci);
+
+nlohmann::json verdict_json(const Verdict& v, const CiOptions& ci);
+std::string junit_xml(const Verdict& v, const std::string& details, double seconds);
+std::string ktap(const Verdict& v, const std::string& details);
+
+}  // namespace kleak
