@@ -13,6 +13,7 @@
 #define ENOMEM 12
 #define EEXIST 17
 #define E2BIG 7
+#define ENOENT 2
 
 /* Set by the loader before load; see user/loader.cpp. */
 const volatile __u32 self_tgid = 0;   /* kleak itself: never recorded */
@@ -187,6 +188,7 @@ static __always_inline void record_free(const void *ptr)
 {
 	struct kleak_counters *c;
 	__u64 key = (__u64)ptr;
+	long err;
 
 	/* kfree(NULL) and ZERO_SIZE_PTR (16) are traced but free nothing. */
 	if (key <= 16)
@@ -195,8 +197,13 @@ static __always_inline void record_free(const void *ptr)
 	if (!c)
 		return;
 	count(c, KLEAK_CNT_FREE_SEEN);
-	if (!bpf_map_delete_elem(&kleak_live, &key))
+	err = bpf_map_delete_elem(&kleak_live, &key);
+	if (!err)
 		count(c, KLEAK_CNT_FREE_MATCHED);
+	else if (err != -ENOENT)
+		/* e.g. -EBUSY: the bucket lock is held by a program this one
+		 * interrupted on the same CPU. The record stays: a phantom. */
+		count(c, KLEAK_CNT_FREE_ERROR);
 }
 
 SEC("tp_btf/kmalloc")

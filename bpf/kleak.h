@@ -37,6 +37,7 @@ enum kleak_counter {
 	KLEAK_CNT_FREE_SEEN,        /* free events with a non-NULL pointer */
 	KLEAK_CNT_FREE_MATCHED,     /* ... that removed a live record */
 	KLEAK_CNT_TASKS_FULL,       /* followed-task set full: a child not followed */
+	KLEAK_CNT_FREE_ERROR,       /* delete failed other than -ENOENT (e.g. -EBUSY) */
 	KLEAK_CNT_MAX,
 };
 

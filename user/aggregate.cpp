@@ -24,11 +24,6 @@ void add_size(StackGroup& g, uint64_t bytes_alloc) {
   g.sizes.push_back({0, 1});
 }
 
-void add_task(StackGroup& g, const kleak_alloc& a) {
-  for (auto& t : g.tasks)
-    if (t.tgid == a.tgid) return void(++t.count);
-  if (g.tasks.size() < StackGroup::kMaxTasks) g.tasks.push_back({a.tgid, comm_of(a), 1});
-}
 
 }  // namespace
 
@@ -50,6 +45,7 @@ void Aggregator::add(const LiveAlloc& la) {
     g.flags = a.flags;
     g.cache = a.cache;
     agg_.groups.push_back(std::move(g));
+    tasks_.emplace_back();
   }
   StackGroup& g = agg_.groups[it->second];
   g.bytes += a.bytes_alloc;
@@ -57,21 +53,27 @@ void Aggregator::add(const LiveAlloc& la) {
   g.oldest_ts_ns = std::min<uint64_t>(g.oldest_ts_ns, a.ts_ns);
   g.newest_ts_ns = std::max<uint64_t>(g.newest_ts_ns, a.ts_ns);
   add_size(g, a.bytes_alloc);
-  add_task(g, a);
+  auto [task, new_task] = tasks_[it->second].try_emplace(a.tgid);
+  if (new_task) task->second = TaskCount{a.tgid, comm_of(a), 0};
+  ++task->second.count;
   if (keep_allocs_) g.allocs.push_back(la);
   agg_.bytes += a.bytes_alloc;
   ++agg_.count;
 }
 
 Aggregate Aggregator::finish() && {
-  for (auto& g : agg_.groups) {
+  for (size_t i = 0; i < agg_.groups.size(); ++i) {
+    StackGroup& g = agg_.groups[i];
+    for (auto& [tgid, t] : tasks_[i]) g.tasks.push_back(std::move(t));
+    std::sort(g.tasks.begin(), g.tasks.end(), [](const TaskCount& a, const TaskCount& b) {
+      return a.count != b.count ? a.count > b.count : a.tgid < b.tgid;
+    });
+    if (g.tasks.size() > StackGroup::kMaxTasks) g.tasks.resize(StackGroup::kMaxTasks);
     std::stable_sort(g.sizes.begin(), g.sizes.end(), [](const SizeCount& a, const SizeCount& b) {
       if ((a.bytes_alloc == 0) != (b.bytes_alloc == 0)) return b.bytes_alloc == 0;  // "other" last
       if (a.count != b.count) return a.count > b.count;
       return a.bytes_alloc > b.bytes_alloc;
     });
-    std::stable_sort(g.tasks.begin(), g.tasks.end(),
-                     [](const TaskCount& a, const TaskCount& b) { return a.count > b.count; });
     std::sort(g.allocs.begin(), g.allocs.end(), [](const LiveAlloc& x, const LiveAlloc& y) {
       return x.a.ts_ns != y.a.ts_ns ? x.a.ts_ns < y.a.ts_ns : x.addr < y.addr;
     });
@@ -83,6 +85,7 @@ Aggregate Aggregator::finish() && {
     return a.call_site < b.call_site;
   });
   index_.clear();
+  tasks_.clear();
   return std::move(agg_);
 }
 

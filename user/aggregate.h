@@ -35,7 +35,7 @@ struct StackGroup {
   uint64_t oldest_ts_ns = UINT64_MAX;
   uint64_t newest_ts_ns = 0;
   std::vector<SizeCount> sizes;  // most common first, at most kMaxSizes, then "other" (bytes_alloc 0)
-  std::vector<TaskCount> tasks;  // most allocations first, at most kMaxTasks
+  std::vector<TaskCount> tasks;  // most allocations first, at most kMaxTasks (exact counts)
   std::vector<LiveAlloc> allocs;  // oldest first, only when asked to keep them
 
   static constexpr size_t kMaxSizes = 8;
@@ -74,6 +74,8 @@ class Aggregator {
   bool keep_allocs_;
   Aggregate agg_;
   std::unordered_map<uint64_t, size_t> index_;
+  // Per group, every task's count: the top kMaxTasks are picked at finish().
+  std::vector<std::unordered_map<uint32_t, TaskCount>> tasks_;
 };
 
 // Feeds every entry of the live map (read in batches) to `a`.

@@ -25,7 +25,7 @@ int libbpf_print(enum libbpf_print_level level, const char* format, va_list args
   char buf[4096];
   int n = std::vsnprintf(buf, sizeof(buf), format, args);
   if (n < 0) return n;
-  log_write(mine, std::string("libbpf: ") + buf);
+  log_write(mine, buf);  // libbpf's messages carry their own "libbpf: " prefix
   return n;
 }
 

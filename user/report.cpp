@@ -164,9 +164,9 @@ std::string render_text(const Report& r) {
       "  allocs: seen {} recorded {} filtered {} failed {} | lost: map-full {} map-error {} | missed frees: {}\n",
       c[KLEAK_CNT_ALLOC_SEEN], c[KLEAK_CNT_ALLOC_RECORDED], c[KLEAK_CNT_ALLOC_FILTERED], c[KLEAK_CNT_ALLOC_FAILED],
       c[KLEAK_CNT_LIVE_FULL], c[KLEAK_CNT_LIVE_ERROR], c[KLEAK_CNT_ALLOC_REPLACED] + c[KLEAK_CNT_MISSED_FILTERED]);
-  out += fmt::format("  frees: seen {} matched {} unmatched {} | stack errors: EEXIST {} EFAULT {} ENOMEM {} other {}"
-                     " | tasks-full {}\n",
-                     c[KLEAK_CNT_FREE_SEEN], c[KLEAK_CNT_FREE_MATCHED], c.frees_unmatched(),
+  out += fmt::format("  frees: seen {} matched {} unmatched {} errors {} | stack errors: EEXIST {} EFAULT {} ENOMEM {}"
+                     " other {} | tasks-full {}\n",
+                     c[KLEAK_CNT_FREE_SEEN], c[KLEAK_CNT_FREE_MATCHED], c.frees_unmatched(), c[KLEAK_CNT_FREE_ERROR],
                      c[KLEAK_CNT_STACK_EEXIST], c[KLEAK_CNT_STACK_EFAULT], c[KLEAK_CNT_STACK_ENOMEM],
                      c[KLEAK_CNT_STACK_OTHER], c[KLEAK_CNT_TASKS_FULL]);
   if (c[KLEAK_CNT_LIVE_FULL] > 0)
@@ -234,6 +234,7 @@ nlohmann::json to_json(const Report& r) {
                    {"frees_matched", c[KLEAK_CNT_FREE_MATCHED]},
                    {"frees_unmatched", c.frees_unmatched()},
                    {"tasks_full", c[KLEAK_CNT_TASKS_FULL]},
+                   {"free_errors", c[KLEAK_CNT_FREE_ERROR]},
                    {"stack_errors", {{"EEXIST", c[KLEAK_CNT_STACK_EEXIST]},
                                      {"EFAULT", c[KLEAK_CNT_STACK_EFAULT]},
                                      {"ENOMEM", c[KLEAK_CNT_STACK_ENOMEM]},

@@ -40,12 +40,13 @@ uint64_t Counters::stack_errors() const {
 }
 
 uint64_t Counters::frees_unmatched() const {
-  uint64_t seen = v[KLEAK_CNT_FREE_SEEN], matched = v[KLEAK_CNT_FREE_MATCHED];
-  return seen > matched ? seen - matched : 0;
+  uint64_t seen = v[KLEAK_CNT_FREE_SEEN], done = v[KLEAK_CNT_FREE_MATCHED] + v[KLEAK_CNT_FREE_ERROR];
+  return seen > done ? seen - done : 0;
 }
 
 bool counters_complete(const Counters& c) {
-  return c[KLEAK_CNT_LIVE_FULL] == 0 && c[KLEAK_CNT_LIVE_ERROR] == 0 && c[KLEAK_CNT_TASKS_FULL] == 0;
+  return c[KLEAK_CNT_LIVE_FULL] == 0 && c[KLEAK_CNT_LIVE_ERROR] == 0 && c[KLEAK_CNT_TASKS_FULL] == 0 &&
+         c[KLEAK_CNT_FREE_ERROR] == 0;
 }
 
 Status read_live(int fd, std::vector<LiveAlloc>& out) {

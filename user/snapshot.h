@@ -39,8 +39,9 @@ struct SnapshotInfo {
 // A whole snapshot in memory: for tests and small maps. Reports stream
 // instead (read_live with a callback), so their memory does not grow with
 // the number of live allocations.
-// False when allocations were lost (full map, map errors, a child process
-// not followed): a report may then miss leaks.
+// False when events were lost (full map, map errors on allocation or free,
+// a child process not followed): a report may then miss leaks or show
+// phantoms.
 bool counters_complete(const Counters& c);
 
 struct Snapshot : SnapshotInfo {

@@ -80,6 +80,20 @@ TEST(Aggregate, SizesAndTasksAreTalliedAndBounded) {
   EXPECT_EQ(g.tasks[0].count, 7u);
 }
 
+TEST(Aggregate, TopTasksAreTheBusiestNotTheFirstSeen) {
+  std::vector<LiveAlloc> v;
+  uint64_t addr = 1;
+  // Ten tasks with one allocation each come first; task 77 then makes 50.
+  for (uint32_t t = 0; t < 10; ++t) v.push_back(make(addr++, 3, 8, 0, 500 + t, "early"));
+  for (int i = 0; i < 50; ++i) v.push_back(make(addr++, 3, 8, 0, 77, "busy"));
+  Aggregate a = aggregate(v, kSec, 0, false);
+  const StackGroup& g = a.groups[0];
+  ASSERT_EQ(g.tasks.size(), StackGroup::kMaxTasks);
+  EXPECT_EQ(g.tasks[0].tgid, 77u);
+  EXPECT_EQ(g.tasks[0].comm, "busy");
+  EXPECT_EQ(g.tasks[0].count, 50u);
+}
+
 TEST(Aggregate, KeepsAllocationsOldestFirstWhenAsked) {
   std::vector<LiveAlloc> v = {make(0x30, 1, 8, 3), make(0x10, 1, 8, 1), make(0x20, 1, 8, 2)};
   Aggregate none = aggregate(v, kSec, 0, false);
