@@ -22,6 +22,7 @@ Examples:
   kleak --size 4096 -d 300   only 4096-byte allocations (slabtop shows kmalloc-4k growing)
   kleak -p 1234 -o 1000      allocations made by process 1234, older than 1 s
   kleak -a -T 3 5            also list addresses, sizes and ages of the top 3 stacks
+  kleak triage               first: which memory grows? (samples /proc for a minute, no BPF)
 
 Exit status: 0 ok, 1 runtime failure (privileges, BTF, attach), 2 usage error.
 Needs root (or CAP_BPF+CAP_PERFMON) and a kernel with BTF; tracefs is not needed.)";
