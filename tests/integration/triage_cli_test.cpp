@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <thread>
 
@@ -63,7 +64,7 @@ TEST(TriageLive, JsonOnThisMachine) {
 }
 
 TEST(TriageLive, FindsAGrowingProcess) {
-  // 8 MiB/s of never-freed heap: the fastest steady growth on this machine.
+  // 8 MiB/s of never-freed heap.
   Child grow({KLEAK_GROW_BIN, "8192"});
   auto ready = grow.read_line();
   ASSERT_TRUE(ready && ready->rfind("ready ", 0) == 0);
@@ -78,9 +79,22 @@ TEST(TriageLive, FindsAGrowingProcess) {
   ASSERT_TRUE(p);
   EXPECT_EQ((*p)["verdict"], "growing") << *p;
   EXPECT_NEAR((*p)["slope_bytes_per_s"].get<double>(), 8 << 20, 3 << 20) << *p;
-  EXPECT_EQ(j["growing"]["processes"][0], pid) << j["growing"];
-  EXPECT_EQ(j["next_step"]["kind"], "process") << j["next_step"];
-  EXPECT_EQ(j["next_step"]["planned_command"], "kleak -p " + std::to_string(pid));
+  // Ranked among the growing processes, by slope. Other work on this
+  // machine (a compiler) may grow faster, so only the order is asserted.
+  std::vector<double> slopes;
+  bool ranked = false;
+  for (const auto& g : j["growing"]["processes"]) {
+    for (const auto& s : j["processes"])
+      if (s["pid"] == g) slopes.push_back(s["slope_bytes_per_s"].get<double>());
+    ranked = ranked || g == pid;
+  }
+  EXPECT_TRUE(ranked) << j["growing"];
+  EXPECT_TRUE(std::is_sorted(slopes.rbegin(), slopes.rend())) << j["growing"];
+  // The fastest growth decides the next step; when it is ours, it names us.
+  EXPECT_GE(j["next_step"]["slope_bytes_per_s"].get<double>(), (*p)["slope_bytes_per_s"].get<double>());
+  if (j["next_step"]["kind"] == "process" && j["growing"]["processes"][0] == pid) {
+    EXPECT_EQ(j["next_step"]["planned_command"], "kleak -p " + std::to_string(pid));
+  }
 }
 
 TEST(TriageLive, SigintStopsEarlyAndStillReports) {
