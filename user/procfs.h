@@ -79,7 +79,8 @@ std::string parse_comm(std::string_view text);
 // under one name; /sys/kernel/slab has a symlink per merged name to the
 // shared ":<id>" directory. `links` is (name, symlink target) for every
 // symlink there. Returns, for each name, the other names sharing its target.
-std::map<std::string, std::vector<std::string>> slab_aliases(const std::vector<std::pair<std::string, std::string>>& links);
+std::map<std::string, std::vector<std::string>> slab_aliases(
+    const std::vector<std::pair<std::string, std::string>>& links);
 
 // --- loaders for the real files -------------------------------------------
 

@@ -66,10 +66,14 @@ Trend compute_trend(std::span<const TrendPoint> points) {
 
 std::string_view to_string(TrendClass c) {
   switch (c) {
-    case TrendClass::growing: return "growing";
-    case TrendClass::flat: return "flat";
-    case TrendClass::shrinking: return "shrinking";
-    case TrendClass::noisy: return "noisy";
+    case TrendClass::growing:
+      return "growing";
+    case TrendClass::flat:
+      return "flat";
+    case TrendClass::shrinking:
+      return "shrinking";
+    case TrendClass::noisy:
+      return "noisy";
   }
   return "unknown";
 }

@@ -10,8 +10,8 @@
 namespace kleak {
 
 const std::vector<std::string> kTriageMeminfoFields = {
-    kUnaccountedSeries, "Slab", "SReclaimable", "SUnreclaim", "KernelStack", "PageTables", "VmallocUsed",
-    "Percpu",           "AnonPages", "Shmem",   "Buffers",    "Cached",      "MemFree"};
+    kUnaccountedSeries, "Slab",      "SReclaimable", "SUnreclaim", "KernelStack", "PageTables", "VmallocUsed",
+    "Percpu",           "AnonPages", "Shmem",        "Buffers",    "Cached",      "MemFree"};
 
 namespace {
 
@@ -226,8 +226,8 @@ std::string render_triage_text(const TriageReport& r) {
       out += fmt::format("\n{}: none (of {} {})\n", title, sec.series.size(), what);
       return;
     }
-    out += fmt::format("\n{}: top {} of {} growing (of {} {})\n", title, n, sec.growing.size(), sec.series.size(),
-                       what);
+    out +=
+        fmt::format("\n{}: top {} of {} growing (of {} {})\n", title, n, sec.growing.size(), sec.series.size(), what);
     out += fmt::format(kHeader, what, "start", "end", "delta", "slope", "R2", "steady", "verdict");
     for (size_t i = 0; i < n; ++i) {
       const SeriesSummary& s = sec.series[sec.growing[i]];
@@ -266,13 +266,13 @@ nlohmann::json triage_to_json(const TriageReport& r) {
   j["processes_unreadable"] = d.processes_unreadable;
   j["kernel_threads"] = d.kernel_threads;
   j["unaccounted_absent_fields"] = d.unaccounted_absent;
-  j["thresholds"] = {{"min_change_bytes", {{"meminfo", kMinChangeMeminfoBytes},
-                                           {"slab", kMinChangeSlabBytes},
-                                           {"processes", kMinChangeProcessBytes}}},
-                     {"min_r2", TrendThresholds{}.min_r2},
-                     {"min_monotonic_fraction", TrendThresholds{}.min_steady_fraction},
-                     {"min_recent_ratio", TrendThresholds{}.min_recent_ratio},
-                     {"min_points", TrendThresholds{}.min_points}};
+  j["thresholds"] = {
+      {"min_change_bytes",
+       {{"meminfo", kMinChangeMeminfoBytes}, {"slab", kMinChangeSlabBytes}, {"processes", kMinChangeProcessBytes}}},
+      {"min_r2", TrendThresholds{}.min_r2},
+      {"min_monotonic_fraction", TrendThresholds{}.min_steady_fraction},
+      {"min_recent_ratio", TrendThresholds{}.min_recent_ratio},
+      {"min_points", TrendThresholds{}.min_points}};
   json meminfo = json::array();
   for (const SeriesSummary& s : r.meminfo.series) meminfo.push_back(series_json(s));
   j["meminfo"] = meminfo;
@@ -301,9 +301,8 @@ nlohmann::json triage_to_json(const TriageReport& r) {
     for (size_t i : sec.growing) a.push_back(pid ? json(sec.series[i].pid) : json(sec.series[i].name));
     return a;
   };
-  j["growing"] = {{"meminfo", names(r.meminfo, false)},
-                  {"slab", names(r.slab, false)},
-                  {"processes", names(r.processes, true)}};
+  j["growing"] = {
+      {"meminfo", names(r.meminfo, false)}, {"slab", names(r.slab, false)}, {"processes", names(r.processes, true)}};
   j["next_step"] = {{"kind", r.next.kind},
                     {"series", null_or(r.next.series)},
                     {"slope_bytes_per_s", r.next.slope_bytes_per_s},

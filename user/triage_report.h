@@ -34,8 +34,8 @@ struct ProcessSeries {
 // How a source fared over the whole run.
 struct SourceStatus {
   bool readable = false;
-  std::string error;      // why not, when !readable
-  size_t bad_lines = 0;   // skipped while parsing, summed over samples
+  std::string error;     // why not, when !readable
+  size_t bad_lines = 0;  // skipped while parsing, summed over samples
 };
 
 struct TriageData {
@@ -80,8 +80,8 @@ struct Section {
 };
 
 struct NextStep {
-  std::string kind;     // kmalloc, slab_cache, slab_unknown, unaccounted, process, none
-  std::string series;   // what grew ("kmalloc-4k", "unaccounted", "1234 (comm)"); empty for none
+  std::string kind;    // kmalloc, slab_cache, slab_unknown, unaccounted, process, none
+  std::string series;  // what grew ("kmalloc-4k", "unaccounted", "1234 (comm)"); empty for none
   double slope_bytes_per_s = 0;
   std::string command;          // runnable now; empty when there is none yet
   std::string planned_command;  // the kleak command that will answer it, once it exists

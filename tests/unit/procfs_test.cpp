@@ -59,15 +59,15 @@ TEST(Meminfo, OlderKernelFieldsAreAbsentNotZero) {
 TEST(Meminfo, GarbledLinesAreSkippedAndCounted) {
   Meminfo m = parse_meminfo(
       "MemTotal:  1000 kB\n"
-      "MemFree:\n"                            // no value
-      "Cached:  12x kB\n"                     // not a number
+      "MemFree:\n"                             // no value
+      "Cached:  12x kB\n"                      // not a number
       "Buffers: 99999999999999999999999 kB\n"  // does not fit in 64 bits
-      "Slab: 18014398509481984 kB\n"          // fits, but x 1024 does not
+      "Slab: 18014398509481984 kB\n"           // fits, but x 1024 does not
       "no colon here 5 kB\n"
-      "Shmem: 5 MB\n"  // unknown unit
-      "MemTotal:  2000 kB\n"  // duplicate: ambiguous
+      "Shmem: 5 MB\n"           // unknown unit
+      "MemTotal:  2000 kB\n"    // duplicate: ambiguous
       "SecPageTables:\t0 kB\n"  // v6.1 printed a tab here
-      "AnonPages: 7 kB");     // truncated: no newline at the end
+      "AnonPages: 7 kB");       // truncated: no newline at the end
   EXPECT_EQ(m.issues.bad_lines, 7u);
   EXPECT_EQ(m.issues.first_bad_line, "MemFree:");
   EXPECT_EQ(m.get("MemTotal"), 1000 * KiB);  // the first one
@@ -135,9 +135,9 @@ TEST(Unaccounted, MayGoNegative) {
 
 TEST(Unaccounted, RequiredFieldMissingOrHuge) {
   EXPECT_FALSE(unaccounted_kernel_memory(parse_meminfo("MemTotal: 1000 kB\nMemFree: 900 kB\n")));
-  EXPECT_FALSE(unaccounted_kernel_memory(parse_meminfo(
-      "MemTotal: 1000 kB\nMemFree: 100 kB\nBuffers: 0 kB\nCached: 0 kB\nAnonPages: 0 kB\nSlab: 0 kB\n"
-      "Percpu: 9000000000000000 kB\n")));
+  EXPECT_FALSE(unaccounted_kernel_memory(
+      parse_meminfo("MemTotal: 1000 kB\nMemFree: 100 kB\nBuffers: 0 kB\nCached: 0 kB\nAnonPages: 0 kB\nSlab: 0 kB\n"
+                    "Percpu: 9000000000000000 kB\n")));
 }
 
 // --- slabinfo ----------------------------------------------------------------
@@ -200,10 +200,10 @@ TEST(Slabinfo, GarbledRowsAreSkippedAndCounted) {
       "slabinfo - version: 2.1\n"
       "# name <active_objs> ...\n"
       "good-cache 10 20 64 64 1 : tunables 0 0 0 : slabdata 1 1 0\n"
-      "kmalloc-64    1814   20\n"                                           // truncated
-      "kmalloc-32 1698 3712 32 128 1\n"                                      // cut before the tunables
-      "too-many 30 20 64 64 1 : tunables 0 0 0 : slabdata 1 1 0\n"           // active > num
-      "zero-size 1 1 0 64 1 : tunables 0 0 0 : slabdata 1 1 0\n"             // objsize 0
+      "kmalloc-64    1814   20\n"                                   // truncated
+      "kmalloc-32 1698 3712 32 128 1\n"                             // cut before the tunables
+      "too-many 30 20 64 64 1 : tunables 0 0 0 : slabdata 1 1 0\n"  // active > num
+      "zero-size 1 1 0 64 1 : tunables 0 0 0 : slabdata 1 1 0\n"    // objsize 0
       "huge 18446744073709551615 18446744073709551615 4096 1 1 : tunables 0 0 0 : slabdata 1 1 0\n"
       "big 99999999999999999999 1 64 1 1 : tunables 0 0 0 : slabdata 1 1 0\n"
       "two words 5 5 128 32 1 : tunables 0 0 0 : slabdata 1 1 0\n"  // a name with a space still parses
@@ -224,22 +224,36 @@ TEST(Slabinfo, KmallocSizes) {
     const char* name;
     std::optional<uint64_t> size;
   };
-  for (const Case& c : {Case{"kmalloc-4k", 4096}, Case{"kmalloc-96", 96}, Case{"kmalloc-8", 8},
-                        Case{"kmalloc-cg-4k", 4096}, Case{"kmalloc-rcl-96", 96}, Case{"kmalloc-rcl-1k", 1024},
-                        Case{"kmalloc-reclaimable-512", 512}, Case{"kmalloc-rnd-03-64", 64},
-                        Case{"dma-kmalloc-512", 512}, Case{"kmalloc-8192", 8192}, Case{"kmalloc-2M", 2097152},
-                        Case{"size-4096", 4096}, Case{"size-4096(DMA)", 4096}, Case{"size-32", 32},
-                        Case{"kmalloc_buckets", std::nullopt}, Case{"kmalloc-", std::nullopt},
-                        Case{"kmalloc-cg-", std::nullopt}, Case{"kmalloc-4kk", std::nullopt},
-                        Case{"kmalloc-rnd-xx-64", std::nullopt}, Case{"kmalloc-0", std::nullopt},
-                        Case{"dentry", std::nullopt}, Case{"size-", std::nullopt},
-                        Case{"kmalloc-99999999999999999999", std::nullopt}, Case{"bio-312", std::nullopt}})
+  for (const Case& c : {Case{"kmalloc-4k", 4096},
+                        Case{"kmalloc-96", 96},
+                        Case{"kmalloc-8", 8},
+                        Case{"kmalloc-cg-4k", 4096},
+                        Case{"kmalloc-rcl-96", 96},
+                        Case{"kmalloc-rcl-1k", 1024},
+                        Case{"kmalloc-reclaimable-512", 512},
+                        Case{"kmalloc-rnd-03-64", 64},
+                        Case{"dma-kmalloc-512", 512},
+                        Case{"kmalloc-8192", 8192},
+                        Case{"kmalloc-2M", 2097152},
+                        Case{"size-4096", 4096},
+                        Case{"size-4096(DMA)", 4096},
+                        Case{"size-32", 32},
+                        Case{"kmalloc_buckets", std::nullopt},
+                        Case{"kmalloc-", std::nullopt},
+                        Case{"kmalloc-cg-", std::nullopt},
+                        Case{"kmalloc-4kk", std::nullopt},
+                        Case{"kmalloc-rnd-xx-64", std::nullopt},
+                        Case{"kmalloc-0", std::nullopt},
+                        Case{"dentry", std::nullopt},
+                        Case{"size-", std::nullopt},
+                        Case{"kmalloc-99999999999999999999", std::nullopt},
+                        Case{"bio-312", std::nullopt}})
     EXPECT_EQ(kmalloc_size_of(c.name), c.size) << c.name;
 }
 
 TEST(Slabinfo, Aliases) {
-  auto a = slab_aliases({{"UDP", ":A-0001344"}, {"UDP-Lite", ":A-0001344"}, {"PINGv6", ":A-0001344"},
-                         {"PING", ":A-0001024"}});
+  auto a = slab_aliases(
+      {{"UDP", ":A-0001344"}, {"UDP-Lite", ":A-0001344"}, {"PINGv6", ":A-0001344"}, {"PING", ":A-0001024"}});
   ASSERT_EQ(a.count("UDP"), 1u);
   EXPECT_EQ(a["UDP"], (std::vector<std::string>{"UDP-Lite", "PINGv6"}));
   EXPECT_EQ(a.count("PING"), 0u);  // merged with nothing

@@ -66,20 +66,17 @@ TEST_P(BadTriageOptions, UsageErrorWithOneLine) {
   EXPECT_EQ(p.err.rfind("kleak triage: ", 0), 0u) << p.err;
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    All, BadTriageOptions,
-    ::testing::Values(BadCase{{"--interval", "0"}, "--interval must be positive"},
-                      BadCase{{"--interval", "-1"}, "--interval must be positive"},
-                      BadCase{{"--interval", "nan"}, "--interval"},
-                      BadCase{{"--interval", "7200", "--duration", "20000"}, "at most 3600"},
-                      BadCase{{"--interval", "2", "--duration", "3"}, "at least twice --interval"},
-                      BadCase{{"--duration", "inf"}, "at most 7 days"},
-                      BadCase{{"--interval", "0.01", "--duration", "600"}, "5000 samples"},
-                      BadCase{{"--top", "0"}, "--top"},
-                      BadCase{{"--format", "xml"}, "xml"},
-                      BadCase{{"--interval", "soon"}, "soon"},
-                      BadCase{{"--size", "4096"}, "--size"},
-                      BadCase{{"extra"}, "extra"}));
+INSTANTIATE_TEST_SUITE_P(All, BadTriageOptions,
+                         ::testing::Values(BadCase{{"--interval", "0"}, "--interval must be positive"},
+                                           BadCase{{"--interval", "-1"}, "--interval must be positive"},
+                                           BadCase{{"--interval", "nan"}, "--interval"},
+                                           BadCase{{"--interval", "7200", "--duration", "20000"}, "at most 3600"},
+                                           BadCase{{"--interval", "2", "--duration", "3"}, "at least twice --interval"},
+                                           BadCase{{"--duration", "inf"}, "at most 7 days"},
+                                           BadCase{{"--interval", "0.01", "--duration", "600"}, "5000 samples"},
+                                           BadCase{{"--top", "0"}, "--top"}, BadCase{{"--format", "xml"}, "xml"},
+                                           BadCase{{"--interval", "soon"}, "soon"},
+                                           BadCase{{"--size", "4096"}, "--size"}, BadCase{{"extra"}, "extra"}));
 
 TEST(TriageOptions, Help) {
   Parsed p = parse({"--help"});
@@ -134,10 +131,10 @@ TEST(TriageReport, KmallocCacheSuggestsSize) {
     const char* cache;
     const char* command;
   };
-  for (const Case& c : {Case{"kmalloc-4k", "kleak trace --size 4096"}, Case{"kmalloc-96", "kleak trace --size 96"},
-                        Case{"kmalloc-cg-4k", "kleak trace --size 4096"},
-                        Case{"kmalloc-rcl-1k", "kleak trace --size 1024"}, Case{"size-4096", "kleak trace --size 4096"},
-                        Case{"size-2048(DMA)", "kleak trace --size 2048"}}) {
+  for (const Case& c :
+       {Case{"kmalloc-4k", "kleak trace --size 4096"}, Case{"kmalloc-96", "kleak trace --size 96"},
+        Case{"kmalloc-cg-4k", "kleak trace --size 4096"}, Case{"kmalloc-rcl-1k", "kleak trace --size 1024"},
+        Case{"size-4096", "kleak trace --size 4096"}, Case{"size-2048(DMA)", "kleak trace --size 2048"}}) {
     TriageData d = base_data();
     d.slab[c.cache] = {points(linear(8192)), 4096};
     TriageReport r = analyze(d, 10);
@@ -192,11 +189,11 @@ TEST(TriageReport, ExitedProcessIsNotRanked) {
 
 TEST(TriageReport, FastestGrowthDecidesAndRankingIsBySlope) {
   TriageData d = base_data();
-  d.slab["kmalloc-64"] = {points(linear(64 * 1000)), 64};       // 32 KB/s
-  d.slab["kmalloc-4k"] = {points(linear(4096 * 100)), 4096};    // 200 KB/s
-  d.slab["filp"] = {points(linear(256 * 200)), 256};            // 25 KB/s
+  d.slab["kmalloc-64"] = {points(linear(64 * 1000)), 64};     // 32 KB/s
+  d.slab["kmalloc-4k"] = {points(linear(4096 * 100)), 4096};  // 200 KB/s
+  d.slab["filp"] = {points(linear(256 * 200)), 256};          // 25 KB/s
   d.slab["plateau"] = {points([](int i) { return 1e6 * std::min(i, 5); }), 64};
-  d.processes[9] = {"slowleak", points(linear(200000)), 0};     // 100 KB/s
+  d.processes[9] = {"slowleak", points(linear(200000)), 0};  // 100 KB/s
   TriageReport r = analyze(d, 2);
   ASSERT_EQ(r.slab.growing.size(), 3u);
   EXPECT_EQ(r.slab.series[r.slab.growing[0]].name, "kmalloc-4k");
