@@ -8,12 +8,20 @@
 #include "log.h"
 #include "options.h"
 #include "trace.h"
+#include "triage.h"
+#include "triage_options.h"
 
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv, argv + argc);
-  // `kleak trace ...` and `kleak ...` are the same command.
-  if (args.size() > 1 && args[1] == "trace") args.erase(args.begin() + 1);
   try {
+    if (args.size() > 1 && args[1] == "triage") {
+      args.erase(args.begin() + 1);
+      kleak::ParsedTriageCommandLine cl = kleak::parse_triage_command_line(args, std::cout, std::cerr);
+      if (!cl.triage) return cl.exit_code;
+      return kleak::run_triage(*cl.triage);
+    }
+    // `kleak trace ...` and `kleak ...` are the same command.
+    if (args.size() > 1 && args[1] == "trace") args.erase(args.begin() + 1);
     kleak::ParsedCommandLine cl = kleak::parse_command_line(args, std::cout, std::cerr);
     if (!cl.trace) return cl.exit_code;
     if (cl.trace->ci.enabled) return kleak::run_ci(*cl.trace);

@@ -23,6 +23,7 @@ Examples:
   kleak --size 4096 -d 300   only 4096-byte allocations (slabtop shows kmalloc-4k growing)
   kleak -p 1234 -o 1000      allocations made by process 1234, older than 1 s
   kleak -a -T 3 5            also list addresses, sizes and ages of the top 3 stacks
+  kleak triage               first: which memory grows? (samples /proc for a minute, no BPF)
 
   kleak --ci -- ./workload.sh             CI: trace the workload's process tree, fail if it leaked
   kleak --ci --baseline old.json --junit leaks.xml -- make check

@@ -62,9 +62,10 @@ int wait_until(const sigset_t& set, uint64_t deadline_ns) {
     if (deadline_ns == 0) {
       sig = sigwaitinfo(&set, nullptr);
     } else {
+      // A deadline already passed still polls once, so a pending Ctrl-C is
+      // seen even when every step overruns its slot.
       uint64_t now = monotonic_ns();
-      if (now >= deadline_ns) return 0;
-      uint64_t left = deadline_ns - now;
+      uint64_t left = deadline_ns > now ? deadline_ns - now : 0;
       timespec ts{static_cast<time_t>(left / 1000000000ull), static_cast<long>(left % 1000000000ull)};
       sig = sigtimedwait(&set, nullptr, &ts);
     }

@@ -23,7 +23,8 @@ std::string write_file(const std::string& path, const std::string& s);
 sigset_t block_stop_signals(int extra = 0);
 
 // Waits until `deadline_ns` (CLOCK_MONOTONIC; 0 = forever) or a signal in
-// `set` arrives. Returns the signal, or 0 on timeout.
+// `set` arrives. Returns the signal, or 0 on timeout. A passed deadline
+// still returns a signal already pending.
 int wait_until(const sigset_t& set, uint64_t deadline_ns);
 
 // After the first stop signal: a second one ends the process at once

@@ -57,6 +57,10 @@ const std::vector<KnownCache>& known_caches() {
       // (NR_CACHED_STACKS, kernel/fork.c) for the next fork.
       {"thread-stack cache", {"copy_process", "__vmalloc_node_range_noprof"}},
       {"thread-stack cache", {"copy_process", "__vmalloc_node_range"}},
+      // Per-slab metadata (e.g. the obj_exts vector of a memcg-accounted
+      // slab, alloc_slab_obj_exts) lives as long as the slab page, which
+      // the allocator keeps cached after its objects are freed.
+      {"slab metadata", {"allocate_slab"}},
   };
   return kCaches;
 }

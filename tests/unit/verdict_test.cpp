@@ -67,6 +67,9 @@ TEST(Verdict, KnownKernelCaches) {
   ci.no_known_caches = true;
   EXPECT_EQ(suppression(stack, "", false, 0, ci, {}), "");
   EXPECT_EQ(known_cache(frames({"copy_process"})), "");
+  EXPECT_EQ(known_cache(frames({"__kmalloc_node_noprof", "alloc_slab_obj_exts", "allocate_slab", "___slab_alloc",
+                                "__kmalloc_node_noprof", "load_msg"})),
+            "slab metadata");
 }
 
 TEST(Verdict, DecideThresholds) {

@@ -1,0 +1,147 @@
+// kleak triage end to end: the real binary on this machine, its real JSON.
+// No BPF is loaded, so these run beside the root tests without disturbing
+// them.
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "child.h"
+
+namespace kleak {
+namespace {
+
+using nlohmann::json;
+using test::Child;
+using test::run;
+
+const std::string kKleak = KLEAK_BIN;
+
+const json* find_named(const json& arr, const std::string& name) {
+  for (const auto& s : arr)
+    if (s["name"] == name) return &s;
+  return nullptr;
+}
+
+TEST(TriageLive, JsonOnThisMachine) {
+  auto r = run({kKleak, "triage", "--interval", "0.5", "--duration", "2", "--format", "json"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  json j = json::parse(r.out);  // one document
+  EXPECT_EQ(j["schema"], "kleak/triage/v1");
+  EXPECT_EQ(j["samples"], 5);
+  EXPECT_EQ(j["interrupted"], false);
+  EXPECT_NEAR(j["elapsed_s"].get<double>(), 2.0, 0.5);
+  EXPECT_EQ(j["sources"]["meminfo"]["readable"], true);
+  for (const char* f : {"unaccounted", "Slab", "SUnreclaim", "AnonPages", "Cached", "MemFree"}) {
+    const json* s = find_named(j["meminfo"], f);
+    ASSERT_TRUE(s) << f;
+    EXPECT_EQ((*s)["points"], 5) << f;
+  }
+  EXPECT_GT((*find_named(j["meminfo"], "MemFree"))["end_bytes"].get<int64_t>(), 0);
+  if (geteuid() == 0) {
+    EXPECT_EQ(j["sources"]["slabinfo"]["readable"], true) << j["sources"];
+    const json* k = find_named(j["slab"], "kmalloc-64");
+    ASSERT_TRUE(k);
+    EXPECT_EQ((*k)["kmalloc_size"], 64);
+    EXPECT_GT((*k)["end_bytes"].get<int64_t>(), 0);
+  }
+  size_t with_pss = 0;
+  for (const auto& p : j["processes"])
+    if (p["end_bytes"].get<int64_t>() > 0) ++with_pss;
+  EXPECT_GT(with_pss, 0u);
+  // This test process was alive for the whole run.
+  bool self = false;
+  for (const auto& p : j["processes"])
+    if (p["pid"] == getpid()) self = p["points"] == 5 && p["alive_at_end"] == true;
+  EXPECT_TRUE(self);
+  EXPECT_TRUE(j["next_step"]["kind"].is_string());
+  EXPECT_FALSE(j["next_step"]["text"].get<std::string>().empty());
+}
+
+TEST(TriageLive, FindsAGrowingProcess) {
+  // 8 MiB/s of never-freed heap.
+  Child grow({KLEAK_GROW_BIN, "8192"});
+  auto ready = grow.read_line();
+  ASSERT_TRUE(ready && ready->rfind("ready ", 0) == 0);
+  int pid = std::stoi(ready->substr(6));
+  auto r = run({kKleak, "triage", "--interval", "0.5", "--duration", "3", "--format", "json", "-q"});
+  grow.close_stdin();
+  ASSERT_EQ(r.status, 0) << r.err;
+  json j = json::parse(r.out);
+  const json* p = nullptr;
+  for (const auto& s : j["processes"])
+    if (s["pid"] == pid) p = &s;
+  ASSERT_TRUE(p);
+  EXPECT_EQ((*p)["verdict"], "growing") << *p;
+  EXPECT_NEAR((*p)["slope_bytes_per_s"].get<double>(), 8 << 20, 3 << 20) << *p;
+  // Ranked among the growing processes, by slope. Other work on this
+  // machine (a compiler) may grow faster, so only the order is asserted.
+  std::vector<double> slopes;
+  bool ranked = false;
+  for (const auto& g : j["growing"]["processes"]) {
+    for (const auto& s : j["processes"])
+      if (s["pid"] == g) slopes.push_back(s["slope_bytes_per_s"].get<double>());
+    ranked = ranked || g == pid;
+  }
+  EXPECT_TRUE(ranked) << j["growing"];
+  EXPECT_TRUE(std::is_sorted(slopes.rbegin(), slopes.rend())) << j["growing"];
+  // The fastest growth decides the next step; when it is ours, it names us.
+  EXPECT_GE(j["next_step"]["slope_bytes_per_s"].get<double>(), (*p)["slope_bytes_per_s"].get<double>());
+  if (j["next_step"]["kind"] == "process" && j["growing"]["processes"][0] == pid) {
+    EXPECT_EQ(j["next_step"]["planned_command"], "kleak -p " + std::to_string(pid));
+  }
+}
+
+TEST(TriageLive, SigintStopsEarlyAndStillReports) {
+  Child c({kKleak, "triage", "--interval", "0.5", "--duration", "60", "--format", "json", "-q"});
+  std::this_thread::sleep_for(std::chrono::milliseconds(1700));
+  auto t0 = std::chrono::steady_clock::now();
+  c.kill(SIGINT);
+  std::string out = c.read_all(std::chrono::seconds(10));
+  auto status = c.wait(std::chrono::seconds(10));
+  ASSERT_TRUE(status);
+  EXPECT_EQ(*status, 0);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+  json j = json::parse(out);
+  EXPECT_EQ(j["interrupted"], true);
+  EXPECT_GE(j["samples"].get<int>(), 3);
+  EXPECT_LE(j["samples"].get<int>(), 6);
+}
+
+TEST(TriageLive, TextReportAndUsageError) {
+  auto r = run({kKleak, "triage", "--interval", "0.5", "--duration", "1", "-q"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("Kernel memory (/proc/meminfo)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("unaccounted"), std::string::npos);
+  EXPECT_NE(r.out.find("\nNext step: "), std::string::npos);
+  auto bad = run({kKleak, "triage", "--interval", "2", "--duration", "3"});
+  EXPECT_EQ(bad.status, 2);
+  EXPECT_EQ(std::count(bad.err.begin(), bad.err.end(), '\n'), 1) << bad.err;
+  EXPECT_TRUE(bad.out.empty());
+}
+
+TEST(TriageLive, WorksWithoutRoot) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to drop privileges to nobody";
+  test::Child::Options o;
+  o.drop_privileges = true;
+  auto r = run({kKleak, "triage", "--interval", "0.5", "--duration", "1", "--format", "json", "-q"}, o);
+  ASSERT_EQ(r.status, 0) << r.err;
+  json j = json::parse(r.out);
+  EXPECT_EQ(j["sources"]["slabinfo"]["readable"], false);
+  EXPECT_TRUE(j["slab"].empty());
+  EXPECT_EQ(j["sources"]["meminfo"]["readable"], true);
+  EXPECT_GT(j["processes_unreadable"].get<int>(), 0);  // other users' processes
+  // Said once, not once per sample.
+  size_t says = 0;
+  for (size_t at = r.err.find("slabinfo"); at != std::string::npos; at = r.err.find("slabinfo", at + 1)) ++says;
+  EXPECT_EQ(says, 1u) << r.err;
+  EXPECT_NE(r.err.find("root only"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace kleak
