@@ -12,10 +12,16 @@
  * - kmem_cache_free(call_site, ptr, s): v5.12, commit 3544de8ee6e4
  *   ("mm, tracing: record slab name for kmem_cache_free()"); only ptr is
  *   read here, which sits second in every version.
+ * - The verifier, not the layout: until v6.16, commit 1271a40eeafa ("bpf:
+ *   Allow access to const void pointer arguments in tracing programs"), a
+ *   direct load of a tp_btf argument typed `const void *` -- the ptr of all
+ *   four events -- fails to load: "func 'kmalloc' arg1 type UNKNOWN is not
+ *   a struct" (seen on Debian's 6.1 and 6.12 under scripts/vmtest).
  */
 #ifndef KLEAK_COMPAT_BPF_H
 #define KLEAK_COMPAT_BPF_H
 
+#include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 
 /* Bytes a kmem_cache hands out per object, and what callers asked for. */
@@ -27,6 +33,18 @@ static __always_inline __u64 kleak_cache_size(const struct kmem_cache *s)
 static __always_inline __u32 kleak_cache_object_size(const struct kmem_cache *s)
 {
 	return BPF_CORE_READ(s, object_size);
+}
+
+/* Argument n of a tp_btf program when it is typed `const void *`: copies the
+ * raw 8-byte slot with a helper instead of loading ctx[n], which kernels
+ * before v6.16 reject (see above). Passing a ctx-derived address to the
+ * helper needs allow_ptr_leaks, i.e. CAP_PERFMON, which kleak needs anyway. */
+static __always_inline __u64 kleak_void_ptr_arg(const __u64 *ctx, int n)
+{
+	__u64 v = 0;
+
+	bpf_probe_read_kernel(&v, sizeof(v), &ctx[n]);
+	return v;
 }
 
 /* SLAB_RECLAIM_ACCOUNT: 0x00020000 until v6.9, when slab flags became bits

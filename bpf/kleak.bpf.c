@@ -2,7 +2,9 @@
 /* kleak: track outstanding kernel slab allocations by kernel stack.
  *
  * Hot path per allocation: filters, one stack capture, one map update.
- * Per free: one map delete. Counters are per-CPU and cover every loss. */
+ * Per free: one map delete. Counters are per-CPU and cover every loss.
+ * Every allocation also drops a stale record at its address (a free that
+ * bypassed the hooks), so pairing heals itself. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
@@ -206,41 +208,52 @@ static __always_inline void record_free(const void *ptr)
 		count(c, KLEAK_CNT_FREE_ERROR);
 }
 
+/* Each program takes the event's TP_PROTO as u64 slots and reads ptr, a
+ * `const void *` in all four, through kleak_void_ptr_arg() (compat.bpf.h). */
+
+/* kmalloc(call_site, ptr, bytes_req, bytes_alloc, gfp_flags, node) */
 SEC("tp_btf/kmalloc")
-int BPF_PROG(kleak_kmalloc, unsigned long call_site, const void *ptr, size_t bytes_req,
-	     size_t bytes_alloc, gfp_t gfp_flags, int node)
+int kleak_kmalloc(__u64 *ctx)
 {
-	record_alloc(ctx, ptr, bytes_alloc, bytes_req, call_site, KLEAK_FAMILY_KMALLOC,
+	const void *ptr = (const void *)kleak_void_ptr_arg(ctx, 1);
+	__u64 gfp_flags = ctx[4];
+
+	record_alloc(ctx, ptr, ctx[3], ctx[2], ctx[0], KLEAK_FAMILY_KMALLOC,
 		     (gfp_flags & KLEAK_GFP_RECLAIMABLE) ? KLEAK_ALLOC_RECLAIMABLE : 0, 0);
 	return 0;
 }
 
+/* kmem_cache_alloc(call_site, ptr, s, gfp_flags, node) */
 SEC("tp_btf/kmem_cache_alloc")
-int BPF_PROG(kleak_kc_alloc, unsigned long call_site, const void *ptr, struct kmem_cache *s,
-	     gfp_t gfp_flags, int node)
+int kleak_kc_alloc(__u64 *ctx)
 {
+	const void *ptr = (const void *)kleak_void_ptr_arg(ctx, 1);
+	struct kmem_cache *s = (struct kmem_cache *)ctx[2];
+
 	if (!ptr) {
 		/* Don't touch s for a failed allocation. */
-		record_alloc(ctx, ptr, 0, 0, call_site, KLEAK_FAMILY_KMEM_CACHE, 0, 0);
+		record_alloc(ctx, ptr, 0, 0, ctx[0], KLEAK_FAMILY_KMEM_CACHE, 0, 0);
 		return 0;
 	}
-	record_alloc(ctx, ptr, kleak_cache_size(s), kleak_cache_object_size(s), call_site,
+	record_alloc(ctx, ptr, kleak_cache_size(s), kleak_cache_object_size(s), ctx[0],
 		     KLEAK_FAMILY_KMEM_CACHE,
 		     kleak_cache_reclaimable(s) ? KLEAK_ALLOC_RECLAIMABLE : 0, (__u64)s);
 	return 0;
 }
 
+/* kfree(call_site, ptr) */
 SEC("tp_btf/kfree")
-int BPF_PROG(kleak_kfree, unsigned long call_site, const void *ptr)
+int kleak_kfree(__u64 *ctx)
 {
-	record_free(ptr);
+	record_free((const void *)kleak_void_ptr_arg(ctx, 1));
 	return 0;
 }
 
+/* kmem_cache_free(call_site, ptr, s) */
 SEC("tp_btf/kmem_cache_free")
-int BPF_PROG(kleak_kc_free, unsigned long call_site, const void *ptr)
+int kleak_kc_free(__u64 *ctx)
 {
-	record_free(ptr);
+	record_free((const void *)kleak_void_ptr_arg(ctx, 1));
 	return 0;
 }
 

@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""Judges one scripts/vmtest guest run from its serial console log.
+
+usage: check.py CONSOLE_LOG READS COMM
+
+Leaking case: exactly one kleak stack runs through the leaky module, in an
+open function, holding READS allocations of 4096 bytes made by COMM.
+Fixed case: kleak saw the reads (at least READS allocations recorded and
+frees matched) and no stack runs through the leaky module.
+Prints one line per finding; exit status 0 when both cases pass, else 1.
+"""
+import json
+import sys
+
+MARK = "KLEAK-VMTEST: "
+PAGE = 4096
+
+
+def sections(log):
+    """Returns ({case: json_text}, {case: stderr_text}, {case: exit_status}, saw_result)."""
+    docs, errs, status, result = {}, {}, {}, False
+    current = None
+    buf = []
+    for raw in log.splitlines():
+        line = raw.replace("\r", "")
+        at = line.find(MARK)
+        if at >= 0:
+            word = line[at + len(MARK):].split()
+            if current and word and word[0].startswith("END-"):
+                target = docs if word[0] == "END-JSON" else errs
+                target[current] = "\n".join(buf)
+                current = None
+            elif word and word[0] in ("BEGIN-JSON", "BEGIN-STDERR") and len(word) > 1:
+                current, buf = word[1], []
+            elif word[:1] == ["RESULT"]:
+                result = True
+            elif len(word) >= 6 and word[1] == "case" and word[3:6] == ["kleak", "exit", "status"]:
+                status[word[2].rstrip(":")] = word[6] if len(word) > 6 else "?"
+            continue
+        if current:
+            buf.append(line)
+    return docs, errs, status, result
+
+
+def frame_text(f):
+    name = f.get("symbol") or f.get("addr") or "?"
+    off = f.get("offset")
+    s = f"{name}+{off:#x}" if isinstance(off, int) else name
+    return s + (f" [{f['module']}]" if f.get("module") else "")
+
+
+def leaky_stacks(doc):
+    return [s for s in doc.get("stacks", []) if any(f.get("module") == "leaky" for f in s.get("frames") or [])]
+
+
+def load_case(name, docs, errs, status, problems, out):
+    text = docs.get(name)
+    err = [l for l in errs.get(name, "").splitlines() if l.strip()]
+    st = status.get(name, "?")
+    if st != "0" or not text or not text.strip():
+        why = err[-1] if err else "no stderr"
+        problems.append(f"{name}: kleak exit status {st} in the guest, no report: {why}")
+        out.extend(f"{name}: guest stderr: {l}" for l in err[-40:])
+        return None
+    try:
+        doc = json.loads(text.strip().splitlines()[-1])
+    except json.JSONDecodeError as e:
+        problems.append(f"{name}: kleak's output is not one JSON document: {e}")
+        return None
+    if not doc.get("final"):
+        problems.append(f"{name}: the report is not the final one")
+    if not doc.get("complete"):
+        # Not a failure by itself: the checks below are exact, so a loss
+        # that touched the module's allocations fails them anyway.
+        c = doc.get("counters", {})
+        out.append(f"{name}: note: report incomplete, live_map_full {c.get('live_map_full')} "
+                   f"live_map_errors {c.get('live_map_errors')}")
+    return doc
+
+
+def check_leak(doc, reads, comm, problems, out):
+    found = leaky_stacks(doc)
+    if len(found) != 1:
+        problems.append(f"leak: expected 1 stack through [leaky], found {len(found)}")
+        if not found:
+            return
+    s = max(found, key=lambda s: s.get("bytes", 0))
+    frames = s.get("frames") or []
+    mine = [f for f in frames if f.get("module") == "leaky"]
+    sizes = {z.get("bytes_alloc"): z.get("count") for z in s.get("sizes", [])}
+    tasks = s.get("tasks", [])
+    out.append(f"leak: stack rank {s.get('rank')} of {len(doc.get('stacks', []))}: {s.get('count')} allocations, "
+               f"{s.get('bytes')} bytes, sizes {sizes}, tasks "
+               + ", ".join(f"{t.get('comm')}/{t.get('tgid')}x{t.get('count')}" for t in tasks))
+    out.append("leak: frames: " + " <- ".join(frame_text(f) for f in frames))
+    if s.get("count") != reads:
+        problems.append(f"leak: {s.get('count')} allocations at the [leaky] stack, expected {reads}")
+    if s.get("bytes") != reads * PAGE or sizes != {PAGE: reads}:
+        problems.append(f"leak: sizes {sizes} ({s.get('bytes')} bytes), expected {{{PAGE}: {reads}}}")
+    if not any("open" in (f.get("symbol") or "") for f in mine):
+        problems.append("leak: no [leaky] frame in an open function: " + ", ".join(frame_text(f) for f in mine))
+    # One reading process: one task holding every allocation.
+    if [(t.get("comm"), t.get("count")) for t in tasks] != [(comm, reads)]:
+        problems.append(f"leak: expected one task {comm!r} holding all {reads} allocations")
+    if s.get("rank") != 1:
+        out.append(f"leak: note: the [leaky] stack is rank {s.get('rank')}, not the top stack")
+
+
+def check_fixed(doc, reads, problems, out):
+    c = doc.get("counters", {})
+    out.append(f"fixed: {len(doc.get('stacks', []))} stacks outstanding, none through [leaky] expected; "
+               f"allocs recorded {c.get('allocs_recorded')}, frees matched {c.get('frees_matched')}")
+    for s in leaky_stacks(doc):
+        problems.append(f"fixed: {s.get('count')} allocations still held at a [leaky] stack: "
+                        + " <- ".join(frame_text(f) for f in s.get("frames") or []))
+    # Without this, a kleak that traced nothing would pass.
+    if (c.get("allocs_recorded") or 0) < reads or (c.get("frees_matched") or 0) < reads:
+        problems.append(f"fixed: kleak did not see the {reads} open/close pairs (counters {c})")
+
+
+def main():
+    if len(sys.argv) != 4:
+        print(__doc__.strip().splitlines()[2], file=sys.stderr)
+        return 2
+    with open(sys.argv[1], errors="replace") as f:
+        log = f.read()
+    reads, comm = int(sys.argv[2]), sys.argv[3]
+    docs, errs, status, result = sections(log)
+    problems, out = [], []
+    if not result:
+        problems.append("the guest never printed the RESULT marker (crash, panic or timeout)")
+    leak = load_case("leak", docs, errs, status, problems, out)
+    if leak:
+        out.append(f"kernel {leak.get('kernel')}, attached {', '.join(leak.get('attached', []))}"
+                   + (f", missing {', '.join(leak['missing'])}" if leak.get("missing") else ""))
+        check_leak(leak, reads, comm, problems, out)
+    fixed = load_case("fixed", docs, errs, status, problems, out)
+    if fixed:
+        check_fixed(fixed, reads, problems, out)
+    for line in out:
+        print(line)
+    for p in problems:
+        print(f"FAIL: {p}")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
