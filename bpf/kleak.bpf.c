@@ -117,6 +117,16 @@ static __always_inline bool task_wanted(__u32 tgid)
 	return !target_tgid || tgid == target_tgid;
 }
 
+/* Map update/delete results are compared as int: until v6.4 (commit
+ * d7ba4cc900bf, "bpf: return long from bpf_map_ops funcs") the map ops
+ * returned int, and the verifier turns these helpers into direct calls, so
+ * the upper half of the 64-bit result is not a sign extension (-ENOENT read
+ * as 0xfffffffe; seen on Debian's 6.1 under scripts/vmtest). */
+static __always_inline int map_result(long ret)
+{
+	return (int)ret;
+}
+
 static __always_inline void record_alloc(void *ctx, const void *ptr, __u64 bytes_alloc,
 					 __u32 bytes_req, __u64 call_site, __u32 family,
 					 __u32 flags, __u64 cache)
@@ -125,7 +135,7 @@ static __always_inline void record_alloc(void *ctx, const void *ptr, __u64 bytes
 	struct kleak_alloc a = {};
 	__u64 key = (__u64)ptr;
 	__u64 id;
-	long err;
+	int err;
 
 	if (!c)
 		return;
@@ -167,7 +177,7 @@ static __always_inline void record_alloc(void *ctx, const void *ptr, __u64 bytes
 		count_stack_error(c, a.stack_id);
 	bpf_get_current_comm(a.comm, sizeof(a.comm));
 
-	err = bpf_map_update_elem(&kleak_live, &key, &a, BPF_NOEXIST);
+	err = map_result(bpf_map_update_elem(&kleak_live, &key, &a, BPF_NOEXIST));
 	if (err == -EEXIST) {
 		/* The slab handed out an address kleak still holds: its free
 		 * went past every hook. Count it; the new record wins. */
@@ -176,7 +186,7 @@ static __always_inline void record_alloc(void *ctx, const void *ptr, __u64 bytes
 		if (stale)
 			note_missed_free(stale);
 		count(c, KLEAK_CNT_ALLOC_REPLACED);
-		err = bpf_map_update_elem(&kleak_live, &key, &a, BPF_ANY);
+		err = map_result(bpf_map_update_elem(&kleak_live, &key, &a, BPF_ANY));
 	}
 	if (!err)
 		count(c, KLEAK_CNT_ALLOC_RECORDED);
@@ -190,7 +200,7 @@ static __always_inline void record_free(const void *ptr)
 {
 	struct kleak_counters *c;
 	__u64 key = (__u64)ptr;
-	long err;
+	int err;
 
 	/* kfree(NULL) and ZERO_SIZE_PTR (16) are traced but free nothing. */
 	if (key <= 16)
@@ -199,7 +209,7 @@ static __always_inline void record_free(const void *ptr)
 	if (!c)
 		return;
 	count(c, KLEAK_CNT_FREE_SEEN);
-	err = bpf_map_delete_elem(&kleak_live, &key);
+	err = map_result(bpf_map_delete_elem(&kleak_live, &key));
 	if (!err)
 		count(c, KLEAK_CNT_FREE_MATCHED);
 	else if (err != -ENOENT)
