@@ -32,12 +32,24 @@ struct {
 	__uint(max_entries, 262144);
 } kleak_live SEC(".maps");
 
+/* Stacks keyed by a 64-bit hash of their frames. Not a STACK_TRACE map:
+ * that one hashes into a fixed bucket array, and a stack whose bucket holds
+ * another stack gets -EEXIST on every capture, for good (171 of them in a
+ * minute of this machine's normal load). */
 struct {
-	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
-	__uint(key_size, sizeof(__u32));
-	__uint(value_size, KLEAK_MAX_STACK_DEPTH * sizeof(__u64));
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u64);
+	__type(value, struct kleak_stack);
 	__uint(max_entries, 16384);
 } kleak_stacks SEC(".maps");
+
+/* Per-CPU room to capture a stack in: too large for the BPF stack. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct kleak_stack);
+	__uint(max_entries, 1);
+} kleak_scratch SEC(".maps");
 
 /* Missed-free evidence per cache or call site: see kleak.h. */
 struct {
@@ -83,9 +95,6 @@ static __always_inline void count_stack_error(struct kleak_counters *c, long err
 	case -EFAULT:
 		count(c, KLEAK_CNT_STACK_EFAULT);
 		break;
-	case -EEXIST:
-		count(c, KLEAK_CNT_STACK_EEXIST);
-		break;
 	case -ENOMEM:
 		count(c, KLEAK_CNT_STACK_ENOMEM);
 		break;
@@ -125,6 +134,45 @@ static __always_inline bool task_wanted(__u32 tgid)
 static __always_inline int map_result(long ret)
 {
 	return (int)ret;
+}
+
+/* Captures the current kernel stack into kleak_stacks. Returns its key,
+ * or 0 with *err set to -errno. */
+static __always_inline __u64 capture_stack(void *ctx, int *err)
+{
+	__u32 zero = 0;
+	struct kleak_stack *st = bpf_map_lookup_elem(&kleak_scratch, &zero);
+	__u64 h = 0xcbf29ce484222325ULL; /* FNV-1a offset basis */
+	long n;
+
+	if (!st) {
+		*err = -ENOMEM;
+		return 0;
+	}
+	n = bpf_get_stack(ctx, st->ips, sizeof(st->ips), 0);
+	if (n <= 0) {
+		*err = n < 0 ? (int)n : -EFAULT;
+		return 0;
+	}
+	st->nr = n / sizeof(__u64);
+	for (__u32 i = 0; i < KLEAK_MAX_STACK_DEPTH; i++) {
+		if (i >= st->nr)
+			break;
+		h = (h ^ st->ips[i]) * 0x100000001b3ULL; /* FNV-1a, a frame at a time */
+	}
+	h ^= h >> 29; /* the low bits pick the hash bucket: mix the high ones in */
+	if (!h)
+		h = 1;
+	if (!bpf_map_lookup_elem(&kleak_stacks, &h)) {
+		int ret = map_result(bpf_map_update_elem(&kleak_stacks, &h, st, BPF_NOEXIST));
+
+		if (ret && ret != -EEXIST) { /* -EEXIST: another CPU stored it */
+			*err = ret == -E2BIG ? -ENOMEM : ret;
+			return 0;
+		}
+	}
+	*err = 0;
+	return h;
 }
 
 static __always_inline void record_alloc(void *ctx, const void *ptr, __u64 bytes_alloc,
@@ -169,12 +217,10 @@ static __always_inline void record_alloc(void *ctx, const void *ptr, __u64 bytes
 	a.family = family;
 	a.flags = flags;
 	a.cache = cache;
-	/* No BPF_F_REUSE_STACKID: reusing a bucket would silently rewrite the
-	 * stack of records that already hold its id. A collision is counted
-	 * and the record keeps call_site instead. */
-	a.stack_id = bpf_get_stackid(ctx, &kleak_stacks, 0);
-	if (a.stack_id < 0)
-		count_stack_error(c, a.stack_id);
+	/* Without a stack the record keeps call_site, and the error is counted. */
+	a.stack_id = capture_stack(ctx, &a.stack_err);
+	if (a.stack_err)
+		count_stack_error(c, a.stack_err);
 	bpf_get_current_comm(a.comm, sizeof(a.comm));
 
 	err = map_result(bpf_map_update_elem(&kleak_live, &key, &a, BPF_NOEXIST));

@@ -31,8 +31,7 @@ enum kleak_counter {
 	KLEAK_CNT_LIVE_FULL,        /* live map full (-E2BIG): allocation lost */
 	KLEAK_CNT_LIVE_ERROR,       /* other live-map update error */
 	KLEAK_CNT_STACK_EFAULT,     /* stack walk failed */
-	KLEAK_CNT_STACK_EEXIST,     /* stack-map hash collision */
-	KLEAK_CNT_STACK_ENOMEM,     /* stack map full */
+	KLEAK_CNT_STACK_ENOMEM,     /* stack map full: a new stack not stored */
 	KLEAK_CNT_STACK_OTHER,      /* any other stack-id error */
 	KLEAK_CNT_FREE_SEEN,        /* free events with a non-NULL pointer */
 	KLEAK_CNT_FREE_MATCHED,     /* ... that removed a live record */
@@ -47,6 +46,13 @@ enum kleak_counter {
 /* Most tasks followed at once with follow_tasks (a command's process tree). */
 #define KLEAK_MAX_TASKS 16384
 
+/* A stack in kleak_stacks: nr frames, innermost first. */
+struct kleak_stack {
+	__u32 nr;
+	__u32 pad;
+	__u64 ips[KLEAK_MAX_STACK_DEPTH];
+};
+
 struct kleak_counters {
 	__u64 v[KLEAK_CNT_MAX];
 };
@@ -56,8 +62,9 @@ struct kleak_alloc {
 	__u64 ts_ns;       /* bpf_ktime_get_ns() at allocation (CLOCK_MONOTONIC) */
 	__u64 call_site;   /* caller of the allocator: a frame even without a stack */
 	__u64 bytes_alloc; /* what the allocator handed out */
+	__u64 stack_id;    /* kleak_stacks key (hash of the frames), 0 = no stack */
 	__u32 bytes_req;   /* what the caller asked for */
-	__s32 stack_id;    /* kleak_stacks key, or -errno of bpf_get_stackid() */
+	__s32 stack_err;   /* 0, or -errno: why there is no stack */
 	__u32 pid;         /* thread that allocated */
 	__u32 tgid;        /* its process */
 	__u32 family;      /* enum kleak_family */

@@ -7,8 +7,9 @@ namespace kleak {
 namespace {
 
 uint64_t group_key(const kleak_alloc& a) {
-  // Stack ids are < 2^31; failed walks key by call site, kept apart by the top bit.
-  return a.stack_id >= 0 ? static_cast<uint64_t>(a.stack_id) : (a.call_site | (1ull << 63));
+  // Stack keys are 64-bit hashes; without a stack, group by call site (mixed
+  // so it cannot meet a stack key by accident).
+  return a.stack_id != 0 ? a.stack_id : (a.call_site ^ 0x9e3779b97f4a7c15ull);
 }
 
 std::string comm_of(const kleak_alloc& a) { return std::string(a.comm, strnlen(a.comm, sizeof(a.comm))); }
@@ -40,6 +41,7 @@ void Aggregator::add(const LiveAlloc& la) {
   if (inserted) {
     StackGroup g;
     g.stack_id = a.stack_id;
+    g.stack_err = a.stack_err;
     g.call_site = a.call_site;
     g.family = a.family;
     g.flags = a.flags;

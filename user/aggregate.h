@@ -23,9 +23,10 @@ struct TaskCount {
 };
 
 struct StackGroup {
-  // stack_id >= 0: a stack-map id. < 0: the stack walk failed (-errno) and
-  // the group is keyed by call_site instead.
-  int32_t stack_id = 0;
+  // A kleak_stacks key; 0 when the stack was not captured (stack_err says
+  // why: -errno) and the group is keyed by call_site instead.
+  uint64_t stack_id = 0;
+  int32_t stack_err = 0;
   uint64_t call_site = 0;  // of the first allocation seen in the group
   uint32_t family = 0;     // enum kleak_family of that allocation
   uint32_t flags = 0;      // KLEAK_ALLOC_* of that allocation

@@ -265,7 +265,7 @@ int run_ci(const TraceOptions& opts) {
   }
   Aggregate all = std::move(aggregator).finish();
   const int stacks_fd = (*loader)->stacks_fd();
-  StackSource stacks = [stacks_fd](int32_t id) { return read_stack(stacks_fd, id); };
+  StackSource stacks = [stacks_fd](uint64_t id) { return read_stack(stacks_fd, id); };
   const Ksyms empty;
   const Ksyms& syms = ksyms ? *ksyms : empty;
   Aggregate judged = judged_groups(all, *info, ci, baseline, syms, stacks, v);

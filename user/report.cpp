@@ -7,8 +7,8 @@
 namespace kleak {
 namespace {
 
-const char* stack_error_name(int32_t id) {
-  switch (-id) {
+const char* stack_error_name(int32_t err) {
+  switch (-err) {
     case 14: return "EFAULT";
     case 17: return "EEXIST";
     case 12: return "ENOMEM";
@@ -78,8 +78,8 @@ std::vector<Frame> strip_tracing_frames(std::vector<Frame> frames) {
 std::vector<Frame> group_frames(const StackGroup& g, const Ksyms& ksyms, const StackSource& stacks,
                                 std::string* error) {
   std::vector<Frame> frames;
-  if (g.stack_id < 0) {
-    if (error) *error = stack_error_name(g.stack_id);
+  if (g.stack_id == 0) {
+    if (error) *error = stack_error_name(g.stack_err);
     frames.push_back(make_frame(ksyms, g.call_site));
     return frames;
   }
@@ -164,10 +164,10 @@ std::string render_text(const Report& r) {
       "  allocs: seen {} recorded {} filtered {} failed {} | lost: map-full {} map-error {} | missed frees: {}\n",
       c[KLEAK_CNT_ALLOC_SEEN], c[KLEAK_CNT_ALLOC_RECORDED], c[KLEAK_CNT_ALLOC_FILTERED], c[KLEAK_CNT_ALLOC_FAILED],
       c[KLEAK_CNT_LIVE_FULL], c[KLEAK_CNT_LIVE_ERROR], c[KLEAK_CNT_ALLOC_REPLACED] + c[KLEAK_CNT_MISSED_FILTERED]);
-  out += fmt::format("  frees: seen {} matched {} unmatched {} errors {} | stack errors: EEXIST {} EFAULT {} ENOMEM {}"
+  out += fmt::format("  frees: seen {} matched {} unmatched {} errors {} | stack errors: EFAULT {} ENOMEM {}"
                      " other {} | tasks-full {}\n",
                      c[KLEAK_CNT_FREE_SEEN], c[KLEAK_CNT_FREE_MATCHED], c.frees_unmatched(), c[KLEAK_CNT_FREE_ERROR],
-                     c[KLEAK_CNT_STACK_EEXIST], c[KLEAK_CNT_STACK_EFAULT], c[KLEAK_CNT_STACK_ENOMEM],
+                     c[KLEAK_CNT_STACK_EFAULT], c[KLEAK_CNT_STACK_ENOMEM],
                      c[KLEAK_CNT_STACK_OTHER], c[KLEAK_CNT_TASKS_FULL]);
   if (c[KLEAK_CNT_LIVE_FULL] > 0)
     out += fmt::format("  WARNING: the live map filled up and {} allocations were not tracked: raise --max-allocs\n",
@@ -235,8 +235,7 @@ nlohmann::json to_json(const Report& r) {
                    {"frees_unmatched", c.frees_unmatched()},
                    {"tasks_full", c[KLEAK_CNT_TASKS_FULL]},
                    {"free_errors", c[KLEAK_CNT_FREE_ERROR]},
-                   {"stack_errors", {{"EEXIST", c[KLEAK_CNT_STACK_EEXIST]},
-                                     {"EFAULT", c[KLEAK_CNT_STACK_EFAULT]},
+                   {"stack_errors", {{"EFAULT", c[KLEAK_CNT_STACK_EFAULT]},
                                      {"ENOMEM", c[KLEAK_CNT_STACK_ENOMEM]},
                                      {"other", c[KLEAK_CNT_STACK_OTHER]}}}};
   j["complete"] = counters_complete(c);
@@ -247,7 +246,7 @@ nlohmann::json to_json(const Report& r) {
   for (const StackReport& s : r.stacks) {
     json js;
     js["rank"] = s.rank;
-    js["stack_id"] = s.stack_id;
+    js["stack_id"] = fmt::format("0x{:016x}", s.stack_id);
     js["stack_error"] = s.stack_error.empty() ? json(nullptr) : json(s.stack_error);
     js["stack_key"] = s.stack_key;
     js["reclaimable"] = s.reclaimable;

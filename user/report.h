@@ -34,13 +34,13 @@ struct AllocLine {
 
 struct StackReport {
   uint32_t rank = 0;
-  int32_t stack_id = 0;
+  uint64_t stack_id = 0;  // kleak_stacks key, 0 = none
   std::string stack_key;  // symbolic, comparable across boots: see stack_key()
   bool reclaimable = false;
   // Frees kleak saw bypass its hooks for this stack's cache (or kmalloc call
   // site): some of its outstanding allocations may already be freed.
   uint64_t missed_frees = 0;
-  std::string stack_error;  // "EEXIST", ... when stack_id < 0
+  std::string stack_error;  // "ENOMEM", "EFAULT", ... when there is no stack
   uint64_t bytes = 0;
   uint64_t count = 0;
   std::vector<SizeCount> sizes;
@@ -81,7 +81,7 @@ struct Report {
 };
 
 // Reads a stack's frames: (stack_id) -> innermost-first ips, or an error.
-using StackSource = std::function<Result<std::vector<uint64_t>>(int32_t)>;
+using StackSource = std::function<Result<std::vector<uint64_t>>(uint64_t)>;
 
 // A group's frames, symbolized, tracing frames removed. For a group without
 // a stack: its call site alone. `error` says why there is no stack.

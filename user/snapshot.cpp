@@ -6,6 +6,10 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include <algorithm>
+
+#include <fmt/format.h>
+
 namespace kleak {
 namespace {
 
@@ -35,7 +39,7 @@ uint64_t monotonic_ns() { return clock_ns(CLOCK_MONOTONIC); }
 uint64_t realtime_ns() { return clock_ns(CLOCK_REALTIME); }
 
 uint64_t Counters::stack_errors() const {
-  return v[KLEAK_CNT_STACK_EFAULT] + v[KLEAK_CNT_STACK_EEXIST] + v[KLEAK_CNT_STACK_ENOMEM] +
+  return v[KLEAK_CNT_STACK_EFAULT] + v[KLEAK_CNT_STACK_ENOMEM] +
          v[KLEAK_CNT_STACK_OTHER];
 }
 
@@ -98,14 +102,11 @@ Result<Counters> read_counters(int fd) {
   return c;
 }
 
-Result<std::vector<uint64_t>> read_stack(int fd, int32_t stack_id) {
-  std::vector<uint64_t> ips(KLEAK_MAX_STACK_DEPTH, 0);
-  uint32_t key = static_cast<uint32_t>(stack_id);
-  if (bpf_map_lookup_elem(fd, &key, ips.data()) != 0) return make_error("read stack " + std::to_string(stack_id), errno);
-  size_t n = 0;
-  while (n < ips.size() && ips[n] != 0) ++n;
-  ips.resize(n);
-  return ips;
+Result<std::vector<uint64_t>> read_stack(int fd, uint64_t stack_id) {
+  kleak_stack st{};
+  if (bpf_map_lookup_elem(fd, &stack_id, &st) != 0) return make_error(fmt::format("read stack {:#x}", stack_id), errno);
+  uint32_t n = std::min<uint32_t>(st.nr, KLEAK_MAX_STACK_DEPTH);
+  return std::vector<uint64_t>(st.ips, st.ips + n);
 }
 
 Result<SnapshotInfo> snapshot_info(const MapFds& fds) {

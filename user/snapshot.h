@@ -61,7 +61,7 @@ Status read_live(int map_fd, std::vector<LiveAlloc>& out);
 Result<Counters> read_counters(int map_fd);
 
 // Frames of one stack, innermost first, without the trailing zeros.
-Result<std::vector<uint64_t>> read_stack(int map_fd, int32_t stack_id);
+Result<std::vector<uint64_t>> read_stack(int map_fd, uint64_t stack_id);
 
 // The maps a snapshot reads.
 struct MapFds {

@@ -57,7 +57,7 @@ class Session {
     Aggregate agg = std::move(aggregator).finish();
     const uint64_t t2 = monotonic_ns();
     int fd = loader_.stacks_fd();
-    Report r = build_report(*snap, agg, opts_, ctx_, ksyms_, [fd](int32_t id) { return read_stack(fd, id); });
+    Report r = build_report(*snap, agg, opts_, ctx_, ksyms_, [fd](uint64_t id) { return read_stack(fd, id); });
     std::string out = opts_.format == OutputFormat::json
                           ? to_json(r).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n"
                           : render_text(r) + "\n";

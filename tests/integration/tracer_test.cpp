@@ -54,7 +54,7 @@ class Tracer : public ::testing::Test {
   // walk failed (so a lost stack cannot hide an allocation from the count).
   static std::vector<std::string> functions(Loader& l, const kleak_alloc& a) {
     std::vector<uint64_t> ips;
-    if (a.stack_id >= 0) {
+    if (a.stack_id != 0) {
       auto r = read_stack(l.stacks_fd(), a.stack_id);
       if (r) ips = *r;
     }
@@ -81,18 +81,18 @@ class Tracer : public ::testing::Test {
   };
   static MsgCount msg_allocations(Loader& l, const Snapshot& s, uint32_t tgid) {
     MsgCount m;
-    std::unordered_map<int32_t, std::vector<std::string>> cache;
+    std::unordered_map<uint64_t, std::vector<std::string>> cache;
     for (const auto& la : s.allocs) {
       if (la.a.tgid != tgid) continue;
       auto it = cache.find(la.a.stack_id);
-      if (la.a.stack_id < 0 || it == cache.end()) it = cache.insert_or_assign(la.a.stack_id, functions(l, la.a)).first;
+      if (la.a.stack_id == 0 || it == cache.end()) it = cache.insert_or_assign(la.a.stack_id, functions(l, la.a)).first;
       const auto& fn = it->second;
       auto site = kernel_symbols().resolve(la.a.call_site);
       bool msg = site && (site->name == "alloc_msg" || site->name == "load_msg");
       if (!msg) continue;
       ++m.count;
       m.sizes.insert(la.a.bytes_alloc);
-      if (la.a.stack_id >= 0 && !has(fn, "do_msgsnd")) m.do_msgsnd_in_every_stack = false;
+      if (la.a.stack_id != 0 && !has(fn, "do_msgsnd")) m.do_msgsnd_in_every_stack = false;
     }
     return m;
   }

@@ -9,10 +9,12 @@ namespace {
 
 constexpr uint64_t kSec = 1000000000ull;
 
+// stack < 0: no stack, with that -errno.
 LiveAlloc make(uint64_t addr, int32_t stack, uint64_t bytes, uint64_t ts, uint32_t tgid = 100,
                const char* comm = "task", uint64_t call_site = 0xffffffff81000000) {
   LiveAlloc la{addr, {}};
-  la.a.stack_id = stack;
+  la.a.stack_id = stack >= 0 ? static_cast<uint64_t>(stack) : 0;
+  la.a.stack_err = stack >= 0 ? 0 : stack;
   la.a.bytes_alloc = bytes;
   la.a.bytes_req = static_cast<uint32_t>(bytes);
   la.a.ts_ns = ts;
@@ -30,12 +32,12 @@ TEST(Aggregate, GroupsByStackAndRanksByBytes) {
   v.push_back(make(0x3000, 11, 640, 3 * kSec));                                   // 640 B, 1 alloc
   Aggregate a = aggregate(v, 100 * kSec, 0, false);
   ASSERT_EQ(a.groups.size(), 3u);
-  EXPECT_EQ(a.groups[0].stack_id, 9);
+  EXPECT_EQ(a.groups[0].stack_id, 9u);
   EXPECT_EQ(a.groups[0].bytes, 12288u);
   EXPECT_EQ(a.groups[0].count, 3u);
   // Equal bytes: more allocations first.
-  EXPECT_EQ(a.groups[1].stack_id, 7);
-  EXPECT_EQ(a.groups[2].stack_id, 11);
+  EXPECT_EQ(a.groups[1].stack_id, 7u);
+  EXPECT_EQ(a.groups[2].stack_id, 11u);
   EXPECT_EQ(a.bytes, 12288u + 640u + 640u);
   EXPECT_EQ(a.count, 14u);
 }
@@ -52,13 +54,14 @@ TEST(Aggregate, AgeThresholdSeparatesYoungAllocations) {
 }
 
 TEST(Aggregate, FailedStacksGroupByCallSite) {
-  std::vector<LiveAlloc> v = {make(1, -17, 32, 0, 1, "a", 0xaaa), make(2, -17, 32, 0, 1, "a", 0xaaa),
+  std::vector<LiveAlloc> v = {make(1, -12, 32, 0, 1, "a", 0xaaa), make(2, -12, 32, 0, 1, "a", 0xaaa),
                               make(3, -14, 32, 0, 1, "a", 0xbbb), make(4, 5, 32, 0, 1, "a", 0xaaa)};
   Aggregate a = aggregate(v, kSec, 0, false);
   ASSERT_EQ(a.groups.size(), 3u);
   EXPECT_EQ(a.groups[0].count, 2u);
   EXPECT_EQ(a.groups[0].call_site, 0xaaau);
-  EXPECT_LT(a.groups[0].stack_id, 0);
+  EXPECT_EQ(a.groups[0].stack_id, 0u);
+  EXPECT_EQ(a.groups[0].stack_err, -12);
 }
 
 TEST(Aggregate, SizesAndTasksAreTalliedAndBounded) {

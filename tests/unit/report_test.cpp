@@ -31,7 +31,7 @@ struct Fixture {
     snap.counters.v[KLEAK_CNT_ALLOC_RECORDED] = 40;
     snap.counters.v[KLEAK_CNT_FREE_SEEN] = 30;
     snap.counters.v[KLEAK_CNT_FREE_MATCHED] = 25;
-    snap.counters.v[KLEAK_CNT_STACK_EEXIST] = 2;
+    snap.counters.v[KLEAK_CNT_STACK_ENOMEM] = 2;
     for (int i = 0; i < 3; ++i) {
       LiveAlloc la{0xffff888000001000ull + 0x1000ull * i, {}};
       la.a.stack_id = 4;
@@ -44,7 +44,8 @@ struct Fixture {
       snap.allocs.push_back(la);
     }
     LiveAlloc nostack{0xffff888000100000ull, {}};
-    nostack.a.stack_id = -17;
+    nostack.a.stack_id = 0;
+    nostack.a.stack_err = -12;
     nostack.a.bytes_alloc = 64;
     nostack.a.ts_ns = 1 * kSec;
     nostack.a.call_site = 0xffffffff81003004;
@@ -58,7 +59,7 @@ struct Fixture {
 
   Report build() {
     Aggregate agg = aggregate(snap.allocs, snap.mono_ns, opts.min_age_ms * 1000000ull, opts.show_allocs);
-    auto stacks = [](int32_t id) -> Result<std::vector<uint64_t>> {
+    auto stacks = [](uint64_t id) -> Result<std::vector<uint64_t>> {
       if (id != 4) return make_error("no such stack", ENOENT);
       return std::vector<uint64_t>{0xffffffffc0000040, 0xffffffff81000110, 0xffffffff81000010, 0xffffffff81001020,
                                    0xffffffff81002010, 0xffffffff81003030, 0xffffffff81004000};
@@ -82,7 +83,7 @@ TEST(Report, StripsTracingFramesAndSymbolizes) {
   EXPECT_EQ(s.oldest_age_ms, 15000u);
   ASSERT_FALSE(s.tasks.empty());
   EXPECT_EQ(s.tasks[0].comm, "kleak-msghold");
-  EXPECT_EQ(r.stacks[1].stack_error, "EEXIST");
+  EXPECT_EQ(r.stacks[1].stack_error, "ENOMEM");
   EXPECT_EQ(r.stacks[1].call_site.symbol, "do_msgsnd");
   EXPECT_DOUBLE_EQ(r.elapsed_s, 10.0);
 }
@@ -104,8 +105,8 @@ TEST(Report, TextShowsCountersFramesAndMissingStacks) {
   EXPECT_NE(t.find("kleak-msghold/77"), std::string::npos) << t;
   EXPECT_NE(t.find("seen 50 recorded 40"), std::string::npos) << t;
   EXPECT_NE(t.find("unmatched 5"), std::string::npos) << t;
-  EXPECT_NE(t.find("EEXIST 2"), std::string::npos) << t;
-  EXPECT_NE(t.find("do_msgsnd+0x4 (no stack: EEXIST)"), std::string::npos) << t;
+  EXPECT_NE(t.find("ENOMEM 2"), std::string::npos) << t;
+  EXPECT_NE(t.find("do_msgsnd+0x4 (no stack: ENOMEM)"), std::string::npos) << t;
   EXPECT_EQ(t.find("bpf_trace_run"), std::string::npos) << t;
 }
 
@@ -125,7 +126,7 @@ TEST(Report, JsonShape) {
   EXPECT_EQ(j["kernel"], "6.18.0-test");
   EXPECT_EQ(j["counters"]["allocs_seen"], 50);
   EXPECT_EQ(j["counters"]["frees_unmatched"], 5);
-  EXPECT_EQ(j["counters"]["stack_errors"]["EEXIST"], 2);
+  EXPECT_EQ(j["counters"]["stack_errors"]["ENOMEM"], 2);
   EXPECT_EQ(j["complete"], true);
   EXPECT_EQ(j["live"]["allocations"], 4);
   EXPECT_EQ(j["live"]["capacity"], 1000);
@@ -143,7 +144,8 @@ TEST(Report, JsonShape) {
   ASSERT_EQ(s["allocations"].size(), 3u);
   EXPECT_EQ(s["allocations"][0]["addr"], "0xffff888000001000");
   EXPECT_EQ(s["allocations"][0]["bytes_req"], 4048);
-  EXPECT_EQ(j["stacks"][1]["stack_error"], "EEXIST");
+  EXPECT_EQ(j["stacks"][1]["stack_error"], "ENOMEM");
+  EXPECT_EQ(j["stacks"][0]["stack_id"], "0x0000000000000004");
   // Round trip: what we print parses back to the same document.
   EXPECT_EQ(nlohmann::json::parse(j.dump()), j);
 }
