@@ -7,7 +7,10 @@ Leaking case: exactly one kleak stack runs through the leaky module, in an
 open function, holding READS allocations of 4096 bytes made by COMM.
 Fixed case: kleak saw the reads (at least READS allocations recorded and
 frees matched) and no stack runs through the leaky module.
-Prints one line per finding; exit status 0 when both cases pass, else 1.
+CI mode (kleak --ci running the reads itself): on the leaking file it exits 1
+with READS allocations of 4096 bytes at the [leaky] stack; on the fixed file
+it exits 0.
+Prints one line per finding; exit status 0 when every case passes, else 1.
 """
 import json
 import sys
@@ -118,6 +121,31 @@ def check_fixed(doc, reads, problems, out):
         problems.append(f"fixed: kleak did not see the {reads} open/close pairs (counters {c})")
 
 
+def check_ci(docs, status, reads, problems, out):
+    for name, want in (("ci-leak", "1"), ("ci-fixed", "0")):
+        st = status.get(name, "?")
+        text = (docs.get(name) or "").strip()
+        doc = None
+        if text:
+            try:
+                doc = json.loads(text.splitlines()[-1])
+            except json.JSONDecodeError as e:
+                problems.append(f"{name}: output is not JSON: {e}")
+        verdict = (doc or {}).get("ci", {})
+        out.append(f"{name}: kleak --ci exit status {st}: {verdict.get('summary')}")
+        if st != want:
+            problems.append(f"{name}: kleak --ci exited {st}, expected {want}")
+        if not doc:
+            continue
+        mine = leaky_stacks(doc)
+        if name == "ci-leak":
+            if [(s.get("count"), s.get("bytes")) for s in mine] != [(reads, reads * PAGE)]:
+                problems.append(f"{name}: expected one [leaky] stack with {reads} x {PAGE} bytes, found "
+                                + str([(s.get("count"), s.get("bytes")) for s in mine]))
+        elif mine:
+            problems.append(f"{name}: a [leaky] stack was judged a leak on the fixed file")
+
+
 def main():
     if len(sys.argv) != 4:
         print(__doc__.strip().splitlines()[2], file=sys.stderr)
@@ -137,6 +165,7 @@ def main():
     fixed = load_case("fixed", docs, errs, status, problems, out)
     if fixed:
         check_fixed(fixed, reads, problems, out)
+    check_ci(docs, status, reads, problems, out)
     for line in out:
         print(line)
     for p in problems:
