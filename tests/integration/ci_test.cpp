@@ -140,6 +140,23 @@ TEST(Ci, BaselineSuppressesKnownStacksByName) {
   remove_queues(second.kept_queues);
   EXPECT_EQ(second.status, 0) << second.out;
   EXPECT_GE(second.report["ci"]["suppressed_stacks"]["baseline"].get<int>(), 2);
+  // A baseline that knows only the message buffers: the queues are new, and
+  // they alone are reported.
+  json only_msgs = first.report;
+  only_msgs["stacks"] = json::array();
+  for (const auto& s : first.report["stacks"])
+    for (const auto& f : s["frames"])
+      if (f["symbol"] == "load_msg") only_msgs["stacks"].push_back(s);
+  ASSERT_FALSE(only_msgs["stacks"].empty());
+  {
+    std::ofstream(baseline) << only_msgs.dump() << "\n";
+  }
+  CiRun third = run_ci(8, "send\nkeep\n", {"--baseline", baseline});
+  remove_queues(third.kept_queues);
+  EXPECT_EQ(third.status, 1) << third.out;
+  EXPECT_EQ(stack_through(third.report, "load_msg"), nullptr);
+  ASSERT_NE(stack_through(third.report, "newque"), nullptr) << third.report.dump();
+  EXPECT_EQ(third.report["ci"]["leak_stacks"], 1);
   // --ignore by function name does the same for one stack.
   CiRun ignored = run_ci(8, "send\nkeep\n", {"--ignore", "load_*"});
   remove_queues(ignored.kept_queues);
