@@ -1,7 +1,6 @@
 #include "ci.h"
 
 #include <fcntl.h>
-#include <malloc.h>
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -14,13 +13,13 @@
 #include <fmt/format.h>
 
 #include "aggregate.h"
-#include "ksyms.h"
 #include "loader.h"
 #include "log.h"
 #include "privileges.h"
 #include "report.h"
 #include "snapshot.h"
 #include "sys.h"
+#include "trace.h"
 #include "verdict.h"
 
 namespace kleak {
@@ -180,24 +179,14 @@ int run_ci(const TraceOptions& opts) {
     }
   }
 
-  install_libbpf_logger();
-  LoaderConfig cfg;
-  cfg.self_tgid = static_cast<uint32_t>(getpid());
-  cfg.target_tgid = opts.pid;
+  LoaderConfig cfg = loader_config(opts);
   if (with_command) cfg.follow_tgids = {static_cast<uint32_t>(command.pid())};
-  cfg.min_size_bytes = opts.min_size_bytes;
-  cfg.max_size_bytes = opts.max_size_bytes;
-  cfg.max_allocs = opts.max_allocs;
-  cfg.stack_storage_size = opts.stack_storage_size;
-  cfg.btf_path = opts.btf_path;
-  auto loader = Loader::create(cfg);
-  if (!loader) {
-    log_error("{}", loader.error().message);
+  auto tracer = attach_tracer(cfg);
+  if (!tracer) {
+    log_error("{}", tracer.error().message);
     return kCiUnsupported;
   }
-  auto ksyms = Ksyms::load();
-  if (!ksyms) log_warn("{}: frames will be raw addresses", ksyms.error().message);
-  malloc_trim(0);
+  auto& loader = tracer->loader;
 
   const uint64_t start = monotonic_ns();
   const uint64_t deadline = opts.duration_s > 0 ? start + static_cast<uint64_t>(opts.duration_s * 1e9) : 0;
@@ -238,7 +227,7 @@ int run_ci(const TraceOptions& opts) {
   // gone: wait for them, but stop as soon as nothing is left.
   if (with_command && v.interrupted.empty()) {
     const uint64_t settle_end = monotonic_ns() + static_cast<uint64_t>(ci.settle_s * 1e9);
-    while (count_live((*loader)->live_fd()) > 0) {
+    while (count_live(loader->live_fd()) > 0) {
       run_on_every_cpu();
       uint64_t next = std::min<uint64_t>(settle_end, monotonic_ns() + 250000000ull);
       int sig = wait_until(signals, next);
@@ -251,7 +240,7 @@ int run_ci(const TraceOptions& opts) {
     }
   }
 
-  auto info = snapshot_info((*loader)->fds());
+  auto info = snapshot_info(loader->fds());
   if (!info) {
     log_error("{}", info.error().message);
     return kCiIncomplete;
@@ -259,15 +248,14 @@ int run_ci(const TraceOptions& opts) {
   // With a command every record is the command's, and it is over: all that
   // is left counts. With --duration, the usual age threshold applies.
   Aggregator aggregator(info->mono_ns, with_command ? 0 : opts.min_age_ms * 1000000ull, opts.show_allocs);
-  if (auto st = aggregate_map((*loader)->live_fd(), aggregator); !st) {
+  if (auto st = aggregate_map(loader->live_fd(), aggregator); !st) {
     log_error("{}", st.error().message);
     return kCiIncomplete;
   }
   Aggregate all = std::move(aggregator).finish();
-  const int stacks_fd = (*loader)->stacks_fd();
+  const int stacks_fd = loader->stacks_fd();
   StackSource stacks = [stacks_fd](uint64_t id) { return read_stack(stacks_fd, id); };
-  const Ksyms empty;
-  const Ksyms& syms = ksyms ? *ksyms : empty;
+  const Ksyms& syms = tracer->ksyms;
   Aggregate judged = judged_groups(all, *info, ci, baseline, syms, stacks, v);
   v.complete = counters_complete(info->counters);
   decide(v, ci);
@@ -277,10 +265,10 @@ int run_ci(const TraceOptions& opts) {
   ctx.final_report = true;
   ctx.kernel = kernel_release();
   ctx.start_mono_ns = start;
-  ctx.live_capacity = (*loader)->live_capacity();
-  ctx.stack_capacity = (*loader)->stack_capacity();
-  ctx.attached = (*loader)->attached();
-  ctx.missing = (*loader)->missing();
+  ctx.live_capacity = loader->live_capacity();
+  ctx.stack_capacity = loader->stack_capacity();
+  ctx.attached = loader->attached();
+  ctx.missing = loader->missing();
   TraceOptions shown = opts;
   if (with_command) shown.min_age_ms = 0;
   Report r = build_report(*info, judged, shown, ctx, syms, stacks);

@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "cli.h"
 #include "version.h"
 
 namespace kleak {
@@ -136,18 +137,8 @@ ParsedCommandLine parse_command_line(const std::vector<std::string>& args, std::
     o.ci.command.assign(dd + 1, own.end());
     own.erase(dd, own.end());
   }
-  std::vector<const char*> argv;
-  argv.reserve(own.size());
-  for (const auto& a : own) argv.push_back(a.c_str());
-  try {
-    app.parse(static_cast<int>(argv.size()), argv.data());
-  } catch (const CLI::CallForHelp&) {
-    out << app.help();
-    result.exit_code = kExitOk;
-    return result;
-  } catch (const CLI::ParseError& e) {
-    err << "kleak: " << e.what() << " (see kleak --help)\n";
-    result.exit_code = kExitUsage;
+  if (auto status = parse_cli(app, own, "kleak", out, err)) {
+    result.exit_code = *status;
     return result;
   }
   if (version) {

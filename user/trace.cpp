@@ -83,6 +83,31 @@ class Session {
 
 }  // namespace
 
+LoaderConfig loader_config(const TraceOptions& opts) {
+  LoaderConfig cfg;
+  cfg.self_tgid = static_cast<uint32_t>(getpid());
+  cfg.target_tgid = opts.pid;
+  cfg.min_size_bytes = opts.min_size_bytes;
+  cfg.max_size_bytes = opts.max_size_bytes;
+  cfg.max_allocs = opts.max_allocs;
+  cfg.stack_storage_size = opts.stack_storage_size;
+  cfg.btf_path = opts.btf_path;
+  return cfg;
+}
+
+Result<Tracer> attach_tracer(const LoaderConfig& config) {
+  install_libbpf_logger();
+  auto loader = Loader::create(config);
+  if (!loader) return loader.error();
+  Tracer t{std::move(*loader), {}};
+  if (auto ksyms = Ksyms::load()) t.ksyms = std::move(*ksyms);
+  else log_warn("{}: frames will be raw addresses", ksyms.error().message);
+  // Loading parsed the kernel's BTF (several MiB) and kallsyms' text: hand
+  // those freed pages back, kleak runs on machines already short of memory.
+  malloc_trim(0);
+  return t;
+}
+
 int run_trace(const TraceOptions& opts) {
   log_set_level(opts.verbosity >= 2 ? LogLevel::debug : opts.verbosity == 1 ? LogLevel::info : LogLevel::warn);
   if (auto why = missing_privileges(); !why.empty()) {
@@ -93,29 +118,17 @@ int run_trace(const TraceOptions& opts) {
   // anything is attached so an early Ctrl-C still ends in a clean detach.
   const sigset_t stop_set = block_stop_signals();
 
-  install_libbpf_logger();
-  LoaderConfig cfg;
-  cfg.self_tgid = static_cast<uint32_t>(getpid());
-  cfg.target_tgid = opts.pid;
-  cfg.min_size_bytes = opts.min_size_bytes;
-  cfg.max_size_bytes = opts.max_size_bytes;
-  cfg.max_allocs = opts.max_allocs;
-  cfg.stack_storage_size = opts.stack_storage_size;
-  cfg.btf_path = opts.btf_path;
-  auto loader = Loader::create(cfg);
-  if (!loader) {
-    log_error("{}", loader.error().message);
+  const LoaderConfig cfg = loader_config(opts);
+  auto tracer = attach_tracer(cfg);
+  if (!tracer) {
+    log_error("{}", tracer.error().message);
     return kExitFailure;
   }
-  auto ksyms = Ksyms::load();
-  if (!ksyms) log_warn("{}: frames will be raw addresses", ksyms.error().message);
-  Session session(opts, **loader, ksyms ? std::move(*ksyms) : Ksyms{});
-  // Loading parsed the kernel's BTF (several MiB) and kallsyms' text: hand
-  // those freed pages back, kleak runs on machines already short of memory.
-  malloc_trim(0);
+  auto& loader = tracer->loader;
+  Session session(opts, *loader, std::move(tracer->ksyms));
   if (!opts.quiet) {
     std::string what;
-    for (const auto& a : (*loader)->attached()) what += (what.empty() ? "" : ", ") + a;
+    for (const auto& a : loader->attached()) what += (what.empty() ? "" : ", ") + a;
     fmt::print(stderr, "kleak: tracing {} (up to {} live allocations). {}\n", what, cfg.max_allocs,
                opts.duration_s > 0 ? fmt::format("Final report in {} s or on Ctrl-C.", opts.duration_s)
                                    : std::string("Ctrl-C for the final report."));

@@ -2,11 +2,29 @@
 // Ctrl-C / SIGTERM / --duration / the last count, detach.
 #pragma once
 
+#include <memory>
+
+#include "ksyms.h"
+#include "loader.h"
 #include "options.h"
+#include "result.h"
 
 namespace kleak {
 
 // Returns the process exit status (see ExitCode).
 int run_trace(const TraceOptions& opts);
+
+// What attaching gives a run loop: the programs and the symbolizer.
+struct Tracer {
+  std::unique_ptr<Loader> loader;
+  Ksyms ksyms;  // empty (raw addresses) when /proc/kallsyms is unreadable
+};
+
+// The loader settings `opts` asks for; kleak's own process is never traced.
+LoaderConfig loader_config(const TraceOptions& opts);
+
+// Opens, loads and attaches; loads kallsyms (a warning if it cannot); hands
+// the memory of parsing both back to the system.
+Result<Tracer> attach_tracer(const LoaderConfig& config);
 
 }  // namespace kleak

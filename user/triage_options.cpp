@@ -4,6 +4,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "cli.h"
+
 namespace kleak {
 namespace {
 
@@ -54,18 +56,8 @@ ParsedTriageCommandLine parse_triage_command_line(const std::vector<std::string>
   app.add_flag("-q,--quiet", o.quiet, "No banner on stderr");
   app.add_flag("-v,--verbose", o.verbosity, "More logging");
 
-  std::vector<const char*> argv;
-  argv.reserve(args.size());
-  for (const auto& a : args) argv.push_back(a.c_str());
-  try {
-    app.parse(static_cast<int>(argv.size()), argv.data());
-  } catch (const CLI::CallForHelp&) {
-    out << app.help();
-    result.exit_code = kExitOk;
-    return result;
-  } catch (const CLI::ParseError& e) {
-    err << "kleak triage: " << e.what() << " (see kleak triage --help)\n";
-    result.exit_code = kExitUsage;
+  if (auto status = parse_cli(app, args, "kleak triage", out, err)) {
+    result.exit_code = *status;
     return result;
   }
   o.format = format == "json" ? OutputFormat::json : OutputFormat::text;
