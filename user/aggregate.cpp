@@ -6,11 +6,7 @@
 namespace kleak {
 namespace {
 
-uint64_t group_key(const kleak_alloc& a) {
-  // Stack keys are 64-bit hashes; without a stack, group by call site (mixed
-  // so it cannot meet a stack key by accident).
-  return a.stack_id != 0 ? a.stack_id : (a.call_site ^ 0x9e3779b97f4a7c15ull);
-}
+uint64_t alloc_key(const kleak_alloc& a) { return group_key(a.stack_id, a.call_site); }
 
 std::string comm_of(const kleak_alloc& a) { return std::string(a.comm, strnlen(a.comm, sizeof(a.comm))); }
 
@@ -31,13 +27,18 @@ void add_size(StackGroup& g, uint64_t bytes_alloc) {
 void Aggregator::add(const LiveAlloc& la) {
   const kleak_alloc& a = la.a;
   ++agg_.live_count;
+  const uint64_t key = alloc_key(a);
+  StackTotal& total = totals_[key];
+  total.key = key;
+  total.bytes += a.bytes_alloc;
+  ++total.count;
   uint64_t age = now_ns_ > a.ts_ns ? now_ns_ - a.ts_ns : 0;
   if (age < min_age_ns_) {
     agg_.young_bytes += a.bytes_alloc;
     ++agg_.young_count;
     return;
   }
-  auto [it, inserted] = index_.try_emplace(group_key(a), agg_.groups.size());
+  auto [it, inserted] = index_.try_emplace(key, agg_.groups.size());
   if (inserted) {
     StackGroup g;
     g.stack_id = a.stack_id;
@@ -88,6 +89,9 @@ Aggregate Aggregator::finish() && {
   });
   index_.clear();
   tasks_.clear();
+  agg_.totals.reserve(totals_.size());
+  for (auto& [key, t] : totals_) agg_.totals.push_back(t);
+  totals_.clear();
   return std::move(agg_);
 }
 

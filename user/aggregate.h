@@ -43,13 +43,29 @@ struct StackGroup {
   static constexpr size_t kMaxTasks = 8;
 };
 
+// The identity of a group within a run: its stack key, or for allocations
+// without a stack their call site (mixed so it cannot meet a stack key).
+inline uint64_t group_key(uint64_t stack_id, uint64_t call_site) {
+  return stack_id != 0 ? stack_id : (call_site ^ 0x9e3779b97f4a7c15ull);
+}
+inline uint64_t group_key(const StackGroup& g) { return group_key(g.stack_id, g.call_site); }
+
 // Where missed-free evidence for a group is kept (see kleak_missed).
 inline uint64_t missed_free_key(const StackGroup& g) {
   return g.family == KLEAK_FAMILY_KMEM_CACHE ? g.cache : g.call_site;
 }
 
+// Everything outstanding at one stack, young allocations included: what
+// growth is measured on.
+struct StackTotal {
+  uint64_t key = 0;  // group_key()
+  uint64_t bytes = 0;
+  uint64_t count = 0;
+};
+
 struct Aggregate {
   std::vector<StackGroup> groups;  // ranked: bytes, then count, descending
+  std::vector<StackTotal> totals;  // every stack with a live allocation, any age
   uint64_t live_count = 0;         // every allocation seen, young or old
   uint64_t bytes = 0;              // of reported (old enough) allocations
   uint64_t count = 0;
@@ -75,6 +91,7 @@ class Aggregator {
   bool keep_allocs_;
   Aggregate agg_;
   std::unordered_map<uint64_t, size_t> index_;
+  std::unordered_map<uint64_t, StackTotal> totals_;
   // Per group, every task's count: the top kMaxTasks are picked at finish().
   std::vector<std::unordered_map<uint32_t, TaskCount>> tasks_;
 };

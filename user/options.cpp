@@ -86,6 +86,11 @@ ParsedCommandLine parse_command_line(const std::vector<std::string>& args, std::
   app.add_option("count", o.count, "Number of reports, then exit")->group(when);
   app.add_option("-d,--duration", o.duration_s, "Trace for SECONDS, print the final report, exit 0")->group(when);
   app.add_option("-T,--top", o.top, "Show the top N stacks (default 10)")->group(when);
+  std::string sort = "score";
+  app.add_option("--sort", sort,
+                 "Rank stacks by score (default: steady growth first, then bytes), bytes, count or growth (bytes/s)")
+      ->check(CLI::IsMember({"score", "bytes", "count", "growth"}))
+      ->group(when);
   app.add_flag("-a,--show-allocs", o.show_allocs, "List each outstanding allocation: address, size, age, task")
       ->group(when);
   app.add_option("--format", format, "Report format: text or json (one JSON document per line)")
@@ -148,6 +153,8 @@ ParsedCommandLine parse_command_line(const std::vector<std::string>& args, std::
   }
   if (exact_size) o.min_size_bytes = o.max_size_bytes = *exact_size;
   o.format = format == "json" ? OutputFormat::json : OutputFormat::text;
+  o.sort = sort == "bytes" ? SortKey::bytes : sort == "count" ? SortKey::count : sort == "growth" ? SortKey::growth
+                                                                                                 : SortKey::score;
   if (o.interval_s == 0 && o.duration_s == 0 && app.count("interval") == 0 && !o.ci.enabled) o.interval_s = 10;
   if (app.count("interval") > 0 && o.interval_s <= 0) {
     err << "kleak: interval must be positive (see kleak --help)\n";

@@ -29,6 +29,10 @@ enum CiExitCode : int {
 
 enum class OutputFormat { text, json };
 
+// How stacks are ranked. score (the default) puts steadily growing stacks
+// first, by rate; stacks with no growth verdict yet follow by bytes.
+enum class SortKey { score, bytes, count, growth };
+
 // `kleak --ci`: trace a command (or a duration), then judge what it left.
 struct CiOptions {
   bool enabled = false;
@@ -54,6 +58,7 @@ struct TraceOptions {
   // Stop after this many seconds and print a final report; 0 = until a signal.
   double duration_s = 0;
   uint32_t top = 10;
+  SortKey sort = SortKey::score;
   // Allocations younger than this are not reported. The default covers
   // kfree_rcu()'s batching (KFREE_DRAIN_JIFFIES, 5 s since v6.0,
   // commit 51824b780b71) plus a

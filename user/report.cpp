@@ -49,6 +49,10 @@ std::string human_bytes(uint64_t b) {
   return fmt::format("{} B", b);
 }
 
+std::string signed_bytes(double b) {
+  return (b < 0 ? "-" : "+") + human_bytes(static_cast<uint64_t>(b < 0 ? -b : b));
+}
+
 std::string age_text(uint64_t ms) {
   if (ms >= 3600 * 1000) return fmt::format("{:.1f}h", static_cast<double>(ms) / 3.6e6);
   if (ms >= 60 * 1000) return fmt::format("{:.1f}m", static_cast<double>(ms) / 6e4);
@@ -105,7 +109,7 @@ std::string stack_key(const std::vector<Frame>& frames) {
 }
 
 Report build_report(const SnapshotInfo& snap, const Aggregate& agg, const TraceOptions& opts, const ReportContext& ctx,
-                    const Ksyms& ksyms, const StackSource& stacks) {
+                    const Ksyms& ksyms, const StackSource& stacks, const GrowthTracker* growth) {
   Report r;
   r.ctx = ctx;
   r.opts = &opts;
@@ -134,6 +138,10 @@ Report build_report(const SnapshotInfo& snap, const Aggregate& agg, const TraceO
     s.newest_age_ms = age_ms(g.newest_ts_ns);
     s.call_site = make_frame(ksyms, g.call_site);
     s.reclaimable = g.flags & KLEAK_ALLOC_RECLAIMABLE;
+    if (growth) {
+      s.has_growth = true;
+      s.growth = growth->growth(group_key(g));
+    }
     if (auto it = snap.missed_sites.find(missed_free_key(g)); it != snap.missed_sites.end()) s.missed_frees = it->second;
     std::vector<Frame> frames = group_frames(g, ksyms, stacks, &s.stack_error);
     s.stack_key = stack_key(frames);
@@ -173,8 +181,10 @@ std::string render_text(const Report& r) {
     out += fmt::format("  WARNING: the live map filled up and {} allocations were not tracked: raise --max-allocs\n",
                        c[KLEAK_CNT_LIVE_FULL]);
   if (r.symbols_hidden) out += "  WARNING: /proc/kallsyms shows zero addresses (kptr_restrict): frames are raw\n";
-  out += fmt::format("Top {} of {} stacks: {} in {} allocations older than {} ms\n", r.stacks.size(), r.stacks_total,
-                     human_bytes(r.total_bytes), r.total_count, r.opts->min_age_ms);
+  const char* sorts[] = {"score (steady growth first)", "bytes", "count", "growth"};
+  out += fmt::format("Top {} of {} stacks by {}: {} in {} allocations older than {} ms\n", r.stacks.size(),
+                     r.stacks_total, sorts[static_cast<int>(r.opts->sort)], human_bytes(r.total_bytes), r.total_count,
+                     r.opts->min_age_ms);
   for (const StackReport& s : r.stacks) {
     std::string sizes;
     for (const SizeCount& sc : s.sizes) {
@@ -185,6 +195,10 @@ std::string render_text(const Report& r) {
         fmt::format(", top task {}/{} ({})", s.tasks[0].comm, s.tasks[0].tgid, s.tasks[0].count);
     out += fmt::format("\n#{} {} bytes in {} allocations [sizes {}] oldest {}{}{}\n", s.rank, s.bytes, s.count, sizes,
                        age_text(s.oldest_age_ms), task, s.reclaimable ? " [reclaimable cache]" : "");
+    if (s.has_growth)
+      out += fmt::format("    growth: {}/s, {:+.1f} allocs/s ({}, R2 {:.2f}, {} reports)\n",
+                         signed_bytes(s.growth.bytes.slope_per_s), s.growth.count.slope_per_s, growth_label(s.growth),
+                         s.growth.bytes.r2, s.growth.points);
     if (s.missed_frees > 0)
       out += fmt::format("    (unverified: {} frees of objects from the same cache or call site bypassed kleak's hooks, "
                          "e.g. bulk frees: some of these may be freed already)\n",
@@ -214,6 +228,8 @@ nlohmann::json to_json(const Report& r) {
   j["interval_s"] = r.ctx.interval_s;
   j["attached"] = r.ctx.attached;
   j["missing"] = r.ctx.missing;
+  const char* sorts[] = {"score", "bytes", "count", "growth"};
+  j["sort"] = sorts[static_cast<int>(r.opts->sort)];
   j["filters"] = {{"min_age_ms", r.opts->min_age_ms},
                   {"min_size_bytes", r.opts->min_size_bytes},
                   {"max_size_bytes", r.opts->max_size_bytes},
@@ -251,6 +267,14 @@ nlohmann::json to_json(const Report& r) {
     js["stack_key"] = s.stack_key;
     js["reclaimable"] = s.reclaimable;
     js["missed_frees"] = s.missed_frees;
+    if (s.has_growth)
+      js["growth"] = {{"verdict", growth_label(s.growth)},
+                      {"bytes_per_s", s.growth.bytes.slope_per_s},
+                      {"count_per_s", s.growth.count.slope_per_s},
+                      {"r2", s.growth.bytes.r2},
+                      {"steady", s.growth.bytes.nondecreasing_fraction},
+                      {"points", s.growth.points},
+                      {"score", s.growth.score}};
     js["bytes"] = s.bytes;
     js["count"] = s.count;
     json sizes = json::array();

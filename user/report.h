@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "aggregate.h"
+#include "growth.h"
 #include "ksyms.h"
 #include "options.h"
 #include "snapshot.h"
@@ -50,6 +51,8 @@ struct StackReport {
   Frame call_site;
   std::vector<Frame> frames;  // innermost first; tracing frames removed
   std::vector<AllocLine> allocs;
+  bool has_growth = false;  // trace keeps history; CI and one-shot reports may not
+  Growth growth;
 };
 
 struct ReportContext {
@@ -93,8 +96,9 @@ std::vector<Frame> group_frames(const StackGroup& g, const Ksyms& ksyms, const S
 // change it; unresolved frames are "?".
 std::string stack_key(const std::vector<Frame>& frames);
 
+// `growth` (may be null) gives each stack its growth verdict.
 Report build_report(const SnapshotInfo& snap, const Aggregate& agg, const TraceOptions& opts, const ReportContext& ctx,
-                    const Ksyms& ksyms, const StackSource& stacks);
+                    const Ksyms& ksyms, const StackSource& stacks, const GrowthTracker* growth = nullptr);
 
 // Drops the innermost frames that belong to the tracing machinery: up to and
 // including the last of bpf_prog_*, bpf_trace_run*, __bpf_trace_* and

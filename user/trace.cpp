@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "aggregate.h"
+#include "growth.h"
 #include "ksyms.h"
 #include "loader.h"
 #include "log.h"
@@ -55,9 +56,12 @@ class Session {
     }
     const uint64_t t1 = monotonic_ns();
     Aggregate agg = std::move(aggregator).finish();
+    growth_.observe(static_cast<double>(snap->mono_ns - ctx_.start_mono_ns) / 1e9, agg);
+    rank_groups(agg, opts_.sort, growth_);
     const uint64_t t2 = monotonic_ns();
     int fd = loader_.stacks_fd();
-    Report r = build_report(*snap, agg, opts_, ctx_, ksyms_, [fd](uint64_t id) { return read_stack(fd, id); });
+    Report r = build_report(*snap, agg, opts_, ctx_, ksyms_, [fd](uint64_t id) { return read_stack(fd, id); },
+                            &growth_);
     std::string out = opts_.format == OutputFormat::json
                           ? to_json(r).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n"
                           : render_text(r) + "\n";
@@ -79,6 +83,7 @@ class Session {
   Loader& loader_;
   Ksyms ksyms_;
   ReportContext ctx_;
+  GrowthTracker growth_;
 };
 
 }  // namespace

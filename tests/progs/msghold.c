@@ -6,6 +6,8 @@
  *   stdout "ready PID"     -> stdin "send"    -> stdout "held N"
  *                          -> stdin "release" -> stdout "released N"
  *   stdin EOF or "exit": remove the queues and exit.
+ *   stdin "drip MS": send one more message every MS milliseconds (a leak that
+ *   keeps growing) until the next line arrives, then print "dripped K".
  *   stdin "keep": print "kept QID..." and exit WITHOUT removing the queues:
  *   the messages stay allocated in the kernel (a leak the caller must end
  *   with msgctl(IPC_RMID) or ipcrm).
@@ -14,6 +16,7 @@
  * recognizable. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,6 +87,30 @@ int main(int argc, char **argv)
 					got++;
 			held -= got;
 			printf("released %ld\n", got);
+		} else if (!strncmp(line, "drip ", 5)) {
+			int ms = atoi(line + 5);
+			long dripped = 0;
+			struct pollfd in = {.fd = 0, .events = POLLIN};
+			while (held < n && poll(&in, 1, ms) == 0) {
+				m.mtype = 1;
+				memset(m.mtext, '.', (size_t)size);
+				snprintf(m.mtext, (size_t)size, "LEAKMARK-%ld", held);
+				while (nq == 0 || msgsnd(queues[nq - 1], &m, (size_t)size, IPC_NOWAIT) != 0) {
+					if (nq > 0 && errno != EAGAIN)
+						return die("msgsnd");
+					if (nq == MAX_QUEUES)
+						return die("too many queues");
+					queues[nq] = msgget(IPC_PRIVATE, IPC_CREAT | 0600);
+					if (queues[nq] < 0)
+						return die("msgget");
+					nq++;
+				}
+				held++;
+				dripped++;
+			}
+			if (!fgets(line, sizeof(line), stdin))
+				line[0] = 0;
+			printf("dripped %ld\n", dripped);
 		} else if (!strncmp(line, "exit", 4)) {
 			break;
 		} else if (!strncmp(line, "keep", 4)) {
