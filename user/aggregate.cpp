@@ -27,6 +27,12 @@ void add_size(StackGroup& g, uint64_t bytes_alloc) {
 void Aggregator::add(const LiveAlloc& la) {
   const kleak_alloc& a = la.a;
   ++agg_.live_count;
+  if (a.family == KLEAK_FAMILY_KMALLOC && a.bytes_alloc > kKmallocMaxCacheBytes)
+    agg_.live_large_kmalloc_bytes += a.bytes_alloc;
+  else if (a.flags & KLEAK_ALLOC_RECLAIMABLE)
+    agg_.live_reclaimable_bytes += a.bytes_alloc;
+  else
+    agg_.live_unreclaimable_bytes += a.bytes_alloc;
   const uint64_t key = alloc_key(a);
   StackTotal& total = totals_[key];
   total.key = key;

@@ -57,6 +57,10 @@ inline uint64_t missed_free_key(const StackGroup& g) {
 
 // Everything outstanding at one stack, young allocations included: what
 // growth is measured on.
+// kmallocs above this come from the page allocator, not a kmalloc cache
+// (KMALLOC_MAX_CACHE_SIZE with SLUB and 4 KiB pages: two pages).
+constexpr uint64_t kKmallocMaxCacheBytes = 8192;
+
 struct StackTotal {
   uint64_t key = 0;  // group_key()
   uint64_t bytes = 0;
@@ -71,6 +75,12 @@ struct Aggregate {
   uint64_t count = 0;
   uint64_t young_bytes = 0;  // live, but younger than the age threshold
   uint64_t young_count = 0;
+  // Every live allocation's bytes, by where the kernel accounts them: slab
+  // objects as SUnreclaim or SReclaimable, kmallocs too large for a slab
+  // cache as pages straight from the page allocator (not in Slab).
+  uint64_t live_unreclaimable_bytes = 0;
+  uint64_t live_reclaimable_bytes = 0;
+  uint64_t live_large_kmalloc_bytes = 0;
 };
 
 // Groups allocations fed one at a time (a map read in batches), so memory

@@ -177,6 +177,22 @@ std::string render_text(const Report& r) {
                      c[KLEAK_CNT_FREE_SEEN], c[KLEAK_CNT_FREE_MATCHED], c.frees_unmatched(), c[KLEAK_CNT_FREE_ERROR],
                      c[KLEAK_CNT_STACK_EFAULT], c[KLEAK_CNT_STACK_ENOMEM],
                      c[KLEAK_CNT_STACK_OTHER], c[KLEAK_CNT_TASKS_FULL]);
+  if (const Reconciliation& rc = r.reconciliation; rc.available) {
+    // The kernel counts slab pages (new objects first fill partly used ones)
+    // and nets out frees of objects older than kleak: tracked bytes can
+    // exceed its growth; below it, the rest is growth kleak does not see.
+    std::string share;
+    if (rc.sunreclaim_delta > 0) {
+      double covered = static_cast<double>(rc.tracked_unreclaimable) / static_cast<double>(rc.sunreclaim_delta);
+      share = covered >= 1 ? ", covers all of it" : fmt::format(", covers {:.0f}% of it", 100 * covered);
+    }
+    out += fmt::format(
+        "  vs kernel since start: SUnreclaim {} ({} tracked{}), SReclaimable {} ({} tracked), Slab {}; "
+        "large kmallocs (pages) {} tracked\n",
+        signed_bytes(static_cast<double>(rc.sunreclaim_delta)), human_bytes(rc.tracked_unreclaimable), share,
+        signed_bytes(static_cast<double>(rc.sreclaimable_delta)), human_bytes(rc.tracked_reclaimable),
+        signed_bytes(static_cast<double>(rc.slab_delta)), human_bytes(rc.tracked_large_kmalloc));
+  }
   if (c[KLEAK_CNT_LIVE_FULL] > 0)
     out += fmt::format("  WARNING: the live map filled up and {} allocations were not tracked: raise --max-allocs\n",
                        c[KLEAK_CNT_LIVE_FULL]);
@@ -256,6 +272,13 @@ nlohmann::json to_json(const Report& r) {
                                      {"other", c[KLEAK_CNT_STACK_OTHER]}}}};
   j["complete"] = counters_complete(c);
   j["symbols_hidden"] = r.symbols_hidden;
+  if (const Reconciliation& rc = r.reconciliation; rc.available)
+    j["reconciliation"] = {{"slab_delta_bytes", rc.slab_delta},
+                           {"sunreclaim_delta_bytes", rc.sunreclaim_delta},
+                           {"sreclaimable_delta_bytes", rc.sreclaimable_delta},
+                           {"tracked_unreclaimable_bytes", rc.tracked_unreclaimable},
+                           {"tracked_reclaimable_bytes", rc.tracked_reclaimable},
+                           {"tracked_large_kmalloc_bytes", rc.tracked_large_kmalloc}};
   j["totals"] = {{"bytes", r.total_bytes},     {"count", r.total_count},     {"stacks", r.stacks_total},
                  {"young_bytes", r.young_bytes}, {"young_count", r.young_count}};
   json stacks = json::array();

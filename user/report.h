@@ -55,6 +55,21 @@ struct StackReport {
   Growth growth;
 };
 
+// What kleak tracks next to what the kernel's own counters say changed since
+// kleak started (/proc/meminfo). kleak sees only allocations made since it
+// started, the kernel's deltas also count frees of older objects: the two
+// agree when one stack's growth dominates, and the share says how much of
+// SUnreclaim's growth the tracked stacks explain.
+struct Reconciliation {
+  bool available = false;
+  int64_t slab_delta = 0;
+  int64_t sunreclaim_delta = 0;
+  int64_t sreclaimable_delta = 0;
+  uint64_t tracked_unreclaimable = 0;
+  uint64_t tracked_reclaimable = 0;
+  uint64_t tracked_large_kmalloc = 0;
+};
+
 struct ReportContext {
   uint64_t seq = 0;
   bool final_report = false;
@@ -81,6 +96,7 @@ struct Report {
   uint64_t stacks_total = 0;
   std::vector<StackReport> stacks;
   bool symbols_hidden = false;
+  Reconciliation reconciliation;
 };
 
 // Reads a stack's frames: (stack_id) -> innermost-first ips, or an error.

@@ -18,6 +18,7 @@
 #include "loader.h"
 #include "log.h"
 #include "privileges.h"
+#include "procfs.h"
 #include "report.h"
 #include "snapshot.h"
 #include "sys.h"
@@ -35,9 +36,32 @@ class Session {
     ctx_.stack_capacity = loader.stack_capacity();
     ctx_.attached = loader.attached();
     ctx_.missing = loader.missing();
+    if (auto m = load_meminfo()) start_meminfo_ = std::move(*m);
   }
 
   uint64_t start_ns() const { return ctx_.start_mono_ns; }
+
+  // The kernel's slab counters now against when kleak started.
+  Reconciliation reconcile(const Aggregate& agg) const {
+    Reconciliation rc;
+    auto now = load_meminfo();
+    if (!start_meminfo_ || !now) return rc;
+    auto delta = [&](std::string_view field) -> std::optional<int64_t> {
+      auto a = start_meminfo_->get(field), b = now->get(field);
+      if (!a || !b) return std::nullopt;
+      return static_cast<int64_t>(*b) - static_cast<int64_t>(*a);
+    };
+    auto slab = delta("Slab"), unrec = delta("SUnreclaim"), rec = delta("SReclaimable");
+    if (!slab || !unrec || !rec) return rc;
+    rc.available = true;
+    rc.slab_delta = *slab;
+    rc.sunreclaim_delta = *unrec;
+    rc.sreclaimable_delta = *rec;
+    rc.tracked_unreclaimable = agg.live_unreclaimable_bytes;
+    rc.tracked_reclaimable = agg.live_reclaimable_bytes;
+    rc.tracked_large_kmalloc = agg.live_large_kmalloc_bytes;
+    return rc;
+  }
 
   // Prints one report. Returns an exit status to stop with, or -1 to go on.
   int report(bool final_report) {
@@ -62,6 +86,7 @@ class Session {
     int fd = loader_.stacks_fd();
     Report r = build_report(*snap, agg, opts_, ctx_, ksyms_, [fd](uint64_t id) { return read_stack(fd, id); },
                             &growth_);
+    r.reconciliation = reconcile(agg);
     std::string out = opts_.format == OutputFormat::json
                           ? to_json(r).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n"
                           : render_text(r) + "\n";
@@ -84,6 +109,7 @@ class Session {
   Ksyms ksyms_;
   ReportContext ctx_;
   GrowthTracker growth_;
+  std::optional<Meminfo> start_meminfo_;  // at start, for Reconciliation
 };
 
 }  // namespace

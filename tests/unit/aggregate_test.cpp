@@ -107,6 +107,18 @@ TEST(Aggregate, KeepsAllocationsOldestFirstWhenAsked) {
   EXPECT_EQ(a.groups[0].allocs[2].addr, 0x30u);
 }
 
+TEST(Aggregate, LiveBytesByKernelAccounting) {
+  std::vector<LiveAlloc> v = {make(1, 1, 4096, 0), make(2, 1, 16384, 0), make(3, 2, 192, 0)};
+  v[0].a.family = v[1].a.family = KLEAK_FAMILY_KMALLOC;
+  v[2].a.family = KLEAK_FAMILY_KMEM_CACHE;
+  v[2].a.flags = KLEAK_ALLOC_RECLAIMABLE;
+  Aggregate a = aggregate(v, kSec, 2 * kSec, false);  // all young: still counted
+  EXPECT_EQ(a.live_unreclaimable_bytes, 4096u);
+  EXPECT_EQ(a.live_large_kmalloc_bytes, 16384u);  // > 8 KiB: page allocator, not Slab
+  EXPECT_EQ(a.live_reclaimable_bytes, 192u);
+  EXPECT_EQ(a.totals.size(), 2u);
+}
+
 TEST(Aggregate, EmptyInput) {
   Aggregate a = aggregate({}, kSec, 0, true);
   EXPECT_TRUE(a.groups.empty());

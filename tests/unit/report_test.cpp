@@ -110,6 +110,23 @@ TEST(Report, TextShowsCountersFramesAndMissingStacks) {
   EXPECT_EQ(t.find("bpf_trace_run"), std::string::npos) << t;
 }
 
+TEST(Report, ReconciliationLine) {
+  Fixture f;
+  Report r = f.build();
+  EXPECT_EQ(render_text(r).find("vs kernel"), std::string::npos);  // not measured: not shown
+  EXPECT_FALSE(to_json(r).contains("reconciliation"));
+  r.reconciliation = Reconciliation{true, 8192, 409600, -4096, 204800, 0, 0};
+  std::string t = render_text(r);
+  EXPECT_NE(t.find("SUnreclaim +400.0 KiB (200.0 KiB tracked, covers 50% of it)"), std::string::npos) << t;
+  EXPECT_NE(t.find("SReclaimable -4.0 KiB"), std::string::npos) << t;
+  r.reconciliation.tracked_unreclaimable = 500000;
+  EXPECT_NE(render_text(r).find("covers all of it"), std::string::npos);
+  nlohmann::json j = to_json(r);
+  EXPECT_EQ(j["reconciliation"]["sunreclaim_delta_bytes"], 409600);
+  EXPECT_EQ(j["reconciliation"]["sreclaimable_delta_bytes"], -4096);
+  EXPECT_EQ(j["reconciliation"]["tracked_unreclaimable_bytes"], 500000);
+}
+
 TEST(Report, TextWarnsWhenTheMapFilled) {
   Fixture f;
   f.snap.counters.v[KLEAK_CNT_LIVE_FULL] = 9;
