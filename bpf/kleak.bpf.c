@@ -23,6 +23,14 @@ const volatile __u32 target_tgid = 0; /* 0 = every task */
 const volatile bool follow_tasks = 0;  /* record only tasks in kleak_tasks */
 const volatile __u64 min_size = 0;    /* bytes_alloc bounds, inclusive */
 const volatile __u64 max_size = ~0ULL;
+/* --cache NAME: a kmalloc cache is a size (above) and a kmalloc_type()
+ * (-1: any); any other cache is a name for kmem_cache_alloc. The program
+ * of the other family then records nothing. */
+const volatile bool kmalloc_off = 0;
+const volatile bool kmem_cache_off = 0;
+const volatile int kmalloc_type = -1;
+const volatile __u64 gfp_account = 0x400000; /* __GFP_ACCOUNT, resolved from BTF by the loader */
+const volatile char cache_name[KLEAK_CACHE_NAME_LEN] = {};
 
 /* max_entries of both maps are set from options at load time. */
 struct {
@@ -175,9 +183,36 @@ static __always_inline __u64 capture_stack(void *ctx, int *err)
 	return h;
 }
 
+/* kmalloc_type() of v5.x/6.x: which kmalloc cache family gfp picks. */
+static __always_inline int kmalloc_type_of(__u64 gfp)
+{
+	if (gfp & 0x01) /* __GFP_DMA, bit 0 in every version */
+		return 3;
+	if (gfp & KLEAK_GFP_RECLAIMABLE)
+		return 2;
+	if (gfp & gfp_account)
+		return 1;
+	return 0;
+}
+
+static __always_inline bool cache_name_matches(const struct kmem_cache *s)
+{
+	char buf[KLEAK_CACHE_NAME_LEN];
+
+	if (bpf_probe_read_kernel_str(buf, sizeof(buf), BPF_CORE_READ(s, name)) < 0)
+		return false;
+	for (int i = 0; i < KLEAK_CACHE_NAME_LEN; i++) {
+		if (buf[i] != cache_name[i])
+			return false;
+		if (!buf[i])
+			return true;
+	}
+	return true;
+}
+
 static __always_inline void record_alloc(void *ctx, const void *ptr, __u64 bytes_alloc,
 					 __u32 bytes_req, __u64 call_site, __u32 family,
-					 __u32 flags, __u64 cache)
+					 __u32 flags, __u64 cache, bool wanted)
 {
 	struct kleak_counters *c = counters();
 	struct kleak_alloc a = {};
@@ -196,7 +231,7 @@ static __always_inline void record_alloc(void *ctx, const void *ptr, __u64 bytes
 	a.tgid = id >> 32;
 	a.pid = (__u32)id;
 	/* Filters run before the (expensive) stack walk. */
-	if (bytes_alloc < min_size || bytes_alloc > max_size || !task_wanted(a.tgid)) {
+	if (!wanted || bytes_alloc < min_size || bytes_alloc > max_size || !task_wanted(a.tgid)) {
 		struct kleak_alloc *stale;
 
 		count(c, KLEAK_CNT_ALLOC_FILTERED);
@@ -273,9 +308,10 @@ int kleak_kmalloc(__u64 *ctx)
 {
 	const void *ptr = (const void *)kleak_void_ptr_arg(ctx, 1);
 	__u64 gfp_flags = ctx[4];
+	bool wanted = !kmalloc_off && (kmalloc_type < 0 || kmalloc_type_of(gfp_flags) == kmalloc_type);
 
 	record_alloc(ctx, ptr, ctx[3], ctx[2], ctx[0], KLEAK_FAMILY_KMALLOC,
-		     (gfp_flags & KLEAK_GFP_RECLAIMABLE) ? KLEAK_ALLOC_RECLAIMABLE : 0, 0);
+		     (gfp_flags & KLEAK_GFP_RECLAIMABLE) ? KLEAK_ALLOC_RECLAIMABLE : 0, 0, wanted);
 	return 0;
 }
 
@@ -288,12 +324,13 @@ int kleak_kc_alloc(__u64 *ctx)
 
 	if (!ptr) {
 		/* Don't touch s for a failed allocation. */
-		record_alloc(ctx, ptr, 0, 0, ctx[0], KLEAK_FAMILY_KMEM_CACHE, 0, 0);
+		record_alloc(ctx, ptr, 0, 0, ctx[0], KLEAK_FAMILY_KMEM_CACHE, 0, 0, false);
 		return 0;
 	}
 	record_alloc(ctx, ptr, kleak_cache_size(s), kleak_cache_object_size(s), ctx[0],
 		     KLEAK_FAMILY_KMEM_CACHE,
-		     kleak_cache_reclaimable(s) ? KLEAK_ALLOC_RECLAIMABLE : 0, (__u64)s);
+		     kleak_cache_reclaimable(s) ? KLEAK_ALLOC_RECLAIMABLE : 0, (__u64)s,
+		     !kmem_cache_off && (!cache_name[0] || cache_name_matches(s)));
 	return 0;
 }
 

@@ -43,6 +43,9 @@ enum kleak_counter {
 /* struct kleak_alloc.flags */
 #define KLEAK_ALLOC_RECLAIMABLE 0x1 /* from a reclaimable cache (SReclaimable) */
 
+/* --cache NAME for kmem_cache_alloc: names compared up to this length. */
+#define KLEAK_CACHE_NAME_LEN 32
+
 /* Most tasks followed at once with follow_tasks (a command's process tree). */
 #define KLEAK_MAX_TASKS 16384
 

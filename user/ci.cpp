@@ -179,7 +179,12 @@ int run_ci(const TraceOptions& opts) {
     }
   }
 
-  LoaderConfig cfg = loader_config(opts);
+  auto config = loader_config(opts);
+  if (!config) {
+    log_error("{}", config.error().message);
+    return kCiUsage;
+  }
+  LoaderConfig cfg = *config;
   if (with_command) cfg.follow_tgids = {static_cast<uint32_t>(command.pid())};
   auto tracer = attach_tracer(cfg);
   if (!tracer) {
@@ -269,6 +274,7 @@ int run_ci(const TraceOptions& opts) {
   ctx.stack_capacity = loader->stack_capacity();
   ctx.attached = loader->attached();
   ctx.missing = loader->missing();
+  describe_filters(cfg, ctx);
   TraceOptions shown = opts;
   if (with_command) shown.min_age_ms = 0;
   Report r = build_report(*info, judged, shown, ctx, syms, stacks);

@@ -3,6 +3,8 @@
 #include <cerrno>
 #include <cstdarg>
 #include <cstdio>
+#include <cstring>
+#include <optional>
 #include <string>
 
 #include <bpf/bpf.h>
@@ -48,6 +50,18 @@ const Hook kHooks[] = {
     {"kmem_cache_free", [](kleak_bpf* s) { return s->progs.kleak_kc_free; },
      [](kleak_bpf* s) { return &s->links.kleak_kc_free; }, false},
 };
+
+// The value of enumerator `name` in any enum of `btf`, anonymous ones too.
+std::optional<int64_t> enum_value(const btf* b, const char* name) {
+  for (uint32_t id = 1; id < btf__type_cnt(b); ++id) {
+    const btf_type* t = btf__type_by_id(b, id);
+    if (!btf_is_enum(t)) continue;
+    const struct btf_enum* e = btf_enum(t);
+    for (uint16_t i = 0; i < btf_vlen(t); ++i)
+      if (std::strcmp(btf__name_by_offset(b, e[i].name_off), name) == 0) return e[i].val;
+  }
+  return std::nullopt;
+}
 
 }  // namespace
 
@@ -109,12 +123,21 @@ Status Loader::probe_and_configure() {
     missing_.push_back(std::string("kmem/") + h.name);
     log_warn("kernel has no kmem/{} tracepoint: not tracing it", h.name);
   }
+  // __GFP_ACCOUNT's bit moved when gfp bits became an (anonymous) enum:
+  // read ___GFP_ACCOUNT_BIT from BTF where it exists.
+  if (auto bit = enum_value(vmlinux, "___GFP_ACCOUNT_BIT")) gfp_account_ = 1ull << *bit;
   btf__free(vmlinux);
 
   auto* ro = skel_->rodata;
+  ro->gfp_account = gfp_account_;
   ro->self_tgid = config_.self_tgid;
   ro->target_tgid = config_.target_tgid;
   ro->follow_tasks = !config_.follow_tgids.empty();
+  ro->kmalloc_off = config_.kmalloc_off;
+  ro->kmem_cache_off = config_.kmem_cache_off;
+  ro->kmalloc_type = config_.kmalloc_type;
+  if (config_.cache_name.size() >= sizeof(ro->cache_name)) return make_error("--cache name too long", ENAMETOOLONG);
+  std::copy(config_.cache_name.begin(), config_.cache_name.end(), const_cast<char*>(ro->cache_name));
   if (config_.follow_tgids.size() > KLEAK_MAX_TASKS) return make_error("too many processes to follow", E2BIG);
   bpf_program__set_autoload(skel_->progs.kleak_fork, ro->follow_tasks);
   ro->min_size = config_.min_size_bytes;

@@ -24,6 +24,13 @@ struct LoaderConfig {
   std::vector<uint32_t> follow_tgids;
   uint64_t min_size_bytes = 0;
   uint64_t max_size_bytes = ~0ULL;
+  // --cache: record only one kmalloc family (kmalloc_type, -1 = any) or only
+  // kmem_cache allocations from the cache named cache_name.
+  bool kmalloc_off = false;
+  bool kmem_cache_off = false;
+  int kmalloc_type = -1;
+  std::string cache_name;
+  std::string cache_label;  // --cache as resolved, for reports
   uint32_t max_allocs = 262144;
   uint32_t stack_storage_size = 16384;
   std::string btf_path;  // empty: running kernel's BTF
@@ -68,6 +75,7 @@ class Loader {
   std::unique_ptr<kleak_bpf, SkelDeleter> skel_;
   std::vector<std::string> attached_;
   std::vector<std::string> missing_;
+  uint64_t gfp_account_ = 0x400000;  // __GFP_ACCOUNT before it was an enum bit
 };
 
 }  // namespace kleak

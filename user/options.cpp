@@ -22,6 +22,7 @@ Examples:
   kleak 5 3                  three reports, 5 s apart
   kleak -d 60 --format json  one JSON report after 60 s (fleet one-shot)
   kleak --size 4096 -d 300   only 4096-byte allocations (slabtop shows kmalloc-4k growing)
+  kleak --cache kmalloc-cg-4k   only that slabtop row's allocations (or --cache dentry, ...)
   kleak -p 1234 -o 1000      allocations made by process 1234, older than 1 s
   kleak -a -T 3 5            also list addresses, sizes and ages of the top 3 stacks
   kleak triage               first: which memory grows? (samples /proc for a minute, no BPF)
@@ -73,6 +74,12 @@ ParsedCommandLine parse_command_line(const std::vector<std::string>& args, std::
       ->group(what);
   app.add_option("--size", exact_size, "Only allocations of exactly BYTES, e.g. 4096 for kmalloc-4k")
       ->group(what)
+      ->excludes(app.get_option("--min-size"))
+      ->excludes(app.get_option("--max-size"));
+  app.add_option("--cache", o.cache,
+                 "Only allocations from slab cache NAME, as slabtop/slabinfo show it (kmalloc-4k, kmalloc-cg-4k, dentry)")
+      ->group(what)
+      ->excludes(app.get_option("--size"))
       ->excludes(app.get_option("--min-size"))
       ->excludes(app.get_option("--max-size"));
   app.add_option("-o,--older", o.min_age_ms,

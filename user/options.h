@@ -68,6 +68,7 @@ struct TraceOptions {
   uint64_t min_size_bytes = 0;
   uint64_t max_size_bytes = std::numeric_limits<uint64_t>::max();
   uint32_t pid = 0;  // 0 = every task
+  std::string cache;  // --cache NAME, as slabtop shows it; empty = every cache
   bool show_allocs = false;
   OutputFormat format = OutputFormat::text;
   int verbosity = 0;

@@ -247,8 +247,9 @@ nlohmann::json to_json(const Report& r) {
   const char* sorts[] = {"score", "bytes", "count", "growth"};
   j["sort"] = sorts[static_cast<int>(r.opts->sort)];
   j["filters"] = {{"min_age_ms", r.opts->min_age_ms},
-                  {"min_size_bytes", r.opts->min_size_bytes},
-                  {"max_size_bytes", r.opts->max_size_bytes},
+                  {"min_size_bytes", r.ctx.min_size_bytes},
+                  {"max_size_bytes", r.ctx.max_size_bytes},
+                  {"cache", r.ctx.cache.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.ctx.cache)},
                   {"pid", r.opts->pid}};
   j["live"] = {{"allocations", r.live_count},
                {"capacity", r.ctx.live_capacity},

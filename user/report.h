@@ -80,6 +80,10 @@ struct ReportContext {
   uint32_t stack_capacity = 0;
   std::vector<std::string> attached;
   std::vector<std::string> missing;
+  // The filters in force in the kernel (--cache implies a size).
+  uint64_t min_size_bytes = 0;
+  uint64_t max_size_bytes = ~0ull;
+  std::string cache;  // resolved --cache, empty for all
 };
 
 struct Report {

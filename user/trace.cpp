@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "aggregate.h"
+#include "cache_filter.h"
 #include "growth.h"
 #include "ksyms.h"
 #include "loader.h"
@@ -40,6 +41,7 @@ class Session {
   }
 
   uint64_t start_ns() const { return ctx_.start_mono_ns; }
+  void describe(const LoaderConfig& cfg) { describe_filters(cfg, ctx_); }
 
   // The kernel's slab counters now against when kleak started.
   Reconciliation reconcile(const Aggregate& agg) const {
@@ -114,16 +116,40 @@ class Session {
 
 }  // namespace
 
-LoaderConfig loader_config(const TraceOptions& opts) {
+Result<LoaderConfig> loader_config(const TraceOptions& opts) {
   LoaderConfig cfg;
+  if (!opts.cache.empty()) {
+    auto cache = resolve_cache(opts.cache);
+    if (!cache) return cache.error();
+    if (cache->name != cache->requested)
+      log_warn("--cache {}: merged into {} on this kernel, tracing that", cache->requested, cache->name);
+    if (!cache->note.empty()) log_warn("--cache {}: {}", cache->requested, cache->note);
+    cfg.cache_label = cache->name;
+    if (cache->kmalloc) {
+      cfg.kmem_cache_off = true;
+      cfg.kmalloc_type = cache->kmalloc->type ? static_cast<int>(*cache->kmalloc->type) : -1;
+      cfg.min_size_bytes = cfg.max_size_bytes = cache->kmalloc->size;
+    } else {
+      cfg.kmalloc_off = true;
+      cfg.cache_name = cache->name;
+    }
+  }
   cfg.self_tgid = static_cast<uint32_t>(getpid());
   cfg.target_tgid = opts.pid;
-  cfg.min_size_bytes = opts.min_size_bytes;
-  cfg.max_size_bytes = opts.max_size_bytes;
+  if (opts.cache.empty()) {
+    cfg.min_size_bytes = opts.min_size_bytes;
+    cfg.max_size_bytes = opts.max_size_bytes;
+  }
   cfg.max_allocs = opts.max_allocs;
   cfg.stack_storage_size = opts.stack_storage_size;
   cfg.btf_path = opts.btf_path;
   return cfg;
+}
+
+void describe_filters(const LoaderConfig& config, ReportContext& ctx) {
+  ctx.min_size_bytes = config.min_size_bytes;
+  ctx.max_size_bytes = config.max_size_bytes;
+  ctx.cache = config.cache_label;
 }
 
 Result<Tracer> attach_tracer(const LoaderConfig& config) {
@@ -149,7 +175,12 @@ int run_trace(const TraceOptions& opts) {
   // anything is attached so an early Ctrl-C still ends in a clean detach.
   const sigset_t stop_set = block_stop_signals();
 
-  const LoaderConfig cfg = loader_config(opts);
+  auto config = loader_config(opts);
+  if (!config) {
+    log_error("{}", config.error().message);
+    return kExitUsage;
+  }
+  const LoaderConfig& cfg = *config;
   auto tracer = attach_tracer(cfg);
   if (!tracer) {
     log_error("{}", tracer.error().message);
@@ -157,6 +188,7 @@ int run_trace(const TraceOptions& opts) {
   }
   auto& loader = tracer->loader;
   Session session(opts, *loader, std::move(tracer->ksyms));
+  session.describe(cfg);
   if (!opts.quiet) {
     std::string what;
     for (const auto& a : loader->attached()) what += (what.empty() ? "" : ", ") + a;

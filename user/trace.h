@@ -7,6 +7,7 @@
 #include "ksyms.h"
 #include "loader.h"
 #include "options.h"
+#include "report.h"
 #include "result.h"
 
 namespace kleak {
@@ -21,7 +22,11 @@ struct Tracer {
 };
 
 // The loader settings `opts` asks for; kleak's own process is never traced.
-LoaderConfig loader_config(const TraceOptions& opts);
+// Fails (a usage error) when --cache names no cache of this kernel.
+Result<LoaderConfig> loader_config(const TraceOptions& opts);
+
+// The filters a report states, from the loader settings.
+void describe_filters(const LoaderConfig& config, ReportContext& ctx);
 
 // Opens, loads and attaches; loads kallsyms (a warning if it cannot); hands
 // the memory of parsing both back to the system.

@@ -3,6 +3,9 @@
 #include <signal.h>
 
 #include <chrono>
+#include <fstream>
+#include <functional>
+#include <iterator>
 #include <sstream>
 #include <thread>
 
@@ -129,6 +132,80 @@ TEST(Cli, SigintPrintsFinalReportWithTheHeldMessages) {
   EXPECT_EQ(top["tasks"][0]["comm"], "kleak-msghold");
   EXPECT_EQ(top["tasks"][0]["tgid"], holder.pid());
   EXPECT_TRUE(no_kleak_programs_within(std::chrono::seconds(3)));
+}
+
+// Runs `kleak 1 -o 0 --format json -q EXTRA...`; once it has reported, runs
+// `act`, then stops kleak with SIGINT and returns its final report.
+json trace_around(const std::vector<std::string>& extra, const std::function<void()>& act) {
+  std::vector<std::string> argv = {kKleak, "1", "-o", "0", "--format", "json", "-q", "-T", "50"};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  Child kleak(argv);
+  auto first = kleak.read_line(std::chrono::seconds(30));
+  if (!first) return json();
+  act();
+  kleak.kill(SIGINT);
+  std::string rest = kleak.read_all();
+  if (kleak.wait() != 0 || rest.empty()) return json();
+  rest.pop_back();
+  return json::parse(rest.substr(rest.rfind('\n') + 1));
+}
+
+uint64_t count_for(const json& report, pid_t tgid, const std::string& fn) {
+  uint64_t n = 0;
+  for (const auto& s : report["stacks"])
+    if (stack_has(s, fn))
+      for (const auto& t : s["tasks"])
+        if (t["tgid"] == tgid) n += t["count"].get<uint64_t>();
+  return n;
+}
+
+TEST(Cli, CacheSelectsOneSlabtopRow) {
+  KLEAK_REQUIRE_BPF();
+  const int n = 30;
+  // System V messages live in msg_msg-4k on kernels with kmalloc buckets
+  // (v6.11+), in kmalloc-cg-4k before: either way a kmalloc of 4096 bytes.
+  std::ifstream slabinfo("/proc/slabinfo");
+  std::string all((std::istreambuf_iterator<char>(slabinfo)), std::istreambuf_iterator<char>());
+  const bool buckets = all.find("\nmsg_msg-4k ") != std::string::npos;
+  const std::string home = buckets ? "msg_msg-4k" : "kmalloc-cg-4k";
+  for (const std::string& cache : {home, std::string("kmalloc-rcl-4k")}) {
+    Child holder({KLEAK_MSGHOLD_BIN, std::to_string(n)});
+    ASSERT_TRUE(holder.read_line());
+    json fin = trace_around({"--cache", cache}, [&] {
+      holder.send_line("send");
+      ASSERT_EQ(holder.read_line(), "held " + std::to_string(n));
+    });
+    ASSERT_TRUE(fin.is_object()) << "kleak --cache " << cache << " gave no final report";
+    EXPECT_EQ(fin["filters"]["min_size_bytes"], 4096) << cache;
+    uint64_t held = count_for(fin, holder.pid(), "load_msg");
+    if (cache == home)
+      EXPECT_EQ(held, static_cast<uint64_t>(n)) << cache;
+    else
+      EXPECT_EQ(held, 0u) << "messages are not from a reclaimable cache";  // kmalloc type differs
+  }
+}
+
+TEST(Cli, CacheByNameTracesOnlyThatCache) {
+  KLEAK_REQUIRE_BPF();
+  Child pipes({KLEAK_PIPES_BIN, "50"});
+  ASSERT_TRUE(pipes.read_line());
+  json fin = trace_around({"--cache", "filp"}, [&] {
+    pipes.send_line("hold");
+    ASSERT_EQ(pipes.read_line(), "held 50");
+  });
+  ASSERT_TRUE(fin.is_object());
+  uint64_t files = 0;
+  for (const auto& s : fin["stacks"]) {
+    // Only kmem_cache_alloc records: no kmalloc frame leads any stack.
+    ASSERT_FALSE(s["frames"].empty());
+    EXPECT_EQ(s["frames"][0]["symbol"].get<std::string>().rfind("kmem_cache_alloc", 0), 0u) << s["stack_key"];
+    for (const auto& t : s["tasks"])
+      if (t["tgid"] == pipes.pid()) files += t["count"].get<uint64_t>();
+  }
+  EXPECT_EQ(files, 100u) << "a pipe is two files";
+  auto bad = run({kKleak, "--cache", "no_such_cache", "-d", "1"});
+  EXPECT_EQ(bad.status, 2);
+  EXPECT_NE(bad.err.find("no such slab cache"), std::string::npos) << bad.err;
 }
 
 TEST(Cli, CountEndsAfterThatManyReports) {

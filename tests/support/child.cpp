@@ -52,8 +52,14 @@ Child::Child(const std::vector<std::string>& argv, Options options) {
 
 Child::~Child() {
   if (!reaped_ && pid_ > 0) {
-    ::kill(pid_, SIGKILL);
-    waitpid(pid_, nullptr, 0);
+    // End of input first: the test programs clean up and exit on EOF (the
+    // message holders remove their queues); only a child that does not
+    // gets SIGKILL, so tests leave nothing behind in the kernel.
+    close_stdin();
+    if (!wait(std::chrono::seconds(3))) {
+      ::kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
   }
   for (int fd : {in_, out_, err_})
     if (fd >= 0) close(fd);

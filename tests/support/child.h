@@ -21,6 +21,7 @@ class Child {
   // Starts argv[0] with the given arguments. Throws std::runtime_error on failure.
   explicit Child(const std::vector<std::string>& argv);
   Child(const std::vector<std::string>& argv, Options options);
+  // Closes the child's stdin and waits up to 3 s for it to exit, then kills it.
   ~Child();
   Child(const Child&) = delete;
   Child& operator=(const Child&) = delete;

@@ -145,6 +145,13 @@ TEST(Report, JsonShape) {
   EXPECT_EQ(j["counters"]["frees_unmatched"], 5);
   EXPECT_EQ(j["counters"]["stack_errors"]["ENOMEM"], 2);
   EXPECT_EQ(j["complete"], true);
+  EXPECT_EQ(j["filters"]["cache"], nullptr);
+  EXPECT_EQ(j["filters"]["min_size_bytes"], 0);
+  f.ctx.cache = "kmalloc-cg-4k";
+  f.ctx.min_size_bytes = f.ctx.max_size_bytes = 4096;
+  nlohmann::json jc = to_json(f.build());
+  EXPECT_EQ(jc["filters"]["cache"], "kmalloc-cg-4k");
+  EXPECT_EQ(jc["filters"]["max_size_bytes"], 4096);
   EXPECT_EQ(j["live"]["allocations"], 4);
   EXPECT_EQ(j["live"]["capacity"], 1000);
   EXPECT_EQ(j["totals"]["bytes"], 3 * 4096 + 64);
