@@ -120,16 +120,18 @@ NextStep suggest_next_step(const TriageReport& r) {
     n.series = s.name;
     n.slope_bytes_per_s = s.trend.slope_per_s;
     if (s.kmalloc_size) {
+      // Old SLAB's size-N rows have no kmalloc type to select: their size is
+      // the whole filter.
       n.kind = "kmalloc";
-      n.command = fmt::format("kleak trace --size {}", *s.kmalloc_size);
+      n.command = s.name.rfind("size-", 0) == 0 ? fmt::format("kleak trace --size {}", *s.kmalloc_size)
+                                                 : fmt::format("kleak trace --cache {}", s.name);
       n.text = fmt::format("{} grows {}: trace the {}-byte kmalloc allocations that are never freed", s.name,
                            rate(s.trend.slope_per_s), *s.kmalloc_size);
     } else {
       n.kind = "slab_cache";
-      n.command = "kleak trace";
-      n.planned_command = fmt::format("kleak trace --cache {}", s.name);
-      n.text = fmt::format("slab cache {} grows {}: trace slab allocations (--cache {} to trace only it is coming)",
-                           s.name, rate(s.trend.slope_per_s), s.name);
+      n.command = fmt::format("kleak trace --cache {}", s.name);
+      n.text = fmt::format("slab cache {} grows {}: trace its allocations that are never freed", s.name,
+                           rate(s.trend.slope_per_s));
     }
     candidates.push_back(std::move(n));
   }

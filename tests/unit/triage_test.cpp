@@ -126,14 +126,16 @@ TEST(TriageReport, NothingGrows) {
   EXPECT_EQ(r.next.command, "kleak triage --interval 10 --duration 600");
 }
 
-TEST(TriageReport, KmallocCacheSuggestsSize) {
+TEST(TriageReport, KmallocCacheSuggestsItsCache) {
   struct Case {
     const char* cache;
     const char* command;
   };
   for (const Case& c :
-       {Case{"kmalloc-4k", "kleak trace --size 4096"}, Case{"kmalloc-96", "kleak trace --size 96"},
-        Case{"kmalloc-cg-4k", "kleak trace --size 4096"}, Case{"kmalloc-rcl-1k", "kleak trace --size 1024"},
+       {Case{"kmalloc-4k", "kleak trace --cache kmalloc-4k"}, Case{"kmalloc-96", "kleak trace --cache kmalloc-96"},
+        Case{"kmalloc-cg-4k", "kleak trace --cache kmalloc-cg-4k"},
+        Case{"kmalloc-rcl-1k", "kleak trace --cache kmalloc-rcl-1k"},
+        // Old SLAB: no kmalloc type to select, the size is the filter.
         Case{"size-4096", "kleak trace --size 4096"}, Case{"size-2048(DMA)", "kleak trace --size 2048"}}) {
     TriageData d = base_data();
     d.slab[c.cache] = {points(linear(8192)), 4096};
@@ -145,7 +147,7 @@ TEST(TriageReport, KmallocCacheSuggestsSize) {
   }
 }
 
-TEST(TriageReport, NamedCacheSuggestsTraceAndTheComingCacheFilter) {
+TEST(TriageReport, NamedCacheSuggestsItsCache) {
   TriageData d = base_data();
   d.slab["dentry"] = {points(linear(192 * 100)), 192};
   d.slab_aliases["dentry"] = {"ext4_dentry_thing"};
@@ -153,9 +155,8 @@ TEST(TriageReport, NamedCacheSuggestsTraceAndTheComingCacheFilter) {
   ASSERT_EQ(r.slab.growing.size(), 1u);
   EXPECT_EQ(r.slab.series[r.slab.growing[0]].aliases, std::vector<std::string>{"ext4_dentry_thing"});
   EXPECT_EQ(r.next.kind, "slab_cache");
-  EXPECT_EQ(r.next.command, "kleak trace");
-  EXPECT_EQ(r.next.planned_command, "kleak trace --cache dentry");
-  EXPECT_NE(r.next.text.find("--cache dentry"), std::string::npos);
+  EXPECT_EQ(r.next.command, "kleak trace --cache dentry");
+  EXPECT_EQ(r.next.planned_command, "");
   EXPECT_NE(render_triage_text(r).find("merged with: ext4_dentry_thing"), std::string::npos);
 }
 
@@ -199,12 +200,12 @@ TEST(TriageReport, FastestGrowthDecidesAndRankingIsBySlope) {
   EXPECT_EQ(r.slab.series[r.slab.growing[0]].name, "kmalloc-4k");
   EXPECT_EQ(r.slab.series[r.slab.growing[1]].name, "kmalloc-64");
   EXPECT_EQ(r.slab.series[r.slab.growing[2]].name, "filp");
-  EXPECT_EQ(r.next.command, "kleak trace --size 4096");
+  EXPECT_EQ(r.next.command, "kleak trace --cache kmalloc-4k");
   std::string text = render_triage_text(r);
   EXPECT_NE(text.find("top 2 of 3 growing"), std::string::npos) << text;
   EXPECT_EQ(text.find("filp"), std::string::npos) << "--top 2 shows two";
   EXPECT_EQ(text.find("plateau"), std::string::npos);
-  EXPECT_NE(text.find("Next step: kleak trace --size 4096"), std::string::npos);
+  EXPECT_NE(text.find("Next step: kleak trace --cache kmalloc-4k"), std::string::npos);
 }
 
 TEST(TriageReport, SlabGrowsButNoCache) {
@@ -267,7 +268,7 @@ TEST(TriageReport, JsonShape) {
     EXPECT_TRUE(p.contains(k)) << k;
   EXPECT_EQ(p["pid"], 1);
   EXPECT_EQ(j["next_step"]["kind"], "kmalloc");
-  EXPECT_EQ(j["next_step"]["command"], "kleak trace --size 4096");
+  EXPECT_EQ(j["next_step"]["command"], "kleak trace --cache kmalloc-4k");
   EXPECT_TRUE(j["next_step"]["planned_command"].is_null());
   EXPECT_EQ(j["unaccounted_absent_fields"], nlohmann::json::array({"Percpu"}));
 }
