@@ -120,11 +120,12 @@ NextStep suggest_next_step(const TriageReport& r) {
     n.series = s.name;
     n.slope_bytes_per_s = s.trend.slope_per_s;
     if (s.kmalloc_size) {
-      // Old SLAB's size-N rows have no kmalloc type to select: their size is
-      // the whole filter.
+      // Old SLAB's size-N rows have no kmalloc type to select, and random
+      // kmalloc copies are picked per call site: their size is the filter.
       n.kind = "kmalloc";
-      n.command = s.name.rfind("size-", 0) == 0 ? fmt::format("kleak trace --size {}", *s.kmalloc_size)
-                                                 : fmt::format("kleak trace --cache {}", s.name);
+      bool by_size = s.name.rfind("size-", 0) == 0 || s.name.rfind("kmalloc-rnd-", 0) == 0;
+      n.command = by_size ? fmt::format("kleak trace --size {}", *s.kmalloc_size)
+                          : fmt::format("kleak trace --cache {}", s.name);
       n.text = fmt::format("{} grows {}: trace the {}-byte kmalloc allocations that are never freed", s.name,
                            rate(s.trend.slope_per_s), *s.kmalloc_size);
     } else {

@@ -136,7 +136,8 @@ TEST(TriageReport, KmallocCacheSuggestsItsCache) {
         Case{"kmalloc-cg-4k", "kleak trace --cache kmalloc-cg-4k"},
         Case{"kmalloc-rcl-1k", "kleak trace --cache kmalloc-rcl-1k"},
         // Old SLAB: no kmalloc type to select, the size is the filter.
-        Case{"size-4096", "kleak trace --size 4096"}, Case{"size-2048(DMA)", "kleak trace --size 2048"}}) {
+        Case{"size-4096", "kleak trace --size 4096"}, Case{"size-2048(DMA)", "kleak trace --size 2048"},
+        Case{"kmalloc-rnd-03-4k", "kleak trace --size 4096"}}) {
     TriageData d = base_data();
     d.slab[c.cache] = {points(linear(8192)), 4096};
     TriageReport r = analyze(d, 10);
