@@ -67,6 +67,14 @@ struct {
 	__uint(max_entries, KLEAK_MAX_MISSED_SITES);
 } kleak_missed SEC(".maps");
 
+/* --peek requests and results: see kleak.h. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct kleak_peek_slot);
+	__uint(max_entries, KLEAK_PEEK_SLOTS);
+} kleak_peek SEC(".maps");
+
 /* Processes (tgids) followed with follow_tasks: seeded by user space,
  * grown by kleak_fork as they fork. */
 struct {
@@ -366,6 +374,48 @@ int BPF_PROG(kleak_fork, struct task_struct *parent, struct task_struct *child)
 		c = counters();
 		if (c)
 			count(c, KLEAK_CNT_TASKS_FULL);
+	}
+	return 0;
+}
+
+/* Run on demand with BPF_PROG_TEST_RUN, never attached. bpf_probe_read_kernel
+ * cannot crash the kernel: a bad address is a fault, reported as such. */
+SEC("raw_tp")
+int kleak_peek_run(void *ctx)
+{
+	for (__u32 i = 0; i < KLEAK_PEEK_SLOTS; i++) {
+		__u32 key = i;
+		struct kleak_peek_slot *slot = bpf_map_lookup_elem(&kleak_peek, &key);
+		struct kleak_alloc *live;
+		__u64 len; /* 64-bit: a 32-bit copy would lose the bound (clang 14) */
+
+		if (!slot)
+			break;
+		if (slot->status != KLEAK_PEEK_ASKED)
+			continue;
+		live = bpf_map_lookup_elem(&kleak_live, &slot->addr);
+		if (!live) {
+			slot->status = KLEAK_PEEK_GONE;
+			slot->len = 0;
+			continue;
+		}
+		len = slot->len;
+		if (len > live->bytes_alloc)
+			len = live->bytes_alloc;
+		if (len > KLEAK_PEEK_MAX_BYTES)
+			len = KLEAK_PEEK_MAX_BYTES;
+		slot->len = len;
+		/* Keep the bound on the register the helper gets: clang would
+		 * otherwise reuse a copy the verifier knows nothing about. */
+		barrier_var(len);
+		if (len > KLEAK_PEEK_MAX_BYTES)
+			continue;
+		if (bpf_probe_read_kernel(slot->data, len, (const void *)slot->addr)) {
+			slot->status = KLEAK_PEEK_FAULT;
+			continue;
+		}
+		/* A free during the read leaves bytes of a reused object. */
+		slot->status = bpf_map_lookup_elem(&kleak_live, &slot->addr) ? KLEAK_PEEK_OK : KLEAK_PEEK_FREED;
 	}
 	return 0;
 }

@@ -46,6 +46,29 @@ enum kleak_counter {
 /* --cache NAME for kmem_cache_alloc: names compared up to this length. */
 #define KLEAK_CACHE_NAME_LEN 32
 
+/* --peek: reading the contents of outstanding allocations, on demand.
+ * User space fills up to KLEAK_PEEK_SLOTS slots with addresses and lengths
+ * and runs kleak_peek once (BPF_PROG_TEST_RUN); it reads only addresses
+ * that are live records of kleak_live, at most their bytes_alloc. */
+#define KLEAK_PEEK_MAX_BYTES 4096
+#define KLEAK_PEEK_SLOTS 64
+
+enum kleak_peek_status {
+	KLEAK_PEEK_EMPTY = 0,  /* slot unused */
+	KLEAK_PEEK_ASKED = 1,  /* filled by user space, not run yet */
+	KLEAK_PEEK_OK = 2,     /* data[0..len) read while the record was live */
+	KLEAK_PEEK_GONE = 3,   /* not a live tracked allocation: nothing read */
+	KLEAK_PEEK_FAULT = 4,  /* the read faulted */
+	KLEAK_PEEK_FREED = 5,  /* freed while being read: data unreliable */
+};
+
+struct kleak_peek_slot {
+	__u64 addr;
+	__u32 len;    /* asked; on return, what was read */
+	__u32 status; /* enum kleak_peek_status */
+	__u8 data[KLEAK_PEEK_MAX_BYTES];
+};
+
 /* Most tasks followed at once with follow_tasks (a command's process tree). */
 #define KLEAK_MAX_TASKS 16384
 

@@ -24,9 +24,18 @@ int libbpf_print(enum libbpf_print_level level, const char* format, va_list args
   // libbpf's info lines are chatty (one per relocation): keep them for -vv.
   if (level == LIBBPF_INFO) mine = LogLevel::debug;
   if (!log_enabled(mine)) return 0;
-  char buf[4096];
-  int n = std::vsnprintf(buf, sizeof(buf), format, args);
-  if (n < 0) return n;
+  // Verifier logs come as one message of many KiB: size it, then format.
+  va_list again;
+  va_copy(again, args);
+  int n = std::vsnprintf(nullptr, 0, format, args);
+  if (n < 0) {
+    va_end(again);
+    return n;
+  }
+  std::string buf(static_cast<size_t>(n) + 1, '\0');
+  std::vsnprintf(buf.data(), buf.size(), format, again);
+  va_end(again);
+  buf.resize(static_cast<size_t>(n));
   log_write(mine, buf);  // libbpf's messages carry their own "libbpf: " prefix
   return n;
 }
@@ -187,5 +196,7 @@ int Loader::stacks_fd() const { return bpf_map__fd(skel_->maps.kleak_stacks); }
 int Loader::counters_fd() const { return bpf_map__fd(skel_->maps.kleak_counters); }
 int Loader::tasks_fd() const { return bpf_map__fd(skel_->maps.kleak_tasks); }
 int Loader::missed_fd() const { return bpf_map__fd(skel_->maps.kleak_missed); }
+int Loader::peek_prog_fd() const { return bpf_program__fd(skel_->progs.kleak_peek_run); }
+int Loader::peek_map_fd() const { return bpf_map__fd(skel_->maps.kleak_peek); }
 
 }  // namespace kleak

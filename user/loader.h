@@ -54,6 +54,8 @@ class Loader {
   int counters_fd() const;
   int tasks_fd() const;
   int missed_fd() const;
+  int peek_prog_fd() const;
+  int peek_map_fd() const;
   uint32_t live_capacity() const { return config_.max_allocs; }
   uint32_t stack_capacity() const { return config_.stack_storage_size; }
   // Tracepoints attached, e.g. "kmem/kmalloc".

@@ -47,6 +47,8 @@ std::string validate(const TraceOptions& o) {
   if (o.count > 0 && o.interval_s <= 0) return "a report count needs an interval";
   if (o.duration_s < 0) return "--duration must be positive";
   if (o.top == 0) return "--top must be at least 1";
+  if (o.peek_bytes > 4096) return "--peek reads at most 4096 bytes";
+  if (o.peek_samples == 0 || o.peek_samples > 64) return "--peek-samples must be 1 to 64";
   if (o.min_size_bytes > o.max_size_bytes) return "--min-size is larger than --max-size";
   if (o.max_allocs == 0) return "--max-allocs must be at least 1";
   if (o.stack_storage_size == 0) return "--stack-storage-size must be at least 1";
@@ -93,6 +95,13 @@ ParsedCommandLine parse_command_line(const std::vector<std::string>& args, std::
   app.add_option("count", o.count, "Number of reports, then exit")->group(when);
   app.add_option("-d,--duration", o.duration_s, "Trace for SECONDS, print the final report, exit 0")->group(when);
   app.add_option("-T,--top", o.top, "Show the top N stacks (default 10)")->group(when);
+  app.add_option("--peek", o.peek_bytes,
+                 "Show the first BYTES (at most 4096) of a few outstanding allocations per stack: hexdump, "
+                 "strings, how many look alike. Root only; the output holds kernel data")
+      ->group(when);
+  app.add_option("--peek-samples", o.peek_samples, "Allocations read per stack with --peek (default 3, at most 64)")
+      ->group(when);
+  app.add_option("--peek-strings", o.peek_min_string, "Shortest printable string --peek lists (default 4)")->group(when);
   std::string sort = "score";
   app.add_option("--sort", sort,
                  "Rank stacks by score (default: steady growth first, then bytes), bytes, count or growth (bytes/s)")

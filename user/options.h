@@ -70,6 +70,11 @@ struct TraceOptions {
   uint32_t pid = 0;  // 0 = every task
   std::string cache;  // --cache NAME, as slabtop shows it; empty = every cache
   bool show_allocs = false;
+  // --peek: read the first peek_bytes of up to peek_samples outstanding
+  // allocations per reported stack (0: off). Root only: it shows kernel memory.
+  uint32_t peek_bytes = 0;
+  uint32_t peek_samples = 3;
+  uint32_t peek_min_string = 4;
   OutputFormat format = OutputFormat::text;
   int verbosity = 0;
   bool quiet = false;

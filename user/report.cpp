@@ -155,6 +155,20 @@ Report build_report(const SnapshotInfo& snap, const Aggregate& agg, const TraceO
   return r;
 }
 
+Status add_peeks(Report& r, int prog_fd, int map_fd) {
+  if (r.opts->peek_bytes == 0) return {};
+  for (StackReport& s : r.stacks) {
+    std::vector<std::pair<uint64_t, uint32_t>> reqs;
+    for (size_t i = 0; i < s.allocs.size() && i < r.opts->peek_samples; ++i)
+      reqs.emplace_back(s.allocs[i].addr, r.opts->peek_bytes);
+    auto got = peek(prog_fd, map_fd, reqs);
+    if (!got) return got.error();
+    s.peeks = std::move(*got);
+    s.peek_groups = group_samples(s.peeks, r.opts->peek_min_string);
+  }
+  return {};
+}
+
 std::string render_text(const Report& r) {
   const Counters& c = r.counters;
   std::string out;
@@ -224,9 +238,29 @@ std::string render_text(const Report& r) {
     } else {
       for (const Frame& f : s.frames) out += fmt::format("    {}\n", frame_text(f));
     }
-    for (const AllocLine& a : s.allocs)
-      out += fmt::format("      addr 0x{:x} size {} req {} age {} by {}/{}\n", a.addr, a.bytes_alloc, a.bytes_req,
-                         age_text(a.age_ms), a.comm, a.pid);
+    if (r.opts->show_allocs)
+      for (const AllocLine& a : s.allocs)
+        out += fmt::format("      addr 0x{:x} size {} req {} age {} by {}/{}\n", a.addr, a.bytes_alloc, a.bytes_req,
+                           age_text(a.age_ms), a.comm, a.pid);
+    if (!s.peeks.empty()) {
+      size_t ok = 0;
+      for (const PeekResult& p : s.peeks) ok += p.status == KLEAK_PEEK_OK;
+      std::string alike = s.peek_groups.empty() ? std::string("nothing readable")
+                                                : fmt::format("{} of {} alike, first string \"{}\"",
+                                                              s.peek_groups[0].count, ok, s.peek_groups[0].shape);
+      out += fmt::format("    contents (--peek {}): {} sampled of {}; {}\n", r.opts->peek_bytes, s.peeks.size(),
+                         s.count, alike);
+      for (const PeekResult& p : s.peeks) {
+        out += fmt::format("      0x{:x}: {}{}\n", p.addr, peek_status_name(p.status),
+                           p.status == KLEAK_PEEK_GONE ? " (freed before it could be read)" : "");
+        if (p.data.empty()) continue;
+        out += hexdump(p.data, p.addr, "        ");
+        std::string strings;
+        for (const std::string& str : printable_strings(p.data, r.opts->peek_min_string))
+          strings += (strings.empty() ? "" : ", ") + fmt::format("\"{}\"", str.substr(0, 64));
+        if (!strings.empty()) out += fmt::format("        strings: {}\n", strings);
+      }
+    }
   }
   return out;
 }
@@ -313,6 +347,19 @@ nlohmann::json to_json(const Report& r) {
     json frames = json::array();
     for (const Frame& f : s.frames) frames.push_back(frame_json(f));
     js["frames"] = frames;
+    if (!s.peeks.empty()) {
+      json samples = json::array(), groups = json::array();
+      for (const PeekResult& p : s.peeks) {
+        std::string hex;
+        for (uint8_t b : p.data) hex += fmt::format("{:02x}", b);
+        samples.push_back({{"addr", fmt::format("0x{:x}", p.addr)},
+                           {"status", peek_status_name(p.status)},
+                           {"hex", hex},
+                           {"strings", printable_strings(p.data, r.opts->peek_min_string)}});
+      }
+      for (const ContentGroup& g : s.peek_groups) groups.push_back({{"shape", g.shape}, {"count", g.count}});
+      js["peek"] = {{"bytes", r.opts->peek_bytes}, {"samples", samples}, {"groups", groups}};
+    }
     if (r.opts->show_allocs) {
       json allocs = json::array();
       for (const AllocLine& a : s.allocs)

@@ -12,6 +12,7 @@
 #include "growth.h"
 #include "ksyms.h"
 #include "options.h"
+#include "peek.h"
 #include "snapshot.h"
 
 namespace kleak {
@@ -53,6 +54,8 @@ struct StackReport {
   std::vector<AllocLine> allocs;
   bool has_growth = false;  // trace keeps history; CI and one-shot reports may not
   Growth growth;
+  std::vector<PeekResult> peeks;  // --peek samples, oldest allocations first
+  std::vector<ContentGroup> peek_groups;
 };
 
 // What kleak tracks next to what the kernel's own counters say changed since
@@ -126,6 +129,9 @@ Report build_report(const SnapshotInfo& snap, const Aggregate& agg, const TraceO
 // frame may be unresolved when bpf_jit_kallsyms is off). The allocator frame
 // follows them.
 std::vector<Frame> strip_tracing_frames(std::vector<Frame> frames);
+
+// Reads --peek samples for every stack of `r` (its oldest allocations).
+Status add_peeks(Report& r, int prog_fd, int map_fd);
 
 std::string render_text(const Report& r);
 nlohmann::json to_json(const Report& r);

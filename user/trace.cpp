@@ -75,7 +75,7 @@ class Session {
       log_error("{}", snap.error().message);
       return kExitFailure;
     }
-    Aggregator aggregator(snap->mono_ns, opts_.min_age_ms * 1000000ull, opts_.show_allocs);
+    Aggregator aggregator(snap->mono_ns, opts_.min_age_ms * 1000000ull, opts_.show_allocs || opts_.peek_bytes > 0);
     if (auto read = aggregate_map(loader_.live_fd(), aggregator); !read) {
       log_error("{}", read.error().message);
       return kExitFailure;
@@ -89,6 +89,8 @@ class Session {
     Report r = build_report(*snap, agg, opts_, ctx_, ksyms_, [fd](uint64_t id) { return read_stack(fd, id); },
                             &growth_);
     r.reconciliation = reconcile(agg);
+    if (auto st = add_peeks(r, loader_.peek_prog_fd(), loader_.peek_map_fd()); !st)
+      log_warn("--peek: {}", st.error().message);
     std::string out = opts_.format == OutputFormat::json
                           ? to_json(r).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n"
                           : render_text(r) + "\n";
@@ -169,6 +171,10 @@ int run_trace(const TraceOptions& opts) {
   log_set_level(opts.verbosity >= 2 ? LogLevel::debug : opts.verbosity == 1 ? LogLevel::info : LogLevel::warn);
   if (auto why = missing_privileges(); !why.empty()) {
     log_error("{}", why);
+    return kExitFailure;
+  }
+  if (opts.peek_bytes > 0 && geteuid() != 0) {
+    log_error("--peek shows kernel memory: root only");
     return kExitFailure;
   }
   // Signals are taken synchronously with sigtimedwait; block them before

@@ -208,6 +208,43 @@ TEST(Cli, CacheByNameTracesOnlyThatCache) {
   EXPECT_NE(bad.err.find("no such slab cache"), std::string::npos) << bad.err;
 }
 
+TEST(Cli, PeekShowsTheLeakedBuffersAndGroupsThem) {
+  KLEAK_REQUIRE_BPF();
+  const int n = 12;
+  Child holder({KLEAK_MSGHOLD_BIN, std::to_string(n)});
+  ASSERT_TRUE(holder.read_line());
+  json fin = trace_around({"--peek", "256", "--peek-samples", "5", "-p", std::to_string(holder.pid())}, [&] {
+    holder.send_line("send");
+    ASSERT_EQ(holder.read_line(), "held " + std::to_string(n));
+  });
+  ASSERT_TRUE(fin.is_object());
+  const json* msg = nullptr;
+  for (const auto& s : fin["stacks"])
+    if (stack_has(s, "load_msg") && s["count"] == n) msg = &s;
+  ASSERT_NE(msg, nullptr) << fin.dump();
+  const json& p = (*msg)["peek"];
+  EXPECT_EQ(p["bytes"], 256);
+  ASSERT_EQ(p["samples"].size(), 5u);
+  for (const auto& sample : p["samples"]) {
+    EXPECT_EQ(sample["status"], "ok");
+    EXPECT_EQ(sample["hex"].get<std::string>().size(), 512u);
+    ASSERT_FALSE(sample["strings"].empty());
+    EXPECT_EQ(sample["strings"][0].get<std::string>().rfind("LEAKMARK-", 0), 0u);
+  }
+  EXPECT_EQ(p["groups"][0]["count"], 5);
+  EXPECT_EQ(p["groups"][0]["shape"].get<std::string>().rfind("LEAKMARK-#", 0), 0u);
+}
+
+TEST(Cli, PeekIsRootOnlyAndBounded) {
+  if (getuid() != 0) GTEST_SKIP() << "needs root to drop privileges";
+  auto big = run({kKleak, "--peek", "5000"});
+  EXPECT_EQ(big.status, 2);
+  EXPECT_NE(big.err.find("4096"), std::string::npos) << big.err;
+  auto r = run({kKleak, "--peek", "64", "-d", "1"}, Child::Options{false, true});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("need root"), std::string::npos) << r.err;
+}
+
 TEST(Cli, CountEndsAfterThatManyReports) {
   KLEAK_REQUIRE_BPF();
   auto r = run({kKleak, "0.5", "3", "-q"});
@@ -223,7 +260,8 @@ TEST(Cli, SigkillLeavesNoProgramBehind) {
   KLEAK_REQUIRE_BPF();
   Child kleak({kKleak, "1", "-q"});
   ASSERT_TRUE(kleak.read_line(std::chrono::seconds(30))) << "no first report";
-  EXPECT_EQ(test::loaded_kleak_programs().size(), 4u);
+  // The four hooks and the on-demand peek reader.
+  EXPECT_EQ(test::loaded_kleak_programs().size(), 5u);
   kleak.kill(SIGKILL);
   EXPECT_EQ(kleak.wait(), 128 + SIGKILL);
   EXPECT_TRUE(no_kleak_programs_within(std::chrono::seconds(5)));

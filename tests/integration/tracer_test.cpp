@@ -14,6 +14,7 @@
 #include "env.h"
 #include "ksyms.h"
 #include "loader.h"
+#include "peek.h"
 #include "snapshot.h"
 
 namespace kleak {
@@ -236,6 +237,58 @@ TEST_P(Churn, LeavesNothingOutstanding) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Workloads, Churn, ::testing::Values("proc", "msg"));
+
+// --peek's reader: the held messages' text is read in place; once they are
+// received the same addresses read as gone, and an address kleak does not
+// track is never read.
+TEST_F(Tracer, PeekReadsLiveTrackedAllocationsOnly) {
+  const int n = 6;
+  Child holder({msghold(), std::to_string(n)});
+  expect_line(holder, "ready " + std::to_string(holder.pid()));
+  auto loader = attach();
+  ASSERT_TRUE(loader);
+  holder.send_line("send");
+  expect_line(holder, "held " + std::to_string(n));
+  Snapshot s = snapshot(*loader);
+  std::vector<std::pair<uint64_t, uint32_t>> reqs;
+  for (const auto& la : s.allocs) {
+    auto site = kernel_symbols().resolve(la.a.call_site);
+    if (la.a.tgid == static_cast<uint32_t>(holder.pid()) && site &&
+        (site->name == "alloc_msg" || site->name == "load_msg"))
+      reqs.emplace_back(la.addr, 256);
+  }
+  ASSERT_EQ(reqs.size(), static_cast<size_t>(n));
+  auto live = peek(loader->peek_prog_fd(), loader->peek_map_fd(), reqs);
+  ASSERT_TRUE(live.ok()) << live.error().message;
+  std::set<std::string> marks;
+  for (const PeekResult& r : *live) {
+    EXPECT_STREQ(peek_status_name(r.status), "ok");
+    EXPECT_EQ(r.data.size(), 256u);
+    for (const std::string& str : printable_strings(r.data, 4))
+      if (str.rfind("LEAKMARK-", 0) == 0) marks.insert(str.substr(0, str.find('.')));
+  }
+  EXPECT_EQ(marks.size(), static_cast<size_t>(n)) << "each message's own text";
+  EXPECT_TRUE(marks.count("LEAKMARK-0"));
+  auto groups = group_samples(*live, 4);
+  ASSERT_FALSE(groups.empty());
+  EXPECT_EQ(groups[0].count, static_cast<size_t>(n));
+
+  // An address that is not a tracked allocation is not read, even inside
+  // one: only record keys count.
+  auto untracked = peek(loader->peek_prog_fd(), loader->peek_map_fd(), {{reqs[0].first + 8, 64}});
+  ASSERT_TRUE(untracked.ok());
+  EXPECT_STREQ(peek_status_name((*untracked)[0].status), "gone");
+  EXPECT_TRUE((*untracked)[0].data.empty());
+
+  holder.send_line("release");
+  expect_line(holder, "released " + std::to_string(n));
+  auto after = peek(loader->peek_prog_fd(), loader->peek_map_fd(), reqs);
+  ASSERT_TRUE(after.ok());
+  for (const PeekResult& r : *after) {
+    EXPECT_STREQ(peek_status_name(r.status), "gone");
+    EXPECT_TRUE(r.data.empty());
+  }
+}
 
 TEST_F(Tracer, OwnAllocationsAreNeverRecorded) {
   auto loader = attach();
