@@ -169,6 +169,10 @@ int run_ci(const TraceOptions& opts) {
     log_error("{}", why);
     return kCiUnsupported;
   }
+  if (opts.peek_bytes > 0 && geteuid() != 0) {
+    log_error("--peek shows kernel memory: root only");
+    return kCiUnsupported;
+  }
   const sigset_t signals = block_stop_signals(SIGCHLD);
   Command command;
   const bool with_command = !ci.command.empty();
@@ -252,7 +256,8 @@ int run_ci(const TraceOptions& opts) {
   }
   // With a command every record is the command's, and it is over: all that
   // is left counts. With --duration, the usual age threshold applies.
-  Aggregator aggregator(info->mono_ns, with_command ? 0 : opts.min_age_ms * 1000000ull, opts.show_allocs);
+  Aggregator aggregator(info->mono_ns, with_command ? 0 : opts.min_age_ms * 1000000ull,
+                        opts.show_allocs || opts.peek_bytes > 0);
   if (auto st = aggregate_map(loader->live_fd(), aggregator); !st) {
     log_error("{}", st.error().message);
     return kCiIncomplete;
@@ -278,6 +283,8 @@ int run_ci(const TraceOptions& opts) {
   TraceOptions shown = opts;
   if (with_command) shown.min_age_ms = 0;
   Report r = build_report(*info, judged, shown, ctx, syms, stacks);
+  if (auto st = add_peeks(r, loader->peek_prog_fd(), loader->peek_map_fd()); !st)
+    log_warn("--peek: {}", st.error().message);
   nlohmann::json j = to_json(r);
   j["ci"] = verdict_json(v, ci);
   j["ci"]["command_status"] = with_command ? nlohmann::json(command.status()) : nlohmann::json(nullptr);

@@ -142,6 +142,16 @@ def check_ci(docs, status, reads, problems, out):
             if [(s.get("count"), s.get("bytes")) for s in mine] != [(reads, reads * PAGE)]:
                 problems.append(f"{name}: expected one [leaky] stack with {reads} x {PAGE} bytes, found "
                                 + str([(s.get("count"), s.get("bytes")) for s in mine]))
+            # --peek: the leaked seq_file buffers hold the module's
+            # schedstat-like text, read in place without a vmcore.
+            peek = (mine[0].get("peek") or {}) if mine else {}
+            groups = peek.get("groups") or []
+            samples = peek.get("samples") or []
+            out.append(f"{name}: peek: {len(samples)} samples, groups "
+                       + ", ".join(f"{g.get('count')}x {g.get('shape')!r}" for g in groups))
+            if not groups or groups[0].get("count") != len(samples) or not samples \
+                    or not (groups[0].get("shape") or "").startswith("version #\ntimestamp #"):
+                problems.append(f"{name}: --peek did not show the schedstat-like text in every sample: {groups}")
         elif mine:
             problems.append(f"{name}: a [leaky] stack was judged a leak on the fixed file")
 
