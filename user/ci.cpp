@@ -169,7 +169,7 @@ int run_ci(const TraceOptions& opts) {
     log_error("{}", why);
     return kCiUnsupported;
   }
-  if (opts.peek_bytes > 0 && geteuid() != 0) {
+  if ((opts.peek_bytes > 0 || opts.peek_addr != 0) && geteuid() != 0) {
     log_error("--peek shows kernel memory: root only");
     return kCiUnsupported;
   }

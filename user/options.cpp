@@ -1,6 +1,7 @@
 #include "options.h"
 
 #include <algorithm>
+#include <charconv>
 #include <ostream>
 
 #include <CLI/CLI.hpp>
@@ -99,6 +100,11 @@ ParsedCommandLine parse_command_line(const std::vector<std::string>& args, std::
                  "Show the first BYTES (at most 4096) of a few outstanding allocations per stack: hexdump, "
                  "strings, how many look alike. Root only; the output holds kernel data")
       ->group(when);
+  std::string peek_addr;
+  app.add_option("--peek-addr", peek_addr,
+                 "Read ADDR[,LEN] (hex address from -a output; LEN default 256, at most 4096) in every report, "
+                 "if it is a live tracked allocation. Root only")
+      ->group(when);
   app.add_option("--peek-samples", o.peek_samples, "Allocations read per stack with --peek (default 3, at most 64)")
       ->group(when);
   app.add_option("--peek-strings", o.peek_min_string, "Shortest printable string --peek lists (default 4)")->group(when);
@@ -169,6 +175,27 @@ ParsedCommandLine parse_command_line(const std::vector<std::string>& args, std::
   }
   if (exact_size) o.min_size_bytes = o.max_size_bytes = *exact_size;
   o.format = format == "json" ? OutputFormat::json : OutputFormat::text;
+  if (!peek_addr.empty()) {
+    std::string addr = peek_addr, len;
+    if (auto comma = peek_addr.find(','); comma != std::string::npos) {
+      addr = peek_addr.substr(0, comma);
+      len = peek_addr.substr(comma + 1);
+    }
+    if (addr.rfind("0x", 0) == 0 || addr.rfind("0X", 0) == 0) addr = addr.substr(2);
+    auto parse = [](const std::string& s, int base, uint64_t& v) {
+      auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v, base);
+      return !s.empty() && ec == std::errc() && p == s.data() + s.size();
+    };
+    uint64_t l = o.peek_addr_len;
+    if (!parse(addr, 16, o.peek_addr) || o.peek_addr == 0 || (!len.empty() && !parse(len, 10, l)) || l == 0 ||
+        l > 4096) {
+      err << "kleak: --peek-addr wants ADDR[,LEN]: a hex address and 1 to 4096 bytes, e.g. 0xffff888012345000,256"
+          << " (see kleak --help)\n";
+      result.exit_code = kExitUsage;
+      return result;
+    }
+    o.peek_addr_len = static_cast<uint32_t>(l);
+  }
   o.sort = sort == "bytes" ? SortKey::bytes : sort == "count" ? SortKey::count : sort == "growth" ? SortKey::growth
                                                                                                  : SortKey::score;
   if (o.interval_s == 0 && o.duration_s == 0 && app.count("interval") == 0 && !o.ci.enabled) o.interval_s = 10;

@@ -75,6 +75,10 @@ struct TraceOptions {
   uint32_t peek_bytes = 0;
   uint32_t peek_samples = 3;
   uint32_t peek_min_string = 4;
+  // --peek-addr ADDR[,LEN]: one tracked allocation (an address from -a),
+  // read in every report; LEN defaults to 256.
+  uint64_t peek_addr = 0;
+  uint32_t peek_addr_len = 256;
   OutputFormat format = OutputFormat::text;
   int verbosity = 0;
   bool quiet = false;

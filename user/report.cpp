@@ -156,6 +156,11 @@ Report build_report(const SnapshotInfo& snap, const Aggregate& agg, const TraceO
 }
 
 Status add_peeks(Report& r, int prog_fd, int map_fd) {
+  if (r.opts->peek_addr != 0) {
+    auto got = peek(prog_fd, map_fd, {{r.opts->peek_addr, r.opts->peek_addr_len}});
+    if (!got) return got.error();
+    r.peek_addr = got->front();
+  }
   if (r.opts->peek_bytes == 0) return {};
   for (StackReport& s : r.stacks) {
     std::vector<std::pair<uint64_t, uint32_t>> reqs;
@@ -211,6 +216,14 @@ std::string render_text(const Report& r) {
     out += fmt::format("  WARNING: the live map filled up and {} allocations were not tracked: raise --max-allocs\n",
                        c[KLEAK_CNT_LIVE_FULL]);
   if (r.symbols_hidden) out += "  WARNING: /proc/kallsyms shows zero addresses (kptr_restrict): frames are raw\n";
+  if (r.peek_addr) {
+    const PeekResult& p = *r.peek_addr;
+    out += fmt::format("  peek 0x{:x}: {}\n", p.addr,
+                       p.status == KLEAK_PEEK_GONE ? "refused: not a live allocation kleak tracks (freed, never "
+                                                     "recorded, or not the start of an object)"
+                                                   : peek_status_name(p.status));
+    out += hexdump(p.data, p.addr, "    ");
+  }
   const char* sorts[] = {"score (steady growth first)", "bytes", "count", "growth"};
   out += fmt::format("Top {} of {} stacks by {}: {} in {} allocations older than {} ms\n", r.stacks.size(),
                      r.stacks_total, sorts[static_cast<int>(r.opts->sort)], human_bytes(r.total_bytes), r.total_count,
@@ -307,6 +320,14 @@ nlohmann::json to_json(const Report& r) {
                                      {"other", c[KLEAK_CNT_STACK_OTHER]}}}};
   j["complete"] = counters_complete(c);
   j["symbols_hidden"] = r.symbols_hidden;
+  if (r.peek_addr) {
+    std::string hex;
+    for (uint8_t b : r.peek_addr->data) hex += fmt::format("{:02x}", b);
+    j["peek_addr"] = {{"addr", fmt::format("0x{:x}", r.peek_addr->addr)},
+                      {"status", peek_status_name(r.peek_addr->status)},
+                      {"hex", hex},
+                      {"strings", printable_strings(r.peek_addr->data, r.opts->peek_min_string)}};
+  }
   if (const Reconciliation& rc = r.reconciliation; rc.available)
     j["reconciliation"] = {{"slab_delta_bytes", rc.slab_delta},
                            {"sunreclaim_delta_bytes", rc.sunreclaim_delta},

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -104,6 +105,7 @@ struct Report {
   std::vector<StackReport> stacks;
   bool symbols_hidden = false;
   Reconciliation reconciliation;
+  std::optional<PeekResult> peek_addr;  // --peek-addr
 };
 
 // Reads a stack's frames: (stack_id) -> innermost-first ips, or an error.

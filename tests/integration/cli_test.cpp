@@ -235,6 +235,17 @@ TEST(Cli, PeekShowsTheLeakedBuffersAndGroupsThem) {
   EXPECT_EQ(p["groups"][0]["shape"].get<std::string>().rfind("LEAKMARK-#", 0), 0u);
 }
 
+TEST(Cli, PeekAddrRefusesWhatKleakDoesNotTrack) {
+  KLEAK_REQUIRE_BPF();
+  // The direct map's first page: readable kernel memory, never a record.
+  auto r = run({kKleak, "-q", "-d", "1", "--format", "json", "--peek-addr", "0xffff888000000000,64"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  json j = json::parse(r.out);
+  EXPECT_EQ(j["peek_addr"]["addr"], "0xffff888000000000");
+  EXPECT_EQ(j["peek_addr"]["status"], "gone");
+  EXPECT_EQ(j["peek_addr"]["hex"], "");
+}
+
 TEST(Cli, PeekIsRootOnlyAndBounded) {
   if (getuid() != 0) GTEST_SKIP() << "needs root to drop privileges";
   auto big = run({kKleak, "--peek", "5000"});

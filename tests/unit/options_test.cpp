@@ -104,7 +104,24 @@ INSTANTIATE_TEST_SUITE_P(
                       BadCase{{"--max-allocs", "0"}, "--max-allocs"},
                       BadCase{{"--no-such-option"}, "no-such-option"},
                       BadCase{{"-p", "abc"}, "abc"},
-                      BadCase{{"1", "2", "3"}, "kleak:"}));
+                      BadCase{{"1", "2", "3"}, "kleak:"},
+                      BadCase{{"--peek", "5000"}, "4096"},
+                      BadCase{{"--peek-samples", "0"}, "--peek-samples"},
+                      BadCase{{"--peek-addr", "xyz"}, "--peek-addr"},
+                      BadCase{{"--peek-addr", "0xffff8880,0"}, "--peek-addr"},
+                      BadCase{{"--peek-addr", "0xffff8880,5000"}, "--peek-addr"},
+                      BadCase{{"--cache", "dentry", "--size", "64"}, "excludes"},
+                      BadCase{{"--sort", "age"}, "age"}));
+
+TEST(Options, PeekAddr) {
+  Parsed p = parse({"--peek-addr", "0xffff888012345000,128"});
+  ASSERT_TRUE(p.cl.trace) << p.err;
+  EXPECT_EQ(p.cl.trace->peek_addr, 0xffff888012345000u);
+  EXPECT_EQ(p.cl.trace->peek_addr_len, 128u);
+  Parsed d = parse({"--peek-addr", "ffff888012345000"});
+  ASSERT_TRUE(d.cl.trace) << d.err;
+  EXPECT_EQ(d.cl.trace->peek_addr_len, 256u);
+}
 
 TEST(Options, HelpHasExamplesAndExitStatus) {
   Parsed p = parse({"--help"});
