@@ -116,12 +116,9 @@ TEST(Cli, SigintPrintsFinalReportWithTheHeldMessages) {
   EXPECT_FALSE(test::loaded_kleak_programs().empty());
   holder.send_line("send");
   ASSERT_EQ(holder.read_line(), "held " + std::to_string(n));
-  kleak.kill(SIGINT);
-  std::string rest = kleak.read_all();
-  ASSERT_EQ(kleak.wait(), 0);
-  ASSERT_FALSE(rest.empty());
-  rest.pop_back();
-  json fin = json::parse(rest.substr(rest.rfind('\n') + 1));
+  auto last = kleak.last_line_after(SIGINT);
+  ASSERT_TRUE(last) << "kleak did not end with a final report and status 0";
+  json fin = json::parse(*last);
   EXPECT_EQ(fin["final"], true);
   ASSERT_FALSE(fin["stacks"].empty()) << fin.dump();
   const json& top = fin["stacks"][0];
@@ -143,11 +140,8 @@ json trace_around(const std::vector<std::string>& extra, const std::function<voi
   auto first = kleak.read_line(std::chrono::seconds(30));
   if (!first) return json();
   act();
-  kleak.kill(SIGINT);
-  std::string rest = kleak.read_all();
-  if (kleak.wait() != 0 || rest.empty()) return json();
-  rest.pop_back();
-  return json::parse(rest.substr(rest.rfind('\n') + 1));
+  auto last = kleak.last_line_after(SIGINT);
+  return last ? json::parse(*last) : json();
 }
 
 uint64_t count_for(const json& report, pid_t tgid, const std::string& fn) {

@@ -38,6 +38,35 @@ static int die(const char *what)
 	return 1;
 }
 
+/* A queue holds msgmnb bytes (16 KiB by default) and raising that needs
+ * CAP_SYS_RESOURCE: open another queue whenever the current one is full. */
+static int queues[MAX_QUEUES];
+static int nq;
+static long size = 4000;
+static struct msgbuf_big m;
+
+/* Sends message number i ("LEAKMARK-<i>" padded with '.'). 0, or 1 after
+ * reporting the error. */
+static int send_one(long i)
+{
+	m.mtype = 1;
+	memset(m.mtext, '.', (size_t)size);
+	int len = snprintf(m.mtext, (size_t)size, "LEAKMARK-%ld", i);
+	if (len < size)
+		m.mtext[len] = '.';
+	while (nq == 0 || msgsnd(queues[nq - 1], &m, (size_t)size, IPC_NOWAIT) != 0) {
+		if (nq > 0 && errno != EAGAIN)
+			return die("msgsnd");
+		if (nq == MAX_QUEUES)
+			return die("too many queues");
+		queues[nq] = msgget(IPC_PRIVATE, IPC_CREAT | 0600);
+		if (queues[nq] < 0)
+			return die("msgget");
+		nq++;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -45,16 +74,11 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	long n = strtol(argv[1], NULL, 10);
-	long size = argc > 2 ? strtol(argv[2], NULL, 10) : 4000;
+	size = argc > 2 ? strtol(argv[2], NULL, 10) : 4000;
 	if (n < 0 || size < 1 || size > 8192 || n > 100000) {
 		fprintf(stderr, "bad N or SIZE\n");
 		return 2;
 	}
-	/* A queue holds msgmnb bytes (16 KiB by default) and raising that needs
-	 * CAP_SYS_RESOURCE: open another queue whenever the current one is full. */
-	int queues[MAX_QUEUES];
-	int nq = 0;
-	static struct msgbuf_big m;
 	char line[64];
 	long held = 0;
 	printf("ready %d\n", getpid());
@@ -62,21 +86,8 @@ int main(int argc, char **argv)
 	while (fgets(line, sizeof(line), stdin)) {
 		if (!strncmp(line, "send", 4)) {
 			for (long i = 0; i < n; i++) {
-				m.mtype = 1;
-				memset(m.mtext, '.', (size_t)size);
-				int len = snprintf(m.mtext, (size_t)size, "LEAKMARK-%ld", i);
-				if (len < size)
-					m.mtext[len] = '.';
-				while (nq == 0 || msgsnd(queues[nq - 1], &m, (size_t)size, IPC_NOWAIT) != 0) {
-					if (nq > 0 && errno != EAGAIN)
-						return die("msgsnd");
-					if (nq == MAX_QUEUES)
-						return die("too many queues");
-					queues[nq] = msgget(IPC_PRIVATE, IPC_CREAT | 0600);
-					if (queues[nq] < 0)
-						return die("msgget");
-					nq++;
-				}
+				if (send_one(i))
+					return 1;
 				held++;
 			}
 			printf("held %ld\n", held);
@@ -92,19 +103,8 @@ int main(int argc, char **argv)
 			long dripped = 0;
 			struct pollfd in = {.fd = 0, .events = POLLIN};
 			while (held < n && poll(&in, 1, ms) == 0) {
-				m.mtype = 1;
-				memset(m.mtext, '.', (size_t)size);
-				snprintf(m.mtext, (size_t)size, "LEAKMARK-%ld", held);
-				while (nq == 0 || msgsnd(queues[nq - 1], &m, (size_t)size, IPC_NOWAIT) != 0) {
-					if (nq > 0 && errno != EAGAIN)
-						return die("msgsnd");
-					if (nq == MAX_QUEUES)
-						return die("too many queues");
-					queues[nq] = msgget(IPC_PRIVATE, IPC_CREAT | 0600);
-					if (queues[nq] < 0)
-						return die("msgget");
-					nq++;
-				}
+				if (send_one(held))
+					return 1;
 				held++;
 				dripped++;
 			}

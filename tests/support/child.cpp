@@ -125,6 +125,16 @@ void Child::kill(int sig) {
   if (!reaped_) ::kill(pid_, sig);
 }
 
+std::optional<std::string> Child::last_line_after(int sig) {
+  kill(sig);
+  std::string rest = read_all();
+  if (wait() != 0) return std::nullopt;
+  while (!rest.empty() && rest.back() == '\n') rest.pop_back();
+  if (rest.empty()) return std::nullopt;
+  size_t nl = rest.rfind('\n');
+  return nl == std::string::npos ? rest : rest.substr(nl + 1);
+}
+
 std::optional<int> Child::wait(std::chrono::milliseconds timeout) {
   if (reaped_) return status_;
   auto deadline = std::chrono::steady_clock::now() + timeout;

@@ -36,6 +36,10 @@ class Child {
   std::string read_all(std::chrono::milliseconds timeout = std::chrono::seconds(60));
   std::string read_stderr(std::chrono::milliseconds timeout = std::chrono::seconds(10));
   void kill(int sig);
+  // Sends `sig`, reads stdout to EOF and reaps the child. Its last line of
+  // output when it exited with status 0, else nullopt (kleak's final report
+  // after SIGINT, for instance).
+  std::optional<std::string> last_line_after(int sig);
   // Exit status (0-255), 128+signal if killed; nullopt on timeout.
   std::optional<int> wait(std::chrono::milliseconds timeout = std::chrono::seconds(60));
 
