@@ -49,6 +49,8 @@ std::string validate(const TraceOptions& o) {
   if (o.duration_s < 0) return "--duration must be positive";
   if (o.top == 0) return "--top must be at least 1";
   if (o.peek_bytes > 4096) return "--peek reads at most 4096 bytes";
+  if (o.hide_addresses && (o.show_allocs || o.peek_bytes > 0 || o.peek_addr != 0))
+    return "--hide-addresses excludes -a, --peek and --peek-addr (they show addresses and kernel memory)";
   if (o.peek_samples == 0 || o.peek_samples > 64) return "--peek-samples must be 1 to 64";
   if (o.min_size_bytes > o.max_size_bytes) return "--min-size is larger than --max-size";
   if (o.max_allocs == 0) return "--max-allocs must be at least 1";
@@ -119,6 +121,9 @@ ParsedCommandLine parse_command_line(const std::vector<std::string>& args, std::
       ->check(CLI::IsMember({"text", "json"}))
       ->group(when);
   app.add_flag("-q,--quiet", o.quiet, "No banner on stderr")->group(when);
+  app.add_flag("--hide-addresses", o.hide_addresses,
+               "No raw kernel addresses in reports, only symbol+offset: safe to share (excludes -a and --peek)")
+      ->group(when);
 
   auto* tuning = "Limits";
   app.add_option("--max-allocs", o.max_allocs,

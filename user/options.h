@@ -70,6 +70,9 @@ struct TraceOptions {
   uint32_t pid = 0;  // 0 = every task
   std::string cache;  // --cache NAME, as slabtop shows it; empty = every cache
   bool show_allocs = false;
+  // No raw kernel addresses in reports (symbol+offset only), so a report can
+  // be shared without revealing the KASLR offset.
+  bool hide_addresses = false;
   // --peek: read the first peek_bytes of up to peek_samples outstanding
   // allocations per reported stack (0: off). Root only: it shows kernel memory.
   uint32_t peek_bytes = 0;

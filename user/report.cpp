@@ -36,8 +36,9 @@ bool is_tracing_frame(const Frame& f) {
          starts_with(f.symbol, "bpf_get_stackid");
 }
 
+// addr 0: hidden (--hide-addresses) or unknown.
 std::string frame_text(const Frame& f) {
-  if (f.symbol.empty()) return fmt::format("0x{:x}", f.addr);
+  if (f.symbol.empty()) return f.addr ? fmt::format("0x{:x}", f.addr) : std::string("?");
   if (f.module.empty()) return fmt::format("{}+0x{:x}", f.symbol, f.offset);
   return fmt::format("{}+0x{:x} [{}]", f.symbol, f.offset, f.module);
 }
@@ -61,7 +62,7 @@ std::string age_text(uint64_t ms) {
 
 nlohmann::json frame_json(const Frame& f) {
   nlohmann::json j;
-  j["addr"] = fmt::format("0x{:x}", f.addr);
+  j["addr"] = f.addr ? nlohmann::json(fmt::format("0x{:x}", f.addr)) : nlohmann::json(nullptr);
   j["symbol"] = f.symbol.empty() ? nlohmann::json(nullptr) : nlohmann::json(f.symbol);
   j["offset"] = f.offset;
   j["module"] = f.module.empty() ? nlohmann::json(nullptr) : nlohmann::json(f.module);
@@ -146,6 +147,12 @@ Report build_report(const SnapshotInfo& snap, const Aggregate& agg, const TraceO
     std::vector<Frame> frames = group_frames(g, ksyms, stacks, &s.stack_error);
     s.stack_key = stack_key(frames);
     if (s.stack_error.empty()) s.frames = std::move(frames);
+    if (opts.hide_addresses) {
+      // The stack key is a hash of raw addresses: hidden with them.
+      s.stack_id = 0;
+      s.call_site.addr = 0;
+      for (Frame& f : s.frames) f.addr = 0;
+    }
     for (const LiveAlloc& la : g.allocs) {
       s.allocs.push_back(AllocLine{la.addr, la.a.bytes_alloc, la.a.bytes_req, age_ms(la.a.ts_ns), la.a.pid, la.a.tgid,
                                    std::string(la.a.comm, strnlen(la.a.comm, sizeof(la.a.comm)))});
@@ -341,7 +348,7 @@ nlohmann::json to_json(const Report& r) {
   for (const StackReport& s : r.stacks) {
     json js;
     js["rank"] = s.rank;
-    js["stack_id"] = fmt::format("0x{:016x}", s.stack_id);
+    js["stack_id"] = s.stack_id ? nlohmann::json(fmt::format("0x{:016x}", s.stack_id)) : nlohmann::json(nullptr);
     js["stack_error"] = s.stack_error.empty() ? json(nullptr) : json(s.stack_error);
     js["stack_key"] = s.stack_key;
     js["reclaimable"] = s.reclaimable;

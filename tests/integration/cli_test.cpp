@@ -240,6 +240,24 @@ TEST(Cli, PeekAddrRefusesWhatKleakDoesNotTrack) {
   EXPECT_EQ(j["peek_addr"]["hex"], "");
 }
 
+TEST(Cli, HideAddressesPrintsNoKernelAddress) {
+  KLEAK_REQUIRE_BPF();
+  for (const char* format : {"json", "text"}) {
+    // Something to report: messages held while kleak runs.
+    Child holder({KLEAK_MSGHOLD_BIN, "10000"});
+    ASSERT_TRUE(holder.read_line());
+    holder.send_line("drip 20");
+    auto r = run({kKleak, "-q", "-d", "2", "-o", "0", "-T", "20", "--hide-addresses", "--format", format});
+    holder.send_line("stop");
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.out.find("load_msg"), std::string::npos) << format << ": the held messages are not in the report";
+    const std::string symbolized = std::string(format) == "json" ? "\"symbol\":\"" : "+0x";
+    EXPECT_NE(r.out.find(symbolized), std::string::npos) << format;
+    size_t at = r.out.find("0xffff");
+    EXPECT_EQ(at, std::string::npos) << format << ": " << r.out.substr(at == std::string::npos ? 0 : at, 80);
+  }
+}
+
 TEST(Cli, PeekIsRootOnlyAndBounded) {
   if (getuid() != 0) GTEST_SKIP() << "needs root to drop privileges";
   auto big = run({kKleak, "--peek", "5000"});

@@ -111,7 +111,9 @@ INSTANTIATE_TEST_SUITE_P(
                       BadCase{{"--peek-addr", "0xffff8880,0"}, "--peek-addr"},
                       BadCase{{"--peek-addr", "0xffff8880,5000"}, "--peek-addr"},
                       BadCase{{"--cache", "dentry", "--size", "64"}, "excludes"},
-                      BadCase{{"--sort", "age"}, "age"}));
+                      BadCase{{"--sort", "age"}, "age"},
+                      BadCase{{"--hide-addresses", "-a"}, "--hide-addresses"},
+                      BadCase{{"--hide-addresses", "--peek", "64"}, "--hide-addresses"}));
 
 TEST(Options, PeekAddr) {
   Parsed p = parse({"--peek-addr", "0xffff888012345000,128"});

@@ -174,6 +174,22 @@ TEST(Report, JsonShape) {
   EXPECT_EQ(nlohmann::json::parse(j.dump()), j);
 }
 
+TEST(Report, HideAddressesLeavesOnlySymbols) {
+  Fixture f;
+  f.opts.hide_addresses = true;
+  Report r = f.build();
+  std::string text = render_text(r);
+  std::string json = to_json(r).dump();
+  for (const std::string& out : {text, json}) {
+    EXPECT_EQ(out.find("0xffffffff"), std::string::npos) << out;
+    EXPECT_EQ(out.find("0xffff8880"), std::string::npos) << out;
+  }
+  EXPECT_NE(text.find("load_msg+0x10"), std::string::npos) << text;
+  EXPECT_EQ(to_json(r)["stacks"][0]["stack_id"], nullptr);
+  EXPECT_EQ(to_json(r)["stacks"][0]["frames"][1]["addr"], nullptr);
+  EXPECT_EQ(to_json(r)["stacks"][0]["frames"][1]["symbol"], "load_msg");
+}
+
 TEST(Report, JsonMarksIncompleteWhenAllocationsWereLost) {
   Fixture f;
   f.snap.counters.v[KLEAK_CNT_LIVE_FULL] = 1;
