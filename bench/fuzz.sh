@@ -16,8 +16,10 @@ shift || true
 all=(ksyms meminfo slabinfo smaps_rollup baseline options triage_options triage_report)
 targets=("${@:-${all[@]}}")
 
+# KLEAK_FUZZ_CMAKE_ARGS: more configure arguments (scripts/test.sh: -DKLEAK_WERROR=ON).
+# shellcheck disable=SC2086
 cmake -S "$here" -B "$build" -DKLEAK_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ >/dev/null
+  -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ ${KLEAK_FUZZ_CMAKE_ARGS:-} >/dev/null
 cmake --build "$build" -j "$(nproc)" >/dev/null
 
 # Reports go to the log. libFuzzer turns on LeakSanitizer: a leak is a crash.
