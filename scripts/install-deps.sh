@@ -2,7 +2,9 @@
 # Installs what kleak needs to build and test on Debian 12, skipping what is
 # already there. Run as root.
 set -euo pipefail
-pkgs=(cmake make g++ pkg-config clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev
+# libclang-rt-dev: clang's libFuzzer and sanitizer runtimes (tests/fuzz),
+# only recommended by clang, so --no-install-recommends leaves it out.
+pkgs=(cmake make g++ pkg-config clang llvm libclang-rt-dev libbpf-dev bpftool libelf-dev zlib1g-dev
       libgtest-dev libcli11-dev nlohmann-json3-dev libfmt-dev)
 missing=()
 for p in "${pkgs[@]}"; do

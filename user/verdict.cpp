@@ -96,7 +96,14 @@ std::set<std::string> parse_baseline(const std::string& text, std::string* error
       return {};
     }
     ++docs;
-    for (const auto& s : doc["stacks"]) keys.insert(key_of(s));
+    for (const auto& s : doc["stacks"]) {
+      // key_of reads fields with value(), which throws on a non-object.
+      if (!s.is_object()) {
+        if (error) *error = fmt::format("line {} has a stack that is not an object", lineno);
+        return {};
+      }
+      keys.insert(key_of(s));
+    }
   }
   if (docs == 0 && error) *error = "no report in it";
   return keys;

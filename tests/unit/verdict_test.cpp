@@ -43,6 +43,25 @@ TEST(Verdict, BaselineRejectsOtherFiles) {
   EXPECT_NE(missing.error().message.find("/nonexistent/baseline.json"), std::string::npos);
 }
 
+// Found by tests/fuzz/fuzz_baseline: a stack that is not an object made
+// key_of's value() throw type_error, so kleak --ci exited 1 (runtime
+// failure) with a json exception instead of 2 (usage) naming the baseline.
+TEST(Verdict, BaselineRejectsNonObjectStacks) {
+  for (const char* text : {"{\"stacks\":[1]}\n", "{\"stacks\":[{\"stack_key\":\"a\"},\"b\"]}\n",
+                           "{\"stacks\":[null]}\n", "{\"stacks\":[[]]}\n"}) {
+    std::string error;
+    std::set<std::string> keys;
+    EXPECT_NO_THROW(keys = parse_baseline(text, &error)) << text;
+    EXPECT_TRUE(keys.empty()) << text;
+    EXPECT_NE(error.find("line 1"), std::string::npos) << text;
+  }
+  // Fields of other types are tolerated, as before: the stack has a key.
+  std::string error;
+  auto keys = parse_baseline(R"({"stacks":[{"stack_key":5,"frames":"x"},{"frames":[1,{"symbol":2}]}]})", &error);
+  EXPECT_EQ(error, "");
+  EXPECT_EQ(keys, (std::set<std::string>{"?", "?;?"}));
+}
+
 TEST(Verdict, SuppressionOrderAndFlags) {
   CiOptions ci;
   std::set<std::string> baseline = {"kmalloc;in_baseline"};
