@@ -75,7 +75,7 @@ int main(int argc, char **argv)
 	}
 	long n = strtol(argv[1], NULL, 10);
 	size = argc > 2 ? strtol(argv[2], NULL, 10) : 4000;
-	if (n < 0 || size < 1 || size > 8192 || n > 100000) {
+	if (n < 0 || size < 1 || size > 8192 || n > 2000000) {
 		fprintf(stderr, "bad N or SIZE\n");
 		return 2;
 	}
