@@ -290,6 +290,30 @@ TEST_F(Tracer, PeekReadsLiveTrackedAllocationsOnly) {
   }
 }
 
+TEST_F(Tracer, StackStoreFullIsCountedAndCallSitesRemain) {
+  const int n = 40;
+  Child holder({msghold(), std::to_string(n)});
+  expect_line(holder, "ready " + std::to_string(holder.pid()));
+  Child load({churn(), "proc", "300"});
+  expect_line(load, "ready " + std::to_string(load.pid()));
+  LoaderConfig cfg;
+  cfg.stack_storage_size = 2;  // room for two distinct stacks, no more
+  auto loader = attach(cfg);
+  ASSERT_TRUE(loader);
+  load.send_line("go");
+  ASSERT_TRUE(load.read_line());
+  holder.send_line("send");
+  expect_line(holder, "held " + std::to_string(n));
+  Snapshot s = snapshot(*loader);
+  EXPECT_GT(s.counters[KLEAK_CNT_STACK_ENOMEM], 0u);
+  // Every message is still recorded and found, by its call site where the
+  // stack could not be stored.
+  EXPECT_EQ(msg_allocations(*loader, s, static_cast<uint32_t>(holder.pid())).count, static_cast<uint64_t>(n));
+  size_t without_stack = 0;
+  for (const auto& la : s.allocs) without_stack += la.a.stack_id == 0 && la.a.stack_err == -ENOMEM;
+  EXPECT_GT(without_stack, 0u);
+}
+
 TEST_F(Tracer, OwnAllocationsAreNeverRecorded) {
   auto loader = attach();
   ASSERT_TRUE(loader);
