@@ -121,6 +121,9 @@ ParsedCommandLine parse_command_line(const std::vector<std::string>& args, std::
       ->check(CLI::IsMember({"text", "json"}))
       ->group(when);
   app.add_flag("-q,--quiet", o.quiet, "No banner on stderr")->group(when);
+  app.add_option("--output", o.output_path,
+                 "Write reports to FILE (created 0600, a symlink at FILE is refused) instead of stdout")
+      ->group(when);
   app.add_flag("--hide-addresses", o.hide_addresses,
                "No raw kernel addresses in reports, only symbol+offset: safe to share (excludes -a and --peek)")
       ->group(when);

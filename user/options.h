@@ -73,6 +73,7 @@ struct TraceOptions {
   // No raw kernel addresses in reports (symbol+offset only), so a report can
   // be shared without revealing the KASLR offset.
   bool hide_addresses = false;
+  std::string output_path;  // --output FILE; empty = stdout
   // --peek: read the first peek_bytes of up to peek_samples outstanding
   // allocations per reported stack (0: off). Root only: it shows kernel memory.
   uint32_t peek_bytes = 0;

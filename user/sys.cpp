@@ -27,21 +27,33 @@ bool write_stdout(const std::string& s) {
   return std::fflush(stdout) == 0;
 }
 
-std::string write_file(const std::string& path, const std::string& s) {
-  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0) return fmt::format("cannot write {}: {}", path, std::strerror(errno));
+Result<Output> Output::open(const std::string& path) {
+  if (path.empty()) return Output(-1, "");
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return make_error("cannot write " + path, errno);
+  return Output(fd, path);
+}
+
+Output::~Output() {
+  if (fd_ >= 0) close(fd_);
+}
+
+bool Output::write(const std::string& s) {
+  if (fd_ < 0) return write_stdout(s);
   size_t done = 0;
   while (done < s.size()) {
-    ssize_t n = write(fd, s.data() + done, s.size() - done);
+    ssize_t n = ::write(fd_, s.data() + done, s.size() - done);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      std::string why = fmt::format("cannot write {}: {}", path, std::strerror(errno));
-      close(fd);
-      return why;
-    }
+    if (n <= 0) return false;
     done += static_cast<size_t>(n);
   }
-  if (close(fd) != 0) return fmt::format("cannot write {}: {}", path, std::strerror(errno));
+  return true;
+}
+
+std::string write_file(const std::string& path, const std::string& s) {
+  auto out = Output::open(path);
+  if (!out) return out.error().message;
+  if (!out->write(s)) return make_error("cannot write " + path, errno).message;
   return {};
 }
 

@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <string>
 
+#include "result.h"
+
 namespace kleak {
 
 std::string kernel_release();
@@ -14,8 +16,27 @@ std::string kernel_release();
 // EPIPE when the reader went away.
 bool write_stdout(const std::string& s);
 
-// Writes `s` to `path` (created 0600: reports hold kernel addresses).
-// Empty on success, else a one-line reason.
+// Where reports go: stdout, or a file created 0600 (reports hold kernel
+// addresses) without following a symlink planted at its path.
+class Output {
+ public:
+  // Empty path: stdout. The error names the path.
+  static Result<Output> open(const std::string& path);
+  Output(Output&& o) noexcept : fd_(o.fd_), path_(std::move(o.path_)) { o.fd_ = -1; }
+  Output& operator=(Output&&) = delete;
+  ~Output();
+  // Writes all of `s`. False on error, with errno set (EPIPE, ENOSPC, ...).
+  bool write(const std::string& s);
+  const std::string& path() const { return path_; }
+
+ private:
+  Output(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
+  int fd_;  // -1: stdout
+  std::string path_;
+};
+
+// Writes `s` to `path` through an Output. Empty on success, else a one-line
+// reason.
 std::string write_file(const std::string& path, const std::string& s);
 
 // Blocks SIGINT and SIGTERM (and `extra`, e.g. SIGCHLD) so they are taken

@@ -29,7 +29,8 @@ namespace {
 
 class Session {
  public:
-  Session(const TraceOptions& opts, Loader& loader, Ksyms ksyms) : opts_(opts), loader_(loader), ksyms_(std::move(ksyms)) {
+  Session(const TraceOptions& opts, Loader& loader, Ksyms ksyms, Output output)
+      : opts_(opts), loader_(loader), ksyms_(std::move(ksyms)), output_(std::move(output)) {
     ctx_.kernel = kernel_release();
     ctx_.interval_s = opts.interval_s;
     ctx_.start_mono_ns = monotonic_ns();
@@ -99,9 +100,9 @@ class Session {
     log_info("report #{}: {} live allocations, {} stacks in {:.1f} ms (read+group {:.1f}, rank {:.1f}, "
              "symbolize+format {:.1f})",
              ctx_.seq, agg.live_count, agg.groups.size(), ms(t0, t3), ms(t0, t1), ms(t1, t2), ms(t2, t3));
-    if (!write_stdout(out)) {
+    if (!output_.write(out)) {
       if (errno == EPIPE) return kExitOk;  // the reader (e.g. head) has what it wanted
-      log_error("write report: {}", std::strerror(errno));
+      log_error("write report{}: {}", output_.path().empty() ? "" : " to " + output_.path(), std::strerror(errno));
       return kExitFailure;
     }
     return -1;
@@ -111,6 +112,7 @@ class Session {
   const TraceOptions& opts_;
   Loader& loader_;
   Ksyms ksyms_;
+  Output output_;
   ReportContext ctx_;
   GrowthTracker growth_;
   std::optional<Meminfo> start_meminfo_;  // at start, for Reconciliation
@@ -169,6 +171,12 @@ Result<Tracer> attach_tracer(const LoaderConfig& config) {
 
 int run_trace(const TraceOptions& opts) {
   log_set_level(opts.verbosity >= 2 ? LogLevel::debug : opts.verbosity == 1 ? LogLevel::info : LogLevel::warn);
+  // Before anything else: an unwritable --output is a one-line error.
+  auto output = Output::open(opts.output_path);
+  if (!output) {
+    log_error("{}", output.error().message);
+    return kExitFailure;
+  }
   if (auto why = missing_privileges(); !why.empty()) {
     log_error("{}", why);
     return kExitFailure;
@@ -193,7 +201,7 @@ int run_trace(const TraceOptions& opts) {
     return kExitFailure;
   }
   auto& loader = tracer->loader;
-  Session session(opts, *loader, std::move(tracer->ksyms));
+  Session session(opts, *loader, std::move(tracer->ksyms), std::move(*output));
   session.describe(cfg);
   if (!opts.quiet) {
     std::string what;

@@ -3,6 +3,7 @@
 #include <signal.h>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iterator>
@@ -256,6 +257,45 @@ TEST(Cli, HideAddressesPrintsNoKernelAddress) {
     size_t at = r.out.find("0xffff");
     EXPECT_EQ(at, std::string::npos) << format << ": " << r.out.substr(at == std::string::npos ? 0 : at, 80);
   }
+}
+
+TEST(Cli, OutputFileIsPrivateAndFailuresAreOneLine) {
+  KLEAK_REQUIRE_BPF();
+  const std::string dir = ::testing::TempDir() + "/kleak-out-" + std::to_string(getpid());
+  std::filesystem::create_directories(dir);
+  const std::string file = dir + "/report.json";
+  auto ok = run({kKleak, "-q", "-d", "1", "--format", "json", "--output", file});
+  ASSERT_EQ(ok.status, 0) << ok.err;
+  EXPECT_TRUE(ok.out.empty());
+  std::ifstream in(file);
+  std::string line;
+  ASSERT_TRUE(std::getline(in, line));
+  EXPECT_EQ(json::parse(line)["final"], true);
+  EXPECT_EQ(std::filesystem::status(file).permissions() & std::filesystem::perms::all,
+            std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+
+  // A symlink planted at the path is not followed.
+  const std::string target = dir + "/target", link = dir + "/link";
+  std::ofstream(target) << "untouched\n";
+  std::filesystem::create_symlink(target, link);
+  auto sym = run({kKleak, "-q", "-d", "1", "--output", link});
+  EXPECT_EQ(sym.status, 1);
+  EXPECT_NE(sym.err.find("cannot write " + link), std::string::npos) << sym.err;
+  EXPECT_EQ(std::count(sym.err.begin(), sym.err.end(), '\n'), 1) << sym.err;
+  std::ifstream t(target);
+  std::getline(t, line);
+  EXPECT_EQ(line, "untouched");
+
+  // ENOSPC at the first report.
+  auto full = run({kKleak, "-q", "-d", "1", "--output", "/dev/full"});
+  EXPECT_EQ(full.status, 1);
+  EXPECT_NE(full.err.find("write report to /dev/full: No space left on device"), std::string::npos) << full.err;
+
+  // EACCES, as a user who may not write there: refused before anything else.
+  auto denied = run({kKleak, "-q", "-d", "1", "--output", dir + "/denied"}, Child::Options{false, true});
+  EXPECT_EQ(denied.status, 1);
+  EXPECT_NE(denied.err.find("Permission denied"), std::string::npos) << denied.err;
+  std::filesystem::remove_all(dir);
 }
 
 TEST(Cli, PeekIsRootOnlyAndBounded) {
