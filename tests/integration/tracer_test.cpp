@@ -75,6 +75,11 @@ class Tracer : public ::testing::Test {
   // allocations under load_msg are slab metadata, e.g. the 64-byte obj_exts
   // vector a new kmalloc-cg-4k slab gets (alloc_slab_obj_exts), which lives
   // as long as the slab.
+  static bool is_msg_buffer(const kleak_alloc& a) {
+    auto site = kernel_symbols().resolve(a.call_site);
+    return site && (site->name == "alloc_msg" || site->name == "load_msg");
+  }
+
   struct MsgCount {
     uint64_t count = 0;
     std::set<uint64_t> sizes;
@@ -88,9 +93,7 @@ class Tracer : public ::testing::Test {
       auto it = cache.find(la.a.stack_id);
       if (la.a.stack_id == 0 || it == cache.end()) it = cache.insert_or_assign(la.a.stack_id, functions(l, la.a)).first;
       const auto& fn = it->second;
-      auto site = kernel_symbols().resolve(la.a.call_site);
-      bool msg = site && (site->name == "alloc_msg" || site->name == "load_msg");
-      if (!msg) continue;
+      if (!is_msg_buffer(la.a)) continue;
       ++m.count;
       m.sizes.insert(la.a.bytes_alloc);
       if (la.a.stack_id != 0 && !has(fn, "do_msgsnd")) m.do_msgsnd_in_every_stack = false;
@@ -252,10 +255,7 @@ TEST_F(Tracer, PeekReadsLiveTrackedAllocationsOnly) {
   Snapshot s = snapshot(*loader);
   std::vector<std::pair<uint64_t, uint32_t>> reqs;
   for (const auto& la : s.allocs) {
-    auto site = kernel_symbols().resolve(la.a.call_site);
-    if (la.a.tgid == static_cast<uint32_t>(holder.pid()) && site &&
-        (site->name == "alloc_msg" || site->name == "load_msg"))
-      reqs.emplace_back(la.addr, 256);
+    if (la.a.tgid == static_cast<uint32_t>(holder.pid()) && is_msg_buffer(la.a)) reqs.emplace_back(la.addr, 256);
   }
   ASSERT_EQ(reqs.size(), static_cast<size_t>(n));
   auto live = peek(loader->peek_prog_fd(), loader->peek_map_fd(), reqs);
