@@ -1,6 +1,8 @@
 #include "env.h"
 
 #include <bpf/bpf.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -11,6 +13,31 @@
 #include "privileges.h"
 
 namespace kleak::test {
+
+namespace {
+
+// Every test process on the machine that links this file takes one lock
+// while its tests run (not while ctest lists them), so root tests from
+// different builds (worktrees, a bench run under
+// `flock /run/lock/kleak-bpf.lock`) never see each other's kleak_* programs.
+class MachineLock : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    fd_ = open("/run/lock/kleak-bpf.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd_ >= 0) flock(fd_, LOCK_EX);
+  }
+  void TearDown() override {
+    if (fd_ >= 0) close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_ = -1;
+};
+[[maybe_unused]] ::testing::Environment* const machine_lock =
+    ::testing::AddGlobalTestEnvironment(new MachineLock);
+
+}  // namespace
 
 bool running_in_ci() {
   const char* ci = std::getenv("CI");
