@@ -27,6 +27,9 @@ const char* errno_name(int e) {
     case EPIPE: return "EPIPE";
     case ENOSYS: return "ENOSYS";
     case EOPNOTSUPP: return "EOPNOTSUPP";
+    case EROFS: return "EROFS";
+    case EISDIR: return "EISDIR";
+    case ENOTDIR: return "ENOTDIR";
     default: return nullptr;
   }
 }

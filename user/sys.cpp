@@ -1,6 +1,7 @@
 #include "sys.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -29,9 +30,24 @@ bool write_stdout(const std::string& s) {
 
 Result<Output> Output::open(const std::string& path) {
   if (path.empty()) return Output(-1, "");
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0) return make_error("cannot write " + path, errno);
-  return Output(fd, path);
+  // Not O_TRUNC yet: a file that must not be written is left as it was.
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) {
+    if (errno == ELOOP) return make_error("cannot write " + path + ": a symbolic link (refused: not followed)", 0);
+    return make_error("cannot write " + path, errno);
+  }
+  Output out(fd, path);
+  struct stat st;
+  if (fstat(fd, &st) != 0) return make_error("cannot write " + path, errno);
+  // Devices, pipes and ttys are the caller's choice; a regular file that
+  // already existed may be readable by others, or belong to someone else
+  // (planted in a shared directory to catch kernel addresses).
+  if (!S_ISREG(st.st_mode)) return out;
+  if (st.st_uid != geteuid())
+    return make_error(fmt::format("cannot write {}: owned by uid {}, not by this user (refused)", path, st.st_uid), 0);
+  if ((st.st_mode & 077) != 0 && fchmod(fd, 0600) != 0) return make_error("cannot make " + path + " private", errno);
+  if (ftruncate(fd, 0) != 0) return make_error("cannot write " + path, errno);
+  return out;
 }
 
 Output::~Output() {

@@ -16,8 +16,10 @@ std::string kernel_release();
 // EPIPE when the reader went away.
 bool write_stdout(const std::string& s);
 
-// Where reports go: stdout, or a file created 0600 (reports hold kernel
-// addresses) without following a symlink planted at its path.
+// Where reports go: stdout, or a file kept private (reports hold kernel
+// addresses): created 0600, a symlink at its path refused, an existing
+// regular file made 0600 before it is truncated, or refused (untouched) when
+// another user owns it. Other file types (/dev/null, a FIFO) are used as is.
 class Output {
  public:
   // Empty path: stdout. The error names the path.

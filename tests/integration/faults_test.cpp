@@ -159,6 +159,68 @@ TEST(Faults, SigkillMidReportLeavesNoProgram) {
   EXPECT_TRUE(no_kleak_programs_within(std::chrono::seconds(5)));
 }
 
+// Root with every capability but the two that bypass file permissions: a
+// directory it may not write is EACCES, as for any user; a read-only tmpfs
+// is EROFS. One line each, status 1, nothing loaded.
+TEST(Faults, UnwritableOutputAsRootIsOneLine) {
+  KLEAK_REQUIRE_BPF();
+  TempDir dir("unwritable");
+  const std::string ro_dir = dir.path() + "/ro", file = ro_dir + "/report";
+  std::filesystem::create_directories(ro_dir);
+  std::filesystem::permissions(ro_dir, std::filesystem::perms::owner_read | std::filesystem::perms::owner_exec);
+  auto denied = run({"/usr/bin/setpriv", "--bounding-set=-dac_override,-dac_read_search", "--", kKleak, "-q", "-d",
+                     "1", "--output", file});
+  EXPECT_EQ(denied.status, 1);
+  EXPECT_EQ(denied.err, "kleak: error: cannot write " + file + ": Permission denied (-EACCES)\n");
+  EXPECT_EQ(denied.out, "");
+
+  const std::string mnt = dir.path() + "/mnt";
+  std::filesystem::create_directories(mnt);
+  auto rofs = run({"/usr/bin/unshare", "-m", "--", "/bin/sh", "-c",
+                   "mount -t tmpfs -o ro tmpfs \"$1\" && exec \"$2\" -q -d 1 --output \"$1/report\"", "sh", mnt,
+                   kKleak});
+  EXPECT_EQ(rofs.status, 1);
+  EXPECT_EQ(rofs.err, "kleak: error: cannot write " + mnt + "/report: Read-only file system (-EROFS)\n");
+  EXPECT_TRUE(no_kleak_programs_within(std::chrono::seconds(3)));
+}
+
+// Files that would leak a report to someone else: a symlink planted at the
+// path is refused (its target untouched), an existing world-readable file
+// is made private, one owned by another user is refused (untouched).
+TEST(Faults, OutputNeverReachesOtherReaders) {
+  KLEAK_REQUIRE_BPF();
+  TempDir dir("private");
+  namespace fs = std::filesystem;
+  const std::string target = dir.path() + "/target", link = dir.path() + "/link";
+  std::ofstream(target) << "untouched\n";
+  fs::create_symlink(target, link);
+  auto sym = run({kKleak, "-q", "-d", "1", "--output", link});
+  EXPECT_EQ(sym.status, 1);
+  EXPECT_EQ(sym.err, "kleak: error: cannot write " + link + ": a symbolic link (refused: not followed)\n");
+  std::string line;
+  std::getline(std::ifstream(target), line);
+  EXPECT_EQ(line, "untouched");
+
+  const std::string open = dir.path() + "/existing.json";
+  std::ofstream(open) << "an old report\n";
+  fs::permissions(open, fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read |
+                            fs::perms::others_read);
+  auto ok = run({kKleak, "-q", "-d", "0.5", "--format", "json", "--output", open});
+  ASSERT_EQ(ok.status, 0) << ok.err;
+  EXPECT_EQ(fs::status(open).permissions() & fs::perms::all, fs::perms::owner_read | fs::perms::owner_write);
+  std::getline(std::ifstream(open), line);
+  EXPECT_EQ(json::parse(line)["final"], true) << "truncated and rewritten";
+
+  const std::string theirs = dir.path() + "/theirs";
+  std::ofstream(theirs) << "someone else's\n";
+  ASSERT_EQ(chown(theirs.c_str(), 65534, 65534), 0);
+  auto other = run({kKleak, "-q", "-d", "0.5", "--output", theirs});
+  EXPECT_EQ(other.status, 1);
+  EXPECT_EQ(other.err, "kleak: error: cannot write " + theirs + ": owned by uid 65534, not by this user (refused)\n");
+  std::getline(std::ifstream(theirs), line);
+  EXPECT_EQ(line, "someone else's");
+}
+
 // tracefs, debugfs and bpffs unmounted (in a private mount namespace):
 // kleak attaches through BTF and needs none of them.
 TEST(Faults, NoTracefsNoBpffsStillTraces) {
