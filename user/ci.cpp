@@ -156,6 +156,12 @@ std::string join(const std::vector<std::string>& v) {
 int run_ci(const TraceOptions& opts) {
   log_set_level(opts.verbosity >= 2 ? LogLevel::debug : opts.verbosity == 1 ? LogLevel::info : LogLevel::warn);
   const CiOptions& ci = opts.ci;
+  // Like the other files kleak writes: checked before anything runs.
+  auto output = Output::open(opts.output_path);
+  if (!output) {
+    log_error("{}", output.error().message);
+    return kCiUsage;
+  }
   std::set<std::string> baseline;
   if (!ci.baseline_path.empty()) {
     auto b = load_baseline(ci.baseline_path);
@@ -302,8 +308,10 @@ int run_ci(const TraceOptions& opts) {
   if (with_command) text += fmt::format("; command exited {}", command.status());
   text += "\n";
 
-  if (!write_stdout(opts.format == OutputFormat::json ? json_line : text) && errno != EPIPE) {
-    log_error("write report: {}", std::strerror(errno));
+  if (!output->write(opts.format == OutputFormat::json ? json_line : text) && errno != EPIPE) {
+    const int err = errno;  // before anything else can change it
+    const std::string where = output->path().empty() ? "" : " to " + output->path();
+    log_error("{}", make_error("write report" + where, err).message);
     return kCiIncomplete;
   }
   const double secs = static_cast<double>(monotonic_ns() - start) / 1e9;

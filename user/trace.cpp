@@ -102,7 +102,9 @@ class Session {
              ctx_.seq, agg.live_count, agg.groups.size(), ms(t0, t3), ms(t0, t1), ms(t1, t2), ms(t2, t3));
     if (!output_.write(out)) {
       if (errno == EPIPE) return kExitOk;  // the reader (e.g. head) has what it wanted
-      log_error("write report{}: {}", output_.path().empty() ? "" : " to " + output_.path(), std::strerror(errno));
+      const int err = errno;  // before anything else can change it
+      const std::string where = output_.path().empty() ? "" : " to " + output_.path();
+      log_error("{}", make_error("write report" + where, err).message);
       return kExitFailure;
     }
     return -1;

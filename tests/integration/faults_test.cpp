@@ -221,6 +221,27 @@ TEST(Faults, OutputNeverReachesOtherReaders) {
   EXPECT_EQ(line, "someone else's");
 }
 
+// --output in CI mode: the report goes to the file, not to stdout.
+TEST(Faults, CiWritesItsReportToOutput) {
+  KLEAK_REQUIRE_BPF();
+  TempDir dir("ci-output");
+  const std::string file = dir.path() + "/ci.json";
+  auto r = run({kKleak, "--ci", "-q", "--settle", "1", "--fail-on-bytes", "1000000000", "--format", "json",
+                "--output", file, "--", "/bin/true"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "");
+  std::string line;
+  std::getline(std::ifstream(file), line);
+  EXPECT_EQ(json::parse(line)["ci"]["verdict"], "pass");
+  EXPECT_EQ(std::filesystem::status(file).permissions() & std::filesystem::perms::all,
+            std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+
+  auto full = run({kKleak, "--ci", "-q", "--settle", "0", "--fail-on-bytes", "1000000000", "--output", "/dev/full",
+                   "--", "/bin/true"});
+  EXPECT_EQ(full.status, 3);
+  EXPECT_EQ(full.err, "kleak: error: write report to /dev/full: No space left on device (-ENOSPC)\n");
+}
+
 // tracefs, debugfs and bpffs unmounted (in a private mount namespace):
 // kleak attaches through BTF and needs none of them.
 TEST(Faults, NoTracefsNoBpffsStillTraces) {
