@@ -10,7 +10,9 @@
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "abi.h"
 #include "kleak.skel.h"
@@ -72,6 +74,34 @@ std::optional<int64_t> enum_value(const btf* b, const char* name) {
   return std::nullopt;
 }
 
+// A --btf FILE libbpf can use: raw BTF or an ELF file with a .BTF section
+// (a vmlinux). libbpf's own messages for anything else are a warning line
+// plus an error code of its own (LIBBPF_ERRNO__FORMAT, 4001): say in one
+// line what is wrong instead.
+Status check_btf_file(const std::string& path) {
+  const std::string what = "--btf " + path;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return make_error(what, errno);
+  struct stat st;
+  unsigned char magic[4] = {};
+  bool regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+  ssize_t n = regular ? pread(fd, magic, sizeof(magic), 0) : 0;
+  close(fd);
+  if (!regular) return make_error(what + ": not a regular file", 0);
+  const bool raw = n >= 2 && ((magic[0] == 0x9f && magic[1] == 0xeb) || (magic[0] == 0xeb && magic[1] == 0x9f));
+  const unsigned char elf_magic[4] = {0x7f, 'E', 'L', 'F'};
+  const bool elf = n == 4 && std::memcmp(magic, elf_magic, 4) == 0;
+  if (!raw && !elf) return make_error(what + ": not BTF (neither raw BTF nor an ELF file)", 0);
+  libbpf_print_fn_t print = libbpf_set_print(nullptr);
+  btf* b = btf__parse(path.c_str(), nullptr);
+  int err = b ? 0 : errno;
+  libbpf_set_print(print);
+  btf__free(b);
+  if (err == 0) return {};
+  if (elf && err == ENOENT) return make_error(what + ": an ELF file without a .BTF section", 0);
+  return make_error(what + ": corrupt BTF", err >= 4000 ? EINVAL : err);  // libbpf's own codes
+}
+
 }  // namespace
 
 void install_libbpf_logger() { libbpf_set_print(libbpf_print); }
@@ -95,14 +125,12 @@ Status Loader::open() {
   if (!config_.btf_path.empty()) {
     btf = config_.btf_path.c_str();
   }
-  struct stat st;
-  if (stat(btf, &st) != 0) {
-    int e = errno;
-    if (config_.btf_path.empty())
-      return make_error("kernel BTF not found at /sys/kernel/btf/vmlinux (needs CONFIG_DEBUG_INFO_BTF=y; "
-                        "or pass --btf FILE)",
-                        e);
-    return make_error("--btf " + config_.btf_path, e);
+  if (!config_.btf_path.empty()) {
+    if (auto ok = check_btf_file(config_.btf_path); !ok) return ok.error();
+  } else if (struct stat st; stat(btf, &st) != 0) {
+    return make_error("kernel BTF not found at /sys/kernel/btf/vmlinux (needs CONFIG_DEBUG_INFO_BTF=y; "
+                      "or pass --btf FILE)",
+                      errno);
   }
   LIBBPF_OPTS(bpf_object_open_opts, opts);
   if (!config_.btf_path.empty()) opts.btf_custom_path = config_.btf_path.c_str();

@@ -242,6 +242,35 @@ TEST(Faults, CiWritesItsReportToOutput) {
   EXPECT_EQ(full.err, "kleak: error: write report to /dev/full: No space left on device (-ENOSPC)\n");
 }
 
+// --btf pointing at something that is not kernel BTF: one line naming the
+// file and what is wrong with it, status 1 (runtime failure), nothing loaded.
+TEST(Faults, BadBtfFileIsOneLine) {
+  KLEAK_REQUIRE_BPF();
+  TempDir dir("btf");
+  const std::string text = dir.path() + "/text", truncated = dir.path() + "/truncated";
+  std::ofstream(text) << "not BTF at all\n";
+  {
+    std::ifstream vmlinux("/sys/kernel/btf/vmlinux", std::ios::binary);
+    std::vector<char> head(100000);
+    vmlinux.read(head.data(), static_cast<std::streamsize>(head.size()));
+    std::ofstream(truncated, std::ios::binary).write(head.data(), vmlinux.gcount());
+  }
+  const std::string elf = KLEAK_MSGHOLD_BIN;  // an ELF file without a .BTF section
+  const std::pair<std::string, std::string> cases[] = {
+      {"/nonexistent/vmlinux", "--btf /nonexistent/vmlinux: No such file or directory (-ENOENT)"},
+      {dir.path(), "--btf " + dir.path() + ": not a regular file"},
+      {text, "--btf " + text + ": not BTF (neither raw BTF nor an ELF file)"},
+      {elf, "--btf " + elf + ": an ELF file without a .BTF section"},
+      {truncated, "--btf " + truncated + ": corrupt BTF: Invalid argument (-EINVAL)"},
+  };
+  for (const auto& [path, why] : cases) {
+    auto r = run({kKleak, "-q", "-d", "1", "--btf", path});
+    EXPECT_EQ(r.status, 1) << path;
+    EXPECT_EQ(r.err, "kleak: error: " + why + "\n");
+  }
+  EXPECT_TRUE(no_kleak_programs_within(std::chrono::seconds(3)));
+}
+
 // tracefs, debugfs and bpffs unmounted (in a private mount namespace):
 // kleak attaches through BTF and needs none of them.
 TEST(Faults, NoTracefsNoBpffsStillTraces) {
