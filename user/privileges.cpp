@@ -28,8 +28,12 @@ std::string missing_privileges() {
   if (syscall(SYS_capget, &hdr, data) != 0)
     return fmt::format("cannot read capabilities: {}", std::strerror(errno));
   if (has_cap(data, CAP_SYS_ADMIN)) return {};
-  if (has_cap(data, kCapBpf) && has_cap(data, kCapPerfmon)) return {};
-  return "need root, or CAP_BPF and CAP_PERFMON (try: sudo kleak ...)";
+  const bool bpf = has_cap(data, kCapBpf), perfmon = has_cap(data, kCapPerfmon);
+  if (bpf && perfmon) return {};
+  // CAP_SYS_ADMIN alone would also do, but naming the two a service needs
+  // is the useful advice.
+  return fmt::format("need root, or CAP_BPF and CAP_PERFMON: missing {} (try: sudo kleak ...)",
+                     !bpf && !perfmon ? "CAP_BPF, CAP_PERFMON" : !bpf ? "CAP_BPF" : "CAP_PERFMON");
 }
 
 }  // namespace kleak

@@ -271,6 +271,32 @@ TEST(Faults, BadBtfFileIsOneLine) {
   EXPECT_TRUE(no_kleak_programs_within(std::chrono::seconds(3)));
 }
 
+// Without the capabilities: the one line names what is missing. With
+// CAP_BPF and CAP_PERFMON alone (no CAP_SYS_ADMIN) kleak traces.
+TEST(Faults, MissingCapabilitiesAreNamed) {
+  KLEAK_REQUIRE_BPF();
+  const std::string prefix = "kleak: error: need root, or CAP_BPF and CAP_PERFMON: missing ";
+  auto nobody = run({kKleak, "-q", "-d", "1"}, Child::Options{false, true});
+  EXPECT_EQ(nobody.status, 1);
+  EXPECT_EQ(nobody.err, prefix + "CAP_BPF, CAP_PERFMON (try: sudo kleak ...)\n");
+  auto bpf_only = run({"/usr/bin/setpriv", "--bounding-set=-all,+bpf", "--", kKleak, "-q", "-d", "1"});
+  EXPECT_EQ(bpf_only.status, 1);
+  EXPECT_EQ(bpf_only.err, prefix + "CAP_PERFMON (try: sudo kleak ...)\n");
+  auto perfmon_only = run({"/usr/bin/setpriv", "--bounding-set=-all,+perfmon", "--", kKleak, "-q", "-d", "1"});
+  EXPECT_EQ(perfmon_only.status, 1);
+  EXPECT_EQ(perfmon_only.err, prefix + "CAP_BPF (try: sudo kleak ...)\n");
+  auto ci = run({"/usr/bin/setpriv", "--bounding-set=-all,+bpf", "--", kKleak, "--ci", "-q", "--", "/bin/true"});
+  EXPECT_EQ(ci.status, 4);
+  EXPECT_EQ(ci.err, prefix + "CAP_PERFMON (try: sudo kleak ...)\n");
+
+  auto enough = run({"/usr/bin/setpriv", "--bounding-set=-all,+bpf,+perfmon", "--", kKleak, "-q", "-d", "0.5",
+                     "--format", "json"});
+  ASSERT_EQ(enough.status, 0) << enough.err;
+  json j = json::parse(enough.out);
+  EXPECT_EQ(j["attached"].size(), 4u);
+  EXPECT_GT(j["counters"]["allocs_seen"].get<uint64_t>(), 0u);
+}
+
 // tracefs, debugfs and bpffs unmounted (in a private mount namespace):
 // kleak attaches through BTF and needs none of them.
 TEST(Faults, NoTracefsNoBpffsStillTraces) {
