@@ -222,7 +222,13 @@ std::string render_text(const Report& r) {
   if (c[KLEAK_CNT_LIVE_FULL] > 0)
     out += fmt::format("  WARNING: the live map filled up and {} allocations were not tracked: raise --max-allocs\n",
                        c[KLEAK_CNT_LIVE_FULL]);
-  if (r.symbols_hidden) out += "  WARNING: /proc/kallsyms shows zero addresses (kptr_restrict): frames are raw\n";
+  if (c[KLEAK_CNT_STACK_ENOMEM] > 0)
+    out += fmt::format("  WARNING: the stack store filled up and {} allocations kept only their call site: "
+                       "raise --stack-storage-size\n",
+                       c[KLEAK_CNT_STACK_ENOMEM]);
+  if (r.symbols_hidden)
+    out += "  WARNING: /proc/kallsyms shows zero addresses (kptr_restrict; reading them needs CAP_SYSLOG): "
+           "frames are raw\n";
   if (r.peek_addr) {
     const PeekResult& p = *r.peek_addr;
     out += fmt::format("  peek 0x{:x}: {}\n", p.addr,

@@ -108,6 +108,38 @@ TEST(Faults, LiveMapFullMakesCiIncomplete) {
       << j["ci"]["summary"];
 }
 
+// A stack store with room for two stacks: new stacks are counted as ENOMEM,
+// their allocations are still reported (by call site), and the text report
+// says what to raise.
+TEST(Faults, StackStoreFullIsCountedAndShown) {
+  KLEAK_REQUIRE_BPF();
+  auto r = run({kKleak, "-q", "-d", "1", "-o", "0", "-T", "1000", "--stack-storage-size", "2", "--format", "json"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  json j = json::parse(r.out);
+  EXPECT_EQ(j["live"]["stack_capacity"], 2);
+  const uint64_t enomem = j["counters"]["stack_errors"]["ENOMEM"].get<uint64_t>();
+  EXPECT_GT(enomem, 0u);
+  size_t without_stack = 0, with_stack = 0;
+  for (const auto& s : j["stacks"]) {
+    if (s["stack_error"] == "ENOMEM") {
+      ++without_stack;
+      EXPECT_TRUE(s["frames"].empty()) << s.dump();
+      EXPECT_TRUE(s["call_site"]["addr"].is_string()) << "reported by call site: " << s.dump();
+    } else {
+      ++with_stack;
+    }
+  }
+  EXPECT_GT(without_stack, 0u);
+  EXPECT_LE(with_stack, 2u);
+  // Stack loss is not allocation loss: the report is still complete.
+  EXPECT_EQ(j["complete"], true);
+
+  auto text = run({kKleak, "-q", "-d", "0.5", "-o", "0", "--stack-storage-size", "2"});
+  ASSERT_EQ(text.status, 0) << text.err;
+  EXPECT_NE(text.out.find("stack store filled up"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("raise --stack-storage-size"), std::string::npos) << text.out;
+}
+
 std::string wchan(pid_t pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/wchan");
   std::string s;
