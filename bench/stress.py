@@ -5,6 +5,7 @@ minutes whose figures go into docs/reliability.md.
 
 usage (root; other BPF users of the machine take the same lock):
   flock /run/lock/kleak-bpf.lock bench/stress.py [SECONDS] [-- KLEAK_ARGS...]
+  (KLEAK_STRESS_SAVE=FILE keeps the final JSON report)
 
 Load, per CPU: kleak-bench-work msg (msgsnd+msgrcv: kmalloc/kfree), proc
 (/proc/stat open/read/close: kmem_cache and kmalloc), a fork+exec loop and
@@ -221,6 +222,9 @@ def main():
     finally:
         stop_load(load, tmp)
         shutil.rmtree(tmp, ignore_errors=True)
+    if last and os.environ.get("KLEAK_STRESS_SAVE"):  # the final report, to see what stays live
+        with open(os.environ["KLEAK_STRESS_SAVE"], "w") as f:
+            json.dump(last, f)
     rc = kleak.wait(timeout=60)
     t.join(5)
     with open("/proc/loadavg") as f:
