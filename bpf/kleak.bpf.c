@@ -31,6 +31,13 @@ const volatile bool kmem_cache_off = 0;
 const volatile int kmalloc_type = -1;
 const volatile __u64 gfp_account = 0x400000; /* __GFP_ACCOUNT, resolved from BTF by the loader */
 const volatile char cache_name[KLEAK_CACHE_NAME_LEN] = {};
+/* 1: every allocation gets its own stack (exact mode). N > 1: the sampled
+ * (low-overhead) mode: an allocation's stack is captured when its call site
+ * is new to this CPU's site cache, else with probability 1/N; the others
+ * carry the stack last captured at their call site as a hint, flagged
+ * KLEAK_ALLOC_STACK_HINT. Pairing is exact in both modes: every
+ * allocation is recorded. */
+const volatile __u32 stack_sample_every = 1;
 
 /* max_entries of both maps are set from options at load time. */
 struct {
@@ -90,6 +97,22 @@ struct {
 	__type(value, struct kleak_counters);
 	__uint(max_entries, 1);
 } kleak_counters SEC(".maps");
+
+/* The sampled mode's per-CPU cache of call sites: direct-mapped, so one
+ * inlined array access per allocation decides whether its site is new. */
+struct kleak_site_cache {
+	struct {
+		__u64 call_site;
+		__u64 stack_id; /* last stack captured there on this CPU */
+	} slot[KLEAK_SITE_CACHE_SLOTS];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct kleak_site_cache);
+	__uint(max_entries, 1);
+} kleak_sites SEC(".maps");
 
 static __always_inline struct kleak_counters *counters(void)
 {
@@ -191,6 +214,31 @@ static __always_inline __u64 capture_stack(void *ctx, int *err)
 	return h;
 }
 
+/* The sampled mode: see stack_sample_every. */
+static __always_inline void sampled_stack(void *ctx, struct kleak_alloc *a)
+{
+	__u32 zero = 0;
+	struct kleak_site_cache *sc = bpf_map_lookup_elem(&kleak_sites, &zero);
+	__u64 site = a->call_site;
+	__u32 idx = (__u32)((site >> 4) ^ (site >> 16)) & (KLEAK_SITE_CACHE_SLOTS - 1);
+
+	if (!sc) {
+		a->stack_err = -ENOMEM;
+		return;
+	}
+	if (sc->slot[idx].call_site == site && sc->slot[idx].stack_id &&
+	    bpf_get_prandom_u32() % stack_sample_every) {
+		a->stack_id = sc->slot[idx].stack_id;
+		a->flags |= KLEAK_ALLOC_STACK_HINT;
+		return;
+	}
+	a->stack_id = capture_stack(ctx, &a->stack_err);
+	if (a->stack_err)
+		return;
+	sc->slot[idx].call_site = site;
+	sc->slot[idx].stack_id = a->stack_id;
+}
+
 /* kmalloc_type() of v5.x/6.x: which kmalloc cache family gfp picks. */
 static __always_inline int kmalloc_type_of(__u64 gfp)
 {
@@ -261,10 +309,17 @@ static __always_inline void record_alloc(void *ctx, const void *ptr, __u64 bytes
 	a.flags = flags;
 	a.cache = cache;
 	/* Without a stack the record keeps call_site, and the error is counted. */
-	a.stack_id = capture_stack(ctx, &a.stack_err);
+	if (stack_sample_every <= 1) {
+		a.stack_id = capture_stack(ctx, &a.stack_err);
+	} else {
+		sampled_stack(ctx, &a);
+	}
 	if (a.stack_err)
 		count_stack_error(c, a.stack_err);
-	bpf_get_current_comm(a.comm, sizeof(a.comm));
+	/* Reports take task names from allocations with their own stack: the
+	 * sampled mode skips the copy for the others. */
+	if (!(a.flags & KLEAK_ALLOC_STACK_HINT))
+		bpf_get_current_comm(a.comm, sizeof(a.comm));
 
 	err = map_result(bpf_map_update_elem(&kleak_live, &key, &a, BPF_NOEXIST));
 	if (err == -EEXIST) {
@@ -421,3 +476,4 @@ int kleak_peek_run(void *ctx)
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
+

@@ -42,6 +42,12 @@ enum kleak_counter {
 
 /* struct kleak_alloc.flags */
 #define KLEAK_ALLOC_RECLAIMABLE 0x1 /* from a reclaimable cache (SReclaimable) */
+/* The sampled mode: this allocation's stack was not captured; stack_id is a
+ * hint, the stack last captured at the same call site on that CPU. */
+#define KLEAK_ALLOC_STACK_HINT 0x2
+
+/* Slots of the sampled mode's per-CPU call-site cache (a power of two). */
+#define KLEAK_SITE_CACHE_SLOTS 1024
 
 /* --cache NAME for kmem_cache_alloc: names compared up to this length. */
 #define KLEAK_CACHE_NAME_LEN 32

@@ -1,6 +1,7 @@
 #include "aggregate.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 namespace kleak {
@@ -24,6 +25,22 @@ void add_size(StackGroup& g, uint64_t bytes_alloc) {
 
 }  // namespace
 
+StackGroup& Aggregator::group_for(const kleak_alloc& a, uint64_t key) {
+  auto [it, inserted] = index_.try_emplace(key, agg_.groups.size());
+  if (inserted) {
+    StackGroup g;
+    g.stack_id = a.stack_id;
+    g.stack_err = a.stack_err;
+    g.call_site = a.call_site;
+    g.family = a.family;
+    g.flags = a.flags & ~KLEAK_ALLOC_STACK_HINT;
+    g.cache = a.cache;
+    agg_.groups.push_back(std::move(g));
+    tasks_.emplace_back();
+  }
+  return agg_.groups[it->second];
+}
+
 void Aggregator::add(const LiveAlloc& la) {
   const kleak_alloc& a = la.a;
   ++agg_.live_count;
@@ -33,46 +50,170 @@ void Aggregator::add(const LiveAlloc& la) {
     agg_.live_reclaimable_bytes += a.bytes_alloc;
   else
     agg_.live_unreclaimable_bytes += a.bytes_alloc;
-  const uint64_t key = alloc_key(a);
-  StackTotal& total = totals_[key];
-  total.key = key;
-  total.bytes += a.bytes_alloc;
-  ++total.count;
   uint64_t age = now_ns_ > a.ts_ns ? now_ns_ - a.ts_ns : 0;
-  if (age < min_age_ns_) {
+  const bool young = age < min_age_ns_;
+  if (young) {
     agg_.young_bytes += a.bytes_alloc;
     ++agg_.young_count;
-    return;
+  } else {
+    agg_.bytes += a.bytes_alloc;
+    ++agg_.count;
   }
-  auto [it, inserted] = index_.try_emplace(key, agg_.groups.size());
-  if (inserted) {
-    StackGroup g;
-    g.stack_id = a.stack_id;
-    g.stack_err = a.stack_err;
-    g.call_site = a.call_site;
-    g.family = a.family;
-    g.flags = a.flags;
-    g.cache = a.cache;
-    agg_.groups.push_back(std::move(g));
-    tasks_.emplace_back();
+  if ((a.flags & KLEAK_ALLOC_STACK_HINT) && a.stack_id != 0) return add_unsampled(la, young);
+  const uint64_t key = alloc_key(a);
+  auto [tot, new_total] = totals_.try_emplace(key);
+  if (new_total) {
+    tot->second.key = key;
+    site_keys_[a.call_site].push_back(key);
   }
-  StackGroup& g = agg_.groups[it->second];
+  tot->second.bytes += a.bytes_alloc;
+  ++tot->second.count;
+  if (young) return;
+  StackGroup& g = group_for(a, key);
+  const size_t gi = index_[key];
   g.bytes += a.bytes_alloc;
   ++g.count;
   g.oldest_ts_ns = std::min<uint64_t>(g.oldest_ts_ns, a.ts_ns);
   g.newest_ts_ns = std::max<uint64_t>(g.newest_ts_ns, a.ts_ns);
   add_size(g, a.bytes_alloc);
-  auto [task, new_task] = tasks_[it->second].try_emplace(a.tgid);
+  auto [task, new_task] = tasks_[gi].try_emplace(a.tgid);
   if (new_task) task->second = TaskCount{a.tgid, comm_of(a), 0};
   ++task->second.count;
   if (keep_allocs_) g.allocs.push_back(la);
-  agg_.bytes += a.bytes_alloc;
-  ++agg_.count;
+}
+
+void Aggregator::add_unsampled(const LiveAlloc& la, bool young) {
+  const kleak_alloc& a = la.a;
+  Unsampled& u = unsampled_[a.call_site];
+  if (u.all_count == 0) u.first = a;
+  u.hint_stack_id = a.stack_id;
+  u.all_bytes += a.bytes_alloc;
+  ++u.all_count;
+  if (young) return;
+  u.bytes += a.bytes_alloc;
+  ++u.count;
+  u.oldest_ts_ns = std::min<uint64_t>(u.oldest_ts_ns, a.ts_ns);
+  u.newest_ts_ns = std::max<uint64_t>(u.newest_ts_ns, a.ts_ns);
+  if (keep_allocs_) u.allocs.push_back(la);
+}
+
+namespace {
+
+// Shares `total` out in proportion to `weights` (largest remainder), so the
+// shares add up to `total` exactly.
+std::vector<uint64_t> share(uint64_t total, const std::vector<uint64_t>& weights) {
+  std::vector<uint64_t> out(weights.size(), 0);
+  long double sum = 0;
+  for (uint64_t w : weights) sum += w;
+  if (sum == 0 || total == 0) return out;
+  std::vector<std::pair<long double, size_t>> rest;
+  uint64_t given = 0;
+  for (size_t i = 0; i < weights.size(); ++i) {
+    long double exact = static_cast<long double>(total) * weights[i] / sum;
+    out[i] = static_cast<uint64_t>(exact);
+    given += out[i];
+    rest.emplace_back(exact - out[i], i);
+  }
+  std::sort(rest.begin(), rest.end(), [](const auto& x, const auto& y) {
+    return x.first != y.first ? x.first > y.first : x.second < y.second;
+  });
+  for (size_t k = 0; given < total && k < rest.size(); ++k, ++given) ++out[rest[k].second];
+  return out;
+}
+
+}  // namespace
+
+// Each call site's allocations without a stack of their own go to the
+// site's stacks in the proportions its outstanding sampled allocations show
+// (a stack that leaks keeps its sampled allocations outstanding, one that
+// frees loses them: the split follows what is outstanding, not what is
+// allocated). A site with no sampled allocation outstanding keeps them
+// under the stack last captured there, marked inferred.
+void Aggregator::share_out_unsampled() {
+  for (auto& [site, u] : unsampled_) {
+    const std::vector<uint64_t>* keys = nullptr;
+    if (auto it = site_keys_.find(site); it != site_keys_.end()) keys = &it->second;
+    // Growth totals, any age.
+    std::vector<uint64_t> tcounts, tbytes;
+    if (keys)
+      for (uint64_t k : *keys) {
+        tcounts.push_back(totals_[k].count);
+        tbytes.push_back(totals_[k].bytes);
+      }
+    if (!tcounts.empty()) {
+      auto c = share(u.all_count, tcounts), b = share(u.all_bytes, tbytes);
+      for (size_t i = 0; i < keys->size(); ++i) {
+        totals_[(*keys)[i]].count += c[i];
+        totals_[(*keys)[i]].bytes += b[i];
+      }
+    } else {
+      uint64_t k = group_key(u.hint_stack_id, site);
+      StackTotal& t = totals_[k];
+      t.key = k;
+      t.count += u.all_count;
+      t.bytes += u.all_bytes;
+    }
+    if (u.count == 0) continue;
+    // Reported groups, old enough.
+    std::vector<size_t> groups;
+    std::vector<uint64_t> counts, bytes;
+    if (keys)
+      for (uint64_t k : *keys)
+        if (auto gi = index_.find(k); gi != index_.end()) {
+          groups.push_back(gi->second);
+          counts.push_back(agg_.groups[gi->second].count);
+          bytes.push_back(agg_.groups[gi->second].bytes);
+        }
+    uint64_t sampled = 0, sampled_bytes = 0;
+    for (size_t i = 0; i < groups.size(); ++i) {
+      sampled += counts[i];
+      sampled_bytes += bytes[i];
+    }
+    if (groups.empty()) {
+      kleak_alloc hint = u.first;
+      hint.stack_id = u.hint_stack_id;
+      const uint64_t key = group_key(hint.stack_id, site);
+      StackGroup& g = group_for(hint, key);
+      g.stack_inferred = true;
+      g.estimated = true;
+      g.bytes += u.bytes;
+      g.count += u.count;
+      g.site_bytes = g.bytes;
+      g.site_count = g.count;
+      g.oldest_ts_ns = std::min(g.oldest_ts_ns, u.oldest_ts_ns);
+      g.newest_ts_ns = std::max(g.newest_ts_ns, u.newest_ts_ns);
+      g.allocs.insert(g.allocs.end(), u.allocs.begin(), u.allocs.end());
+      continue;
+    }
+    auto c = share(u.count, counts), b = share(u.bytes, bytes);
+    size_t biggest = 0;
+    for (size_t i = 0; i < groups.size(); ++i) {
+      StackGroup& g = agg_.groups[groups[i]];
+      g.estimated = true;
+      g.sampled = counts[i];
+      g.site_sampled = sampled;
+      g.site_count = sampled + u.count;
+      g.site_bytes = sampled_bytes + u.bytes;
+      double p = static_cast<double>(counts[i]) / static_cast<double>(sampled);
+      g.count_error95 = 1.96 * static_cast<double>(g.site_count) * std::sqrt(p * (1 - p) / static_cast<double>(sampled));
+      g.count += c[i];
+      g.bytes += b[i];
+      g.oldest_ts_ns = std::min(g.oldest_ts_ns, u.oldest_ts_ns);
+      g.newest_ts_ns = std::max(g.newest_ts_ns, u.newest_ts_ns);
+      if (c[i] > c[biggest]) biggest = i;
+    }
+    StackGroup& host = agg_.groups[groups[biggest]];
+    host.allocs.insert(host.allocs.end(), u.allocs.begin(), u.allocs.end());
+  }
+  unsampled_.clear();
+  site_keys_.clear();
 }
 
 Aggregate Aggregator::finish() && {
+  share_out_unsampled();
   for (size_t i = 0; i < agg_.groups.size(); ++i) {
     StackGroup& g = agg_.groups[i];
+    if (!g.estimated) g.sampled = g.count;
     for (auto& [tgid, t] : tasks_[i]) g.tasks.push_back(std::move(t));
     std::sort(g.tasks.begin(), g.tasks.end(), [](const TaskCount& a, const TaskCount& b) {
       return a.count != b.count ? a.count > b.count : a.tgid < b.tgid;

@@ -39,6 +39,23 @@ struct StackGroup {
   std::vector<TaskCount> tasks;  // most allocations first, at most kMaxTasks (exact counts)
   std::vector<LiveAlloc> allocs;  // oldest first, only when asked to keep them
 
+  // The sampled (low-overhead) mode: `bytes` and `count` are estimates when
+  // `estimated`: the allocations at this call site that carry their own
+  // stack (`sampled` of them here, `site_sampled` at the call site) are
+  // split by stack, and the call site's exact totals (`site_bytes`,
+  // `site_count`) are shared out in those proportions. sizes, tasks and ages
+  // describe the sampled allocations. `stack_inferred`: no outstanding
+  // allocation at the call site had its own stack; the stack shown is the
+  // one last captured there.
+  bool estimated = false;
+  bool stack_inferred = false;
+  uint64_t sampled = 0;
+  uint64_t site_sampled = 0;
+  uint64_t site_bytes = 0;
+  uint64_t site_count = 0;
+  // 95% interval half-width of the count estimate (binomial on the share).
+  double count_error95 = 0;
+
   static constexpr size_t kMaxSizes = 8;
   static constexpr size_t kMaxTasks = 8;
 };
@@ -104,6 +121,23 @@ class Aggregator {
   std::unordered_map<uint64_t, StackTotal> totals_;
   // Per group, every task's count: the top kMaxTasks are picked at finish().
   std::vector<std::unordered_map<uint32_t, TaskCount>> tasks_;
+
+  // The sampled mode: per call site, its allocations without a stack of
+  // their own, shared out over the site's stacks at finish().
+  struct Unsampled {
+    uint64_t bytes = 0, count = 0;              // old enough to report
+    uint64_t all_bytes = 0, all_count = 0;      // any age (growth)
+    uint64_t oldest_ts_ns = UINT64_MAX, newest_ts_ns = 0;
+    uint64_t hint_stack_id = 0;  // the stack last captured at the site
+    kleak_alloc first{};
+    std::vector<LiveAlloc> allocs;
+  };
+  std::unordered_map<uint64_t, Unsampled> unsampled_;
+  // Call site -> keys of its groups and totals that have their own stack.
+  std::unordered_map<uint64_t, std::vector<uint64_t>> site_keys_;
+  void add_unsampled(const LiveAlloc& la, bool young);
+  void share_out_unsampled();
+  StackGroup& group_for(const kleak_alloc& a, uint64_t key);
 };
 
 // Feeds every entry of the live map (read in batches) to `a`.

@@ -283,6 +283,7 @@ int run_ci(const TraceOptions& opts) {
   ctx.start_mono_ns = start;
   ctx.live_capacity = loader->live_capacity();
   ctx.stack_capacity = loader->stack_capacity();
+  ctx.stack_sample_every = loader->stack_sample_every();
   ctx.attached = loader->attached();
   ctx.missing = loader->missing();
   describe_filters(cfg, ctx);

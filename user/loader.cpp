@@ -177,6 +177,7 @@ Status Loader::probe_and_configure() {
   std::copy(config_.cache_name.begin(), config_.cache_name.end(), const_cast<char*>(ro->cache_name));
   if (config_.follow_tgids.size() > KLEAK_MAX_TASKS) return make_error("too many processes to follow", E2BIG);
   bpf_program__set_autoload(skel_->progs.kleak_fork, ro->follow_tasks);
+  ro->stack_sample_every = config_.stack_sample_every;
   ro->min_size = config_.min_size_bytes;
   ro->max_size = config_.max_size_bytes;
   if (int err = bpf_map__set_max_entries(skel_->maps.kleak_live, config_.max_allocs); err)

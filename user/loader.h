@@ -33,6 +33,7 @@ struct LoaderConfig {
   std::string cache_label;  // --cache as resolved, for reports
   uint32_t max_allocs = 262144;
   uint32_t stack_storage_size = 16384;
+  uint32_t stack_sample_every = 1;  // see TraceOptions
   std::string btf_path;  // empty: running kernel's BTF
 };
 
@@ -58,6 +59,7 @@ class Loader {
   int peek_map_fd() const;
   uint32_t live_capacity() const { return config_.max_allocs; }
   uint32_t stack_capacity() const { return config_.stack_storage_size; }
+  uint32_t stack_sample_every() const { return config_.stack_sample_every; }
   // Tracepoints attached, e.g. "kmem/kmalloc".
   const std::vector<std::string>& attached() const { return attached_; }
   // Tracepoints this kernel lacks, skipped with a warning.

@@ -55,6 +55,7 @@ std::string validate(const TraceOptions& o) {
   if (o.min_size_bytes > o.max_size_bytes) return "--min-size is larger than --max-size";
   if (o.max_allocs == 0) return "--max-allocs must be at least 1";
   if (o.stack_storage_size == 0) return "--stack-storage-size must be at least 1";
+  if (o.stack_sample_every == 0 || o.stack_sample_every > 1000000) return "--stack-sample must be 1 to 1000000";
   return {};
 }
 
@@ -133,6 +134,15 @@ ParsedCommandLine parse_command_line(const std::vector<std::string>& args, std::
                  "Live-allocation map size (default 262144); a full map is counted, never silent")
       ->group(tuning);
   app.add_option("--stack-storage-size", o.stack_storage_size, "Stack map size (default 16384)")->group(tuning);
+  bool low_overhead = false;
+  app.add_flag("--low-overhead", low_overhead,
+               "Capture the stack of one allocation in 64 per call site (and of each call site's first): "
+               "several times cheaper; per-call-site bytes stay exact, per-stack bytes are estimated")
+      ->group(tuning);
+  app.add_option("--stack-sample", o.stack_sample_every,
+                 "Capture the stack of one allocation in N (1 = every one, the default; --low-overhead is 64)")
+      ->group(tuning)
+      ->excludes("--low-overhead");
   app.add_option("--btf", o.btf_path, "Kernel BTF file, for kernels without /sys/kernel/btf/vmlinux")
       ->group(tuning);
   app.add_flag("-v,--verbose", o.verbosity, "More logging: -v info, -vv libbpf debug and verifier log")
@@ -181,6 +191,7 @@ ParsedCommandLine parse_command_line(const std::vector<std::string>& args, std::
     result.exit_code = kExitOk;
     return result;
   }
+  if (low_overhead) o.stack_sample_every = kLowOverheadSampleEvery;
   if (exact_size) o.min_size_bytes = o.max_size_bytes = *exact_size;
   o.format = format == "json" ? OutputFormat::json : OutputFormat::text;
   if (!peek_addr.empty()) {

@@ -27,6 +27,9 @@ enum CiExitCode : int {
   kCiUnsupported = 4,  // cannot trace here: privileges, BTF, tracepoints (kselftest's skip)
 };
 
+// --low-overhead: one allocation in this many gets its stack captured.
+constexpr uint32_t kLowOverheadSampleEvery = 64;
+
 enum class OutputFormat { text, json };
 
 // How stacks are ranked. score (the default) puts steadily growing stacks
@@ -88,6 +91,11 @@ struct TraceOptions {
   bool quiet = false;
   uint32_t max_allocs = 262144;
   uint32_t stack_storage_size = 16384;
+  // 1: every allocation gets its own stack (exact). N > 1 (--low-overhead:
+  // kLowOverheadSampleEvery): stacks are captured for each call site's
+  // first allocation on a CPU and then one in N; per-stack totals are
+  // estimated from them, per-call-site totals stay exact.
+  uint32_t stack_sample_every = 1;
   std::string btf_path;  // empty: the running kernel's /sys/kernel/btf/vmlinux
   CiOptions ci;
 };

@@ -139,6 +139,13 @@ Report build_report(const SnapshotInfo& snap, const Aggregate& agg, const TraceO
     s.newest_age_ms = age_ms(g.newest_ts_ns);
     s.call_site = make_frame(ksyms, g.call_site);
     s.reclaimable = g.flags & KLEAK_ALLOC_RECLAIMABLE;
+    s.estimated = g.estimated;
+    s.stack_inferred = g.stack_inferred;
+    s.sampled = g.sampled;
+    s.site_sampled = g.site_sampled;
+    s.site_bytes = g.site_bytes;
+    s.site_count = g.site_count;
+    s.count_error95 = g.count_error95;
     if (growth) {
       s.has_growth = true;
       s.growth = growth->growth(group_key(g));
@@ -219,6 +226,10 @@ std::string render_text(const Report& r) {
         signed_bytes(static_cast<double>(rc.sreclaimable_delta)), human_bytes(rc.tracked_reclaimable),
         signed_bytes(static_cast<double>(rc.slab_delta)), human_bytes(rc.tracked_large_kmalloc));
   }
+  if (r.ctx.stack_sample_every > 1)
+    out += fmt::format("  stacks sampled: one allocation in {} (and each call site's first) has its own stack; per-stack "
+                       "totals marked ~ are estimates, per-call-site totals are exact\n",
+                       r.ctx.stack_sample_every);
   if (c[KLEAK_CNT_LIVE_FULL] > 0)
     out += fmt::format("  WARNING: the live map filled up and {} allocations were not tracked: raise --max-allocs\n",
                        c[KLEAK_CNT_LIVE_FULL]);
@@ -249,8 +260,17 @@ std::string render_text(const Report& r) {
     }
     std::string task = s.tasks.empty() ? "" :
         fmt::format(", top task {}/{} ({})", s.tasks[0].comm, s.tasks[0].tgid, s.tasks[0].count);
-    out += fmt::format("\n#{} {} bytes in {} allocations [sizes {}] oldest {}{}{}\n", s.rank, s.bytes, s.count, sizes,
-                       age_text(s.oldest_age_ms), task, s.reclaimable ? " [reclaimable cache]" : "");
+    const char* approx = s.estimated ? "~" : "";
+    out += fmt::format("\n#{} {}{} bytes in {}{} allocations [{}sizes {}] oldest {}{}{}\n", s.rank, approx, s.bytes, approx,
+                       s.count, s.estimated ? "sampled " : "", sizes, age_text(s.oldest_age_ms), task, s.reclaimable ? " [reclaimable cache]" : "");
+    if (s.stack_inferred)
+      out += fmt::format("    (estimated: none of these {} allocations had its stack sampled; the stack shown is the one "
+                         "last captured at their call site)\n",
+                         s.count);
+    else if (s.estimated)
+      out += fmt::format("    (estimated, count +-{:.0f} at 95%: {} of the {} sampled allocations at this call site have "
+                         "this stack; the call site holds exactly {} bytes in {} allocations)\n",
+                         s.count_error95, s.sampled, s.site_sampled, s.site_bytes, s.site_count);
     if (s.has_growth)
       out += fmt::format("    growth: {}/s, {:+.1f} allocs/s ({}, R2 {:.2f}, {} reports)\n",
                          signed_bytes(s.growth.bytes.slope_per_s), s.growth.count.slope_per_s, growth_label(s.growth),
@@ -267,7 +287,7 @@ std::string render_text(const Report& r) {
     if (r.opts->show_allocs)
       for (const AllocLine& a : s.allocs)
         out += fmt::format("      addr 0x{:x} size {} req {} age {} by {}/{}\n", a.addr, a.bytes_alloc, a.bytes_req,
-                           age_text(a.age_ms), a.comm, a.pid);
+                           age_text(a.age_ms), a.comm.empty() ? "?" : a.comm, a.pid);
     if (!s.peeks.empty()) {
       size_t ok = 0;
       for (const PeekResult& p : s.peeks) ok += p.status == KLEAK_PEEK_OK;
@@ -332,6 +352,7 @@ nlohmann::json to_json(const Report& r) {
                                      {"ENOMEM", c[KLEAK_CNT_STACK_ENOMEM]},
                                      {"other", c[KLEAK_CNT_STACK_OTHER]}}}};
   j["complete"] = counters_complete(c);
+  j["stack_sample_every"] = r.ctx.stack_sample_every;
   j["symbols_hidden"] = r.symbols_hidden;
   if (r.peek_addr) {
     std::string hex;
@@ -369,6 +390,11 @@ nlohmann::json to_json(const Report& r) {
                       {"score", s.growth.score}};
     js["bytes"] = s.bytes;
     js["count"] = s.count;
+    js["estimated"] = s.estimated;
+    if (s.estimated)
+      js["estimate"] = {{"stack_inferred", s.stack_inferred},   {"sampled", s.sampled},
+                        {"site_sampled", s.site_sampled},       {"site_bytes", s.site_bytes},
+                        {"site_count", s.site_count},           {"count_error95", s.count_error95}};
     json sizes = json::array();
     for (const SizeCount& sc : s.sizes) sizes.push_back({{"bytes_alloc", sc.bytes_alloc}, {"count", sc.count}});
     js["sizes"] = sizes;

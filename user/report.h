@@ -53,6 +53,14 @@ struct StackReport {
   Frame call_site;
   std::vector<Frame> frames;  // innermost first; tracing frames removed
   std::vector<AllocLine> allocs;
+  // The sampled mode (see StackGroup): bytes/count are estimates.
+  bool estimated = false;
+  bool stack_inferred = false;
+  uint64_t sampled = 0;
+  uint64_t site_sampled = 0;
+  uint64_t site_bytes = 0;
+  uint64_t site_count = 0;
+  double count_error95 = 0;
   bool has_growth = false;  // trace keeps history; CI and one-shot reports may not
   Growth growth;
   std::vector<PeekResult> peeks;  // --peek samples, oldest allocations first
@@ -82,6 +90,7 @@ struct ReportContext {
   uint64_t start_mono_ns = 0;
   uint32_t live_capacity = 0;
   uint32_t stack_capacity = 0;
+  uint32_t stack_sample_every = 1;  // 1: exact stacks; N: sampled mode
   std::vector<std::string> attached;
   std::vector<std::string> missing;
   // The filters in force in the kernel (--cache implies a size).

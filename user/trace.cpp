@@ -36,6 +36,7 @@ class Session {
     ctx_.start_mono_ns = monotonic_ns();
     ctx_.live_capacity = loader.live_capacity();
     ctx_.stack_capacity = loader.stack_capacity();
+    ctx_.stack_sample_every = loader.stack_sample_every();
     ctx_.attached = loader.attached();
     ctx_.missing = loader.missing();
     if (auto m = load_meminfo()) start_meminfo_ = std::move(*m);
@@ -148,6 +149,7 @@ Result<LoaderConfig> loader_config(const TraceOptions& opts) {
   }
   cfg.max_allocs = opts.max_allocs;
   cfg.stack_storage_size = opts.stack_storage_size;
+  cfg.stack_sample_every = opts.stack_sample_every;
   cfg.btf_path = opts.btf_path;
   return cfg;
 }

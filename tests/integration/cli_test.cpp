@@ -154,6 +154,31 @@ uint64_t count_for(const json& report, pid_t tgid, const std::string& fn) {
   return n;
 }
 
+// --low-overhead: stacks are sampled, yet the leak's full stack ranks first
+// and its call site's bytes and count are exact.
+TEST(Cli, LowOverheadNamesTheLeakStackWithExactCallSiteTotals) {
+  KLEAK_REQUIRE_BPF();
+  const int n = 2000;
+  Child holder({KLEAK_MSGHOLD_BIN, std::to_string(n)});
+  ASSERT_TRUE(holder.read_line());
+  json fin = trace_around({"--low-overhead", "--sort", "bytes"}, [&] {
+    holder.send_line("send");
+    ASSERT_EQ(holder.read_line(), "held " + std::to_string(n));
+  });
+  ASSERT_TRUE(fin.is_object()) << "no final report";
+  EXPECT_EQ(fin["stack_sample_every"], 64);
+  ASSERT_FALSE(fin["stacks"].empty());
+  const json& top = fin["stacks"][0];
+  EXPECT_TRUE(stack_has(top, "load_msg")) << top.dump();
+  EXPECT_TRUE(stack_has(top, "do_msgsnd")) << top.dump();
+  ASSERT_TRUE(top["estimated"].get<bool>()) << top.dump();
+  EXPECT_EQ(top["estimate"]["site_count"], n) << top.dump();
+  EXPECT_EQ(top["estimate"]["site_bytes"], static_cast<uint64_t>(n) * 4096) << top.dump();
+  EXPECT_GT(top["estimate"]["sampled"].get<uint64_t>(), 0u);
+  EXPECT_LT(top["estimate"]["sampled"].get<uint64_t>(), static_cast<uint64_t>(n) / 4);
+  EXPECT_EQ(fin["counters"]["live_map_full"], 0);
+}
+
 TEST(Cli, CacheSelectsOneSlabtopRow) {
   KLEAK_REQUIRE_BPF();
   const int n = 30;

@@ -7,6 +7,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <tuple>
 
 #include <gtest/gtest.h>
 
@@ -14,6 +15,7 @@
 #include "env.h"
 #include "ksyms.h"
 #include "loader.h"
+#include "options.h"
 #include "peek.h"
 #include "snapshot.h"
 
@@ -111,13 +113,17 @@ class Tracer : public ::testing::Test {
   static std::string churn() { return KLEAK_CHURN_BIN; }
 };
 
-class HeldMessages : public Tracer, public ::testing::WithParamInterface<int> {};
+// (messages held, stack_sample_every): exact stacks, and the sampled
+// (--low-overhead) mode, where pairing and call-site counts stay exact.
+class HeldMessages : public Tracer, public ::testing::WithParamInterface<std::tuple<int, uint32_t>> {};
 
 TEST_P(HeldMessages, ExactCountAtLoadMsgThenGone) {
-  const int n = GetParam();
+  const auto [n, sample_every] = GetParam();
   Child holder({msghold(), std::to_string(n)});
   expect_line(holder, "ready " + std::to_string(holder.pid()));
-  auto loader = attach();
+  LoaderConfig cfg;
+  cfg.stack_sample_every = sample_every;
+  auto loader = attach(cfg);
   ASSERT_TRUE(loader);
   holder.send_line("send");
   expect_line(holder, "held " + std::to_string(n));
@@ -127,11 +133,21 @@ TEST_P(HeldMessages, ExactCountAtLoadMsgThenGone) {
   EXPECT_EQ(m.count, static_cast<uint64_t>(n));
   EXPECT_EQ(m.sizes, std::set<uint64_t>{4096});
   EXPECT_TRUE(m.do_msgsnd_in_every_stack);
+  uint64_t own_stacks = 0;
   for (const auto& la : held.allocs) {
-    if (la.a.tgid == static_cast<uint32_t>(holder.pid())) {
-      EXPECT_EQ(std::string(la.a.comm, strnlen(la.a.comm, sizeof(la.a.comm))), "kleak-msghold");
+    if (la.a.tgid != static_cast<uint32_t>(holder.pid())) continue;
+    if (la.a.flags & KLEAK_ALLOC_STACK_HINT) {
+      EXPECT_GT(sample_every, 1u);  // only the sampled mode leaves stacks out
+      continue;
     }
+    ++own_stacks;
+    EXPECT_EQ(std::string(la.a.comm, strnlen(la.a.comm, sizeof(la.a.comm))), "kleak-msghold");
   }
+  // Sampled: the call site's first allocation per CPU, then about 1 in N.
+  if (sample_every > 1 && n >= 1000) {
+    EXPECT_LT(own_stacks, static_cast<uint64_t>(n) / 4);
+  }
+  EXPECT_GT(own_stacks, 0u);
   EXPECT_EQ(held.counters[KLEAK_CNT_LIVE_FULL], 0u);
 
   holder.send_line("release");
@@ -141,7 +157,13 @@ TEST_P(HeldMessages, ExactCountAtLoadMsgThenGone) {
   EXPECT_GE(released.counters[KLEAK_CNT_FREE_MATCHED], static_cast<uint64_t>(n));
 }
 
-INSTANTIATE_TEST_SUITE_P(Counts, HeldMessages, ::testing::Values(10, 1000));
+INSTANTIATE_TEST_SUITE_P(Counts, HeldMessages,
+                         ::testing::Values(std::make_tuple(10, 1u), std::make_tuple(1000, 1u),
+                                           std::make_tuple(1000, kLowOverheadSampleEvery)),
+                         [](const auto& info) {
+                           return std::to_string(std::get<0>(info.param)) + "_sample" +
+                                  std::to_string(std::get<1>(info.param));
+                         });
 
 TEST_F(Tracer, PidFilterRecordsOnlyThatProcess) {
   const int n = 20;
@@ -194,15 +216,16 @@ TEST_F(Tracer, SizeFilterRecordsOnlyThatSize) {
 
 // The reverse of HeldMessages: a workload that frees all it allocates must
 // leave nothing behind at its own stacks.
-class Churn : public Tracer, public ::testing::WithParamInterface<const char*> {};
+class Churn : public Tracer, public ::testing::WithParamInterface<std::tuple<const char*, uint32_t>> {};
 
 TEST_P(Churn, LeavesNothingOutstanding) {
-  const std::string mode = GetParam();
+  const std::string mode = std::get<0>(GetParam());
   const int ops = 10000;
   Child work({churn(), mode, std::to_string(ops)});
   expect_line(work, "ready " + std::to_string(work.pid()));
   LoaderConfig cfg;
   cfg.target_tgid = static_cast<uint32_t>(work.pid());
+  cfg.stack_sample_every = std::get<1>(GetParam());
   auto loader = attach(cfg);
   ASSERT_TRUE(loader);
   work.send_line("go");
@@ -239,7 +262,13 @@ TEST_P(Churn, LeavesNothingOutstanding) {
   EXPECT_TRUE(left.empty()) << left.size() << " allocations left, first: " << (left.empty() ? "" : left[0]);
 }
 
-INSTANTIATE_TEST_SUITE_P(Workloads, Churn, ::testing::Values("proc", "msg"));
+INSTANTIATE_TEST_SUITE_P(Workloads, Churn,
+                         ::testing::Combine(::testing::Values("proc", "msg"),
+                                            ::testing::Values(1u, kLowOverheadSampleEvery)),
+                         [](const auto& info) {
+                           return std::string(std::get<0>(info.param)) + "_sample" +
+                                  std::to_string(std::get<1>(info.param));
+                         });
 
 // --peek's reader: the held messages' text is read in place; once they are
 // received the same addresses read as gone, and an address kleak does not

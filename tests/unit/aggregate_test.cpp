@@ -134,5 +134,78 @@ TEST(Aggregate, LargeInputIsLinear) {
   EXPECT_EQ(a.count, 200000u);
 }
 
+// The sampled mode: an allocation without its own stack carries a hint.
+LiveAlloc hinted(uint64_t addr, uint64_t hint, uint64_t bytes, uint64_t ts, uint64_t call_site) {
+  LiveAlloc la = make(addr, static_cast<int32_t>(hint), bytes, ts, 100, "", call_site);
+  la.a.flags |= KLEAK_ALLOC_STACK_HINT;
+  return la;
+}
+
+const StackGroup* find_group(const Aggregate& a, uint64_t stack_id) {
+  for (const StackGroup& g : a.groups)
+    if (g.stack_id == stack_id) return &g;
+  return nullptr;
+}
+
+TEST(Aggregate, SampledModeSharesCallSiteTotalsByOutstandingSamples) {
+  std::vector<LiveAlloc> v;
+  // Call site 0xaaa: stack 1 has 3 sampled outstanding, stack 2 has 1; 12
+  // more allocations there carry hints (whichever stack was last sampled).
+  for (int i = 0; i < 3; ++i) v.push_back(make(0x100 + i, 1, 64, kSec, 100, "t", 0xaaa));
+  v.push_back(make(0x200, 2, 32, kSec, 100, "t", 0xaaa));
+  for (int i = 0; i < 12; ++i) v.push_back(hinted(0x300 + i, i % 2 ? 1 : 2, 64, kSec, 0xaaa));
+  Aggregate a = aggregate(v, 10 * kSec, 0, false);
+  const StackGroup* g1 = find_group(a, 1);
+  const StackGroup* g2 = find_group(a, 2);
+  ASSERT_TRUE(g1 && g2);
+  // Counts split 3:1, bytes 192:32 of the 12 x 64 unsampled bytes.
+  EXPECT_EQ(g1->count, 3u + 9u);
+  EXPECT_EQ(g2->count, 1u + 3u);
+  EXPECT_EQ(g1->bytes + g2->bytes, 3u * 64 + 32 + 12u * 64);
+  EXPECT_EQ(g1->bytes, 192u + 658u);  // 768 * 192/224 = 658.3
+  EXPECT_TRUE(g1->estimated);
+  EXPECT_EQ(g1->sampled, 3u);
+  EXPECT_EQ(g1->site_sampled, 4u);
+  EXPECT_EQ(g1->site_count, 16u);
+  EXPECT_EQ(g1->site_bytes, 3u * 64 + 32 + 12u * 64);
+  EXPECT_GT(g1->count_error95, 0);
+  // The report's totals count every allocation once.
+  EXPECT_EQ(a.count, 16u);
+  EXPECT_EQ(a.bytes, 3u * 64 + 32 + 12u * 64);
+  // Growth totals follow the same split.
+  uint64_t total_count = 0;
+  for (const StackTotal& t : a.totals) total_count += t.count;
+  EXPECT_EQ(total_count, 16u);
+}
+
+TEST(Aggregate, SampledModeWithoutOutstandingSampleInfersTheHintStack) {
+  std::vector<LiveAlloc> v;
+  for (int i = 0; i < 5; ++i) v.push_back(hinted(0x100 + i, 42, 128, kSec, 0xbbb));
+  Aggregate a = aggregate(v, 10 * kSec, 0, false);
+  ASSERT_EQ(a.groups.size(), 1u);
+  EXPECT_EQ(a.groups[0].stack_id, 42u);
+  EXPECT_TRUE(a.groups[0].stack_inferred);
+  EXPECT_EQ(a.groups[0].count, 5u);
+  EXPECT_EQ(a.groups[0].bytes, 640u);
+}
+
+TEST(Aggregate, ExactModeGroupsAreNotEstimates) {
+  std::vector<LiveAlloc> v = {make(1, 3, 10, kSec), make(2, 3, 10, kSec)};
+  Aggregate a = aggregate(v, 10 * kSec, 0, false);
+  ASSERT_EQ(a.groups.size(), 1u);
+  EXPECT_FALSE(a.groups[0].estimated);
+  EXPECT_EQ(a.groups[0].sampled, 2u);
+}
+
+TEST(Aggregate, SampledModeYoungHintsCountOnlyInTotals) {
+  std::vector<LiveAlloc> v = {make(1, 7, 100, kSec, 100, "t", 0xccc), hinted(2, 7, 100, 9 * kSec, 0xccc)};
+  Aggregate a = aggregate(v, 10 * kSec, 5 * kSec, false);
+  ASSERT_EQ(a.groups.size(), 1u);
+  EXPECT_EQ(a.groups[0].count, 1u);
+  EXPECT_EQ(a.young_count, 1u);
+  ASSERT_EQ(a.totals.size(), 1u);
+  EXPECT_EQ(a.totals[0].count, 2u);
+}
+
 }  // namespace
 }  // namespace kleak
