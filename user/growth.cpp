@@ -54,7 +54,15 @@ void rank_groups(Aggregate& agg, SortKey key, const GrowthTracker& tracker) {
     }
   };
   std::stable_sort(agg.groups.begin(), agg.groups.end(), [&](const StackGroup& a, const StackGroup& b) {
+    // By score, steady growth in unreclaimable memory comes first: a
+    // reclaimable cache (buffer heads, dentries) grows with any file I/O and
+    // gives memory back under pressure, so it is rarely the leak.
     double va = value(a), vb = value(b);
+    if (key == SortKey::score) {
+      auto tier = [](const StackGroup& g, double v) { return v <= 0 ? 2 : (g.flags & KLEAK_ALLOC_RECLAIMABLE) ? 1 : 0; };
+      int ta = tier(a, va), tb = tier(b, vb);
+      if (ta != tb) return ta < tb;
+    }
     if (va != vb) return va > vb;
     if (a.bytes != b.bytes) return a.bytes > b.bytes;
     return a.count > b.count;

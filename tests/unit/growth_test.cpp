@@ -71,6 +71,23 @@ TEST(Growth, ScoreRanksTheLeakAboveBiggerStacks) {
   EXPECT_EQ(by_bytes.groups[0].stack_id, kBig);
 }
 
+TEST(Growth, ScoreRanksUnreclaimableGrowthAboveFasterReclaimableGrowth) {
+  // Buffer heads growing 3x faster than the leak, during file I/O.
+  constexpr uint64_t kBufferHeads = 5;
+  GrowthTracker t;
+  for (int i = 0; i < 12; ++i)
+    t.observe(i, report({{kLeak, 40960ull * i}, {kBufferHeads, 3 * 40960ull * i}, {kBig, 5000000}}));
+  Aggregate a = report({{kLeak, 450560}, {kBufferHeads, 3 * 450560}, {kBig, 5000000}});
+  a.groups[1].flags = KLEAK_ALLOC_RECLAIMABLE;
+  rank_groups(a, SortKey::score, t);
+  EXPECT_EQ(a.groups[0].stack_id, kLeak);
+  EXPECT_EQ(a.groups[1].stack_id, kBufferHeads);
+  EXPECT_EQ(a.groups[2].stack_id, kBig);
+  // By growth alone the faster one is first.
+  rank_groups(a, SortKey::growth, t);
+  EXPECT_EQ(a.groups[0].stack_id, kBufferHeads);
+}
+
 TEST(Growth, FreedStackDropsToZeroOnce) {
   GrowthTracker t;
   for (int i = 0; i < 5; ++i) t.observe(i, report({{kLeak, 100000ull * (i + 1)}, {kBig, 1}}));
