@@ -59,6 +59,7 @@ void Aggregator::add(const LiveAlloc& la) {
     agg_.bytes += a.bytes_alloc;
     ++agg_.count;
   }
+  if (a.stack_id != 0) agg_.referenced_stacks.insert(a.stack_id);
   if ((a.flags & KLEAK_ALLOC_STACK_HINT) && a.stack_id != 0) return add_unsampled(la, young);
   const uint64_t key = alloc_key(a);
   auto [tot, new_total] = totals_.try_emplace(key);

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "snapshot.h"
@@ -98,6 +99,9 @@ struct Aggregate {
   uint64_t live_unreclaimable_bytes = 0;
   uint64_t live_reclaimable_bytes = 0;
   uint64_t live_large_kmalloc_bytes = 0;
+  // Every stack id a live allocation referenced, hints included: what the
+  // stack store must keep (stack_reclaim.h).
+  std::unordered_set<uint64_t> referenced_stacks;
 };
 
 // Groups allocations fed one at a time (a map read in batches), so memory

@@ -222,6 +222,7 @@ Status Loader::attach() {
 
 int Loader::live_fd() const { return bpf_map__fd(skel_->maps.kleak_live); }
 int Loader::stacks_fd() const { return bpf_map__fd(skel_->maps.kleak_stacks); }
+int Loader::sites_fd() const { return bpf_map__fd(skel_->maps.kleak_sites); }
 int Loader::counters_fd() const { return bpf_map__fd(skel_->maps.kleak_counters); }
 int Loader::tasks_fd() const { return bpf_map__fd(skel_->maps.kleak_tasks); }
 int Loader::missed_fd() const { return bpf_map__fd(skel_->maps.kleak_missed); }

@@ -55,6 +55,7 @@ class Loader {
   int counters_fd() const;
   int tasks_fd() const;
   int missed_fd() const;
+  int sites_fd() const;
   int peek_prog_fd() const;
   int peek_map_fd() const;
   uint32_t live_capacity() const { return config_.max_allocs; }

@@ -226,6 +226,9 @@ std::string render_text(const Report& r) {
         signed_bytes(static_cast<double>(rc.sreclaimable_delta)), human_bytes(rc.tracked_reclaimable),
         signed_bytes(static_cast<double>(rc.slab_delta)), human_bytes(rc.tracked_large_kmalloc));
   }
+  if (r.ctx.stacks_stored > 0 || r.ctx.stacks_reclaimed > 0)
+    out += fmt::format("  stack store: {} of {} stacks; {} reclaimed so far (no live allocation used them)\n",
+                       r.ctx.stacks_stored, r.ctx.stack_capacity, r.ctx.stacks_reclaimed);
   if (r.ctx.stack_sample_every > 1)
     out += fmt::format("  stacks sampled: one allocation in {} (and each call site's first) has its own stack; per-stack "
                        "totals marked ~ are estimates, per-call-site totals are exact\n",
@@ -334,7 +337,9 @@ nlohmann::json to_json(const Report& r) {
   j["live"] = {{"allocations", r.live_count},
                {"capacity", r.ctx.live_capacity},
                {"fill_pct", r.ctx.live_capacity ? 100.0 * static_cast<double>(r.live_count) / r.ctx.live_capacity : 0.0},
-               {"stack_capacity", r.ctx.stack_capacity}};
+               {"stack_capacity", r.ctx.stack_capacity},
+               {"stacks_stored", r.ctx.stacks_stored},
+               {"stacks_reclaimed", r.ctx.stacks_reclaimed}};
   j["counters"] = {{"allocs_seen", c[KLEAK_CNT_ALLOC_SEEN]},
                    {"allocs_recorded", c[KLEAK_CNT_ALLOC_RECORDED]},
                    {"allocs_filtered", c[KLEAK_CNT_ALLOC_FILTERED]},

@@ -91,6 +91,10 @@ struct ReportContext {
   uint32_t live_capacity = 0;
   uint32_t stack_capacity = 0;
   uint32_t stack_sample_every = 1;  // 1: exact stacks; N: sampled mode
+  // The stack store after the last sweep (stack_reclaim.h); stacks_stored 0
+  // with stacks_reclaimed 0: no sweep ran.
+  uint64_t stacks_stored = 0;
+  uint64_t stacks_reclaimed = 0;
   std::vector<std::string> attached;
   std::vector<std::string> missing;
   // The filters in force in the kernel (--cache implies a size).

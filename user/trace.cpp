@@ -22,6 +22,7 @@
 #include "procfs.h"
 #include "report.h"
 #include "snapshot.h"
+#include "stack_reclaim.h"
 #include "sys.h"
 
 namespace kleak {
@@ -67,6 +68,33 @@ class Session {
     return rc;
   }
 
+  // Sweeps the stack store (see stack_reclaim.h). A failure is a warning:
+  // reports stay right, the store may fill (counted as stack ENOMEM).
+  void reclaim_stacks(const std::unordered_set<uint64_t>& referenced) {
+    auto r = reclaimer_.sweep(loader_.stacks_fd(), loader_.sites_fd(), referenced);
+    if (!r) {
+      log_warn("stack store sweep: {}", r.error().message);
+      return;
+    }
+    last_sweep_ns_ = monotonic_ns();
+    ctx_.stacks_stored = reclaimer_.stored();
+    ctx_.stacks_reclaimed = reclaimer_.reclaimed_total();
+    if (r->reclaimed) log_info("stack store: {} stacks, {} reclaimed", r->stored, r->reclaimed);
+  }
+
+  // Between reports (or on runs with only a final one), sweeps every
+  // kReclaimPeriodS: reads the live map for what it references.
+  void maintain() {
+    if (monotonic_ns() - last_sweep_ns_ < static_cast<uint64_t>(kReclaimPeriodS * 1e9)) return;
+    Aggregator referenced(monotonic_ns(), 0, false);
+    if (auto read = aggregate_map(loader_.live_fd(), referenced); !read) {
+      log_warn("stack store sweep: {}", read.error().message);
+      last_sweep_ns_ = monotonic_ns();
+      return;
+    }
+    reclaim_stacks(std::move(referenced).finish().referenced_stacks);
+  }
+
   // Prints one report. Returns an exit status to stop with, or -1 to go on.
   int report(bool final_report) {
     ++ctx_.seq;
@@ -84,6 +112,7 @@ class Session {
     }
     const uint64_t t1 = monotonic_ns();
     Aggregate agg = std::move(aggregator).finish();
+    reclaim_stacks(agg.referenced_stacks);
     growth_.observe(static_cast<double>(snap->mono_ns - ctx_.start_mono_ns) / 1e9, agg);
     rank_groups(agg, opts_.sort, growth_);
     const uint64_t t2 = monotonic_ns();
@@ -118,6 +147,8 @@ class Session {
   Output output_;
   ReportContext ctx_;
   GrowthTracker growth_;
+  StackReclaimer reclaimer_;
+  uint64_t last_sweep_ns_ = monotonic_ns();
   std::optional<Meminfo> start_meminfo_;  // at start, for Reconciliation
 };
 
@@ -220,8 +251,11 @@ int run_trace(const TraceOptions& opts) {
   const uint64_t step = opts.interval_s > 0 ? static_cast<uint64_t>(opts.interval_s * 1e9) : 0;
   uint64_t next = step ? start + step : 0;
   uint64_t reports = 0;
+  const uint64_t maint_step = static_cast<uint64_t>(kReclaimPeriodS * 1e9);
   for (;;) {
     uint64_t wake = next && deadline ? std::min(next, deadline) : (next ? next : deadline);
+    const uint64_t maint = monotonic_ns() + maint_step;
+    wake = wake ? std::min(wake, maint) : maint;
     int sig = wait_until(stop_set, wake);
     if (sig != 0) {
       // A second Ctrl-C while the final report is printed ends kleak at once;
@@ -236,6 +270,7 @@ int run_trace(const TraceOptions& opts) {
       int rc = session.report(true);
       return rc < 0 ? kExitOk : rc;
     }
+    if (!next || now < next) session.maintain();
     if (next && now >= next) {
       ++reports;
       bool last = opts.count > 0 && reports >= opts.count;
