@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <set>
 
 #include "privileges.h"
 
@@ -20,11 +21,33 @@ namespace {
 // while its tests run (not while ctest lists them), so root tests from
 // different builds (worktrees, a bench run under
 // `flock /run/lock/kleak-bpf.lock`) never see each other's kleak_* programs.
+// Ids of kleak programs loaded when this process took the lock: not the
+// tests' (e.g. a long soak run, bench/soak.py, which does not hold the
+// lock), so loaded_kleak_programs() leaves them out.
+std::set<uint32_t>& foreign_programs() {
+  static std::set<uint32_t> ids;
+  return ids;
+}
+
+template <typename Fn>
+void for_each_kleak_program(Fn fn) {
+  uint32_t id = 0;
+  while (bpf_prog_get_next_id(id, &id) == 0) {
+    int fd = bpf_prog_get_fd_by_id(id);
+    if (fd < 0) continue;  // unloaded meanwhile
+    bpf_prog_info info{};
+    uint32_t len = sizeof(info);
+    if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && std::strncmp(info.name, "kleak_", 6) == 0) fn(id, info);
+    close(fd);
+  }
+}
+
 class MachineLock : public ::testing::Environment {
  public:
   void SetUp() override {
     fd_ = open("/run/lock/kleak-bpf.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd_ >= 0) flock(fd_, LOCK_EX);
+    for_each_kleak_program([](uint32_t id, const bpf_prog_info&) { foreign_programs().insert(id); });
   }
   void TearDown() override {
     if (fd_ >= 0) close(fd_);
@@ -52,16 +75,9 @@ std::string bpf_unavailable_reason() {
 
 std::vector<std::string> loaded_kleak_programs() {
   std::vector<std::string> names;
-  uint32_t id = 0;
-  while (bpf_prog_get_next_id(id, &id) == 0) {
-    int fd = bpf_prog_get_fd_by_id(id);
-    if (fd < 0) continue;  // unloaded meanwhile
-    bpf_prog_info info{};
-    uint32_t len = sizeof(info);
-    if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && std::strncmp(info.name, "kleak_", 6) == 0)
-      names.emplace_back(info.name);
-    close(fd);
-  }
+  for_each_kleak_program([&names](uint32_t id, const bpf_prog_info& info) {
+    if (!foreign_programs().count(id)) names.emplace_back(info.name);
+  });
   return names;
 }
 

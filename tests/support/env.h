@@ -15,7 +15,9 @@ namespace kleak::test {
 std::string bpf_unavailable_reason();
 bool running_in_ci();
 
-// Names of loaded BPF programs whose name starts with "kleak_".
+// Names of loaded BPF programs whose name starts with "kleak_", except those
+// already loaded when this test process took the machine lock (not a test's:
+// e.g. bench/soak.py runs for an hour without the lock).
 std::vector<std::string> loaded_kleak_programs();
 
 }  // namespace kleak::test
