@@ -7,7 +7,10 @@
 # each tracer's added cost relative to memleak's when memleak ran.
 # Run as root on an otherwise idle machine.
 #
-# usage: bench/overhead.sh [ROUNDS] [MSG_OPS] [PROC_OPS]
+# usage: bench/overhead.sh [ROUNDS] [MSG_OPS] [PROC_OPS] [PIPE_OPS]
+#
+# Workloads (bench/workload.c): msg (1 kmalloc + 2 kfree per op), proc (12
+# slab events per op), pipe (page-heavy: 16 KiB through a fresh pipe).
 #
 # Environment:
 #   KLEAK_BENCH_TRACERS  which to run, in this order (default: every one
@@ -17,6 +20,7 @@
 #   KLEAK_BENCH_MEMLEAK  path to a libbpf-tools memleak binary (bcc's
 #                        libbpf-tools are not packaged by Debian 12; see
 #                        docs/performance.md for how ours was built)
+#   KLEAK_BENCH_WORKLOADS  which workloads (default: msg proc pipe)
 #   KLEAK_BUILD_DIR      kleak's build directory (default build/)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,6 +28,7 @@ build=${KLEAK_BUILD_DIR:-$here/build}
 rounds=${1:-7}
 msg_ops=${2:-200000}
 proc_ops=${3:-100000}
+pipe_ops=${4:-50000}
 kleak=$build/kleak
 work=$build/bench/kleak-bench-work
 memleak=${KLEAK_BENCH_MEMLEAK:-}
@@ -143,9 +148,8 @@ stop_tracer() {
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
 echo "machine: $(nproc) CPUs, $(uname -r); rounds $rounds; tracers: none ${tracers[*]}"
-for wl in msg proc; do
-  ops=$msg_ops
-  [ "$wl" = proc ] && ops=$proc_ops
+for wl in ${KLEAK_BENCH_WORKLOADS:-msg proc pipe}; do
+  case $wl in msg) ops=$msg_ops ;; proc) ops=$proc_ops ;; pipe) ops=$pipe_ops ;; *) echo "unknown workload $wl" >&2; exit 2 ;; esac
   "$work" "$wl" $((ops / 10)) >/dev/null  # warm caches
   : >"$tmp/$wl.none"
   for t in "${tracers[@]}"; do : >"$tmp/$wl.$t"; : >"$tmp/$wl.$t.mem"; done
