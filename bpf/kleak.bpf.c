@@ -296,8 +296,10 @@ static __always_inline void record_alloc(void *ctx, const void *ptr, __u64 bytes
 		stale = bpf_map_lookup_elem(&kleak_live, &key);
 		if (stale) {
 			note_missed_free(stale);
-			bpf_map_delete_elem(&kleak_live, &key);
-			count(c, KLEAK_CNT_MISSED_FILTERED);
+			/* Counted only if the record really left the map, so
+			 * live = recorded - matched - missed holds. */
+			if (!map_result(bpf_map_delete_elem(&kleak_live, &key)))
+				count(c, KLEAK_CNT_MISSED_FILTERED);
 		}
 		return;
 	}
@@ -329,8 +331,10 @@ static __always_inline void record_alloc(void *ctx, const void *ptr, __u64 bytes
 
 		if (stale)
 			note_missed_free(stale);
-		count(c, KLEAK_CNT_ALLOC_REPLACED);
 		err = map_result(bpf_map_update_elem(&kleak_live, &key, &a, BPF_ANY));
+		/* If the overwrite failed the stale record stays: not replaced. */
+		if (!err)
+			count(c, KLEAK_CNT_ALLOC_REPLACED);
 	}
 	if (!err)
 		count(c, KLEAK_CNT_ALLOC_RECORDED);
