@@ -55,7 +55,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, __u64);
 	__type(value, struct kleak_stack);
-	__uint(max_entries, 16384);
+	__uint(max_entries, 8192);
 } kleak_stacks SEC(".maps");
 
 /* Per-CPU room to capture a stack in: too large for the BPF stack. */

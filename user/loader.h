@@ -32,7 +32,7 @@ struct LoaderConfig {
   std::string cache_name;
   std::string cache_label;  // --cache as resolved, for reports
   uint32_t max_allocs = 262144;
-  uint32_t stack_storage_size = 16384;
+  uint32_t stack_storage_size = 8192;
   uint32_t stack_sample_every = 1;  // see TraceOptions
   std::string btf_path;  // empty: running kernel's BTF
 };

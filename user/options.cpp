@@ -133,7 +133,7 @@ ParsedCommandLine parse_command_line(const std::vector<std::string>& args, std::
   app.add_option("--max-allocs", o.max_allocs,
                  "Live-allocation map size (default 262144); a full map is counted, never silent")
       ->group(tuning);
-  app.add_option("--stack-storage-size", o.stack_storage_size, "Stack map size (default 16384)")->group(tuning);
+  app.add_option("--stack-storage-size", o.stack_storage_size, "Distinct stacks kept (default 8192; unused ones are reclaimed)")->group(tuning);
   bool low_overhead = false;
   app.add_flag("--low-overhead", low_overhead,
                "Capture the stack of one allocation in 64 per call site (and of each call site's first): "

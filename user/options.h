@@ -90,7 +90,7 @@ struct TraceOptions {
   int verbosity = 0;
   bool quiet = false;
   uint32_t max_allocs = 262144;
-  uint32_t stack_storage_size = 16384;
+  uint32_t stack_storage_size = 8192;
   // 1: every allocation gets its own stack (exact). N > 1 (--low-overhead:
   // kLowOverheadSampleEvery): stacks are captured for each call site's
   // first allocation on a CPU and then one in N; per-stack totals are
