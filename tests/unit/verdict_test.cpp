@@ -89,6 +89,10 @@ TEST(Verdict, KnownKernelCaches) {
   EXPECT_EQ(known_cache(frames({"__kmalloc_node_noprof", "alloc_slab_obj_exts", "allocate_slab", "___slab_alloc",
                                 "__kmalloc_node_noprof", "load_msg"})),
             "slab metadata");
+  EXPECT_EQ(known_cache(frames({"kmem_cache_alloc", "security_inode_alloc", "inode_init_always", "alloc_inode",
+                                "new_inode", "proc_pid_make_inode", "do_readlinkat"})),
+            "inode security blob");
+  EXPECT_EQ(known_cache(frames({"kmem_cache_alloc", "security_inode_alloc"})), "");
 }
 
 TEST(Verdict, DecideThresholds) {
