@@ -220,13 +220,16 @@ Status Loader::attach() {
   return {};
 }
 
-int Loader::live_fd() const { return bpf_map__fd(skel_->maps.kleak_live); }
-int Loader::stacks_fd() const { return bpf_map__fd(skel_->maps.kleak_stacks); }
-int Loader::sites_fd() const { return bpf_map__fd(skel_->maps.kleak_sites); }
-int Loader::counters_fd() const { return bpf_map__fd(skel_->maps.kleak_counters); }
-int Loader::tasks_fd() const { return bpf_map__fd(skel_->maps.kleak_tasks); }
-int Loader::missed_fd() const { return bpf_map__fd(skel_->maps.kleak_missed); }
-int Loader::peek_prog_fd() const { return bpf_program__fd(skel_->progs.kleak_peek_run); }
-int Loader::peek_map_fd() const { return bpf_map__fd(skel_->maps.kleak_peek); }
+int Loader::map_fd(const std::string& name) const {
+  const bpf_map* map = bpf_object__find_map_by_name(skel_->obj, name.c_str());
+  return map ? bpf_map__fd(map) : -1;
+}
+
+int Loader::prog_fd(const std::string& name) const {
+  const bpf_program* prog = bpf_object__find_program_by_name(skel_->obj, name.c_str());
+  return prog ? bpf_program__fd(prog) : -1;
+}
+
+const bpf_object_skeleton& Loader::skeleton() const { return *skel_->skeleton; }
 
 }  // namespace kleak
