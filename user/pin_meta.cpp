@@ -79,13 +79,13 @@ std::string pin_meta_to_json(const PinMeta& m) {
 }
 
 Result<PinMeta> parse_pin_meta(std::string_view text) {
-  if (text.size() > kPinMetaMaxBytes) return make_error("session metadata larger than 16 KiB", EINVAL);
+  if (text.size() > kPinMetaMaxBytes) return make_error("session metadata larger than 16 KiB", 0);
   json j = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
-  if (!j.is_object()) return make_error("session metadata is not a JSON object", EINVAL);
+  if (!j.is_object()) return make_error("session metadata is not a JSON object", 0);
   PinMeta m;
   std::string schema, why;
-  if (!get_field(j, "schema", schema, why)) return make_error("session metadata: " + why, EINVAL);
-  if (schema != kSchema) return make_error("session metadata has schema " + schema + ", not " + kSchema, EINVAL);
+  if (!get_field(j, "schema", schema, why)) return make_error("session metadata: " + why, 0);
+  if (schema != kSchema) return make_error("session metadata has schema " + schema + ", not " + kSchema, 0);
   bool ok = get_field(j, "version", m.version, why) && get_field(j, "abi", m.abi, why) &&
             get_field(j, "boot_id", m.boot_id, why) && get_field(j, "kernel", m.kernel, why) &&
             get_field(j, "start_mono_ns", m.start_mono_ns, why) && get_field(j, "start_unix_ns", m.start_unix_ns, why) &&
@@ -96,17 +96,17 @@ Result<PinMeta> parse_pin_meta(std::string_view text) {
             get_field(j, "stack_storage_size", m.stack_storage_size, why) &&
             get_field(j, "stack_sample_every", m.stack_sample_every, why) &&
             get_strings(j, "attached", m.attached, why) && get_strings(j, "missing", m.missing, why);
-  if (!ok) return make_error("session metadata: " + why, EINVAL);
+  if (!ok) return make_error("session metadata: " + why, 0);
   auto mi = j.find("meminfo");
-  if (mi == j.end() || !mi->is_object()) return make_error("session metadata: meminfo is not an object", EINVAL);
+  if (mi == j.end() || !mi->is_object()) return make_error("session metadata: meminfo is not an object", 0);
   for (auto it = mi->begin(); it != mi->end(); ++it) {
-    if (!it.value().is_number_unsigned()) return make_error("session metadata: meminfo holds a non-count", EINVAL);
+    if (!it.value().is_number_unsigned()) return make_error("session metadata: meminfo holds a non-count", 0);
     m.meminfo[it.key()] = it.value().get<uint64_t>();
   }
-  if (m.min_size_bytes > m.max_size_bytes) return make_error("session metadata: min_size_bytes > max_size_bytes", EINVAL);
+  if (m.min_size_bytes > m.max_size_bytes) return make_error("session metadata: min_size_bytes > max_size_bytes", 0);
   if (m.max_allocs == 0 || m.stack_storage_size == 0)
-    return make_error("session metadata: a map size is 0", EINVAL);
-  if (m.stack_sample_every == 0) return make_error("session metadata: stack_sample_every is 0", EINVAL);
+    return make_error("session metadata: a map size is 0", 0);
+  if (m.stack_sample_every == 0) return make_error("session metadata: stack_sample_every is 0", 0);
   return m;
 }
 
