@@ -10,6 +10,8 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <set>
+#include <algorithm>
 #include <sstream>
 #include <thread>
 
@@ -30,48 +32,62 @@ using test::run;
 const std::string kKleak = KLEAK_BIN;
 const std::string kDir = "/sys/fs/bpf/kleak";
 
-// Names of kleak's links (by their program's name) and maps now loaded.
-std::vector<std::string> kleak_links() {
-  std::vector<std::string> names;
+// Ids of the kleak_* programs, links (by their program's name) and maps
+// loaded now. Tests compare against the ids seen before they ran, so a
+// kleak another user runs on this machine does not count.
+struct KleakIds {
+  std::set<uint32_t> progs, links, maps;
+  bool subset_of(const KleakIds& o) const {
+    auto in = [](const std::set<uint32_t>& a, const std::set<uint32_t>& b) {
+      return std::includes(b.begin(), b.end(), a.begin(), a.end());
+    };
+    return in(progs, o.progs) && in(links, o.links) && in(maps, o.maps);
+  }
+};
+
+bool is_kleak_prog(uint32_t id) {
+  int fd = bpf_prog_get_fd_by_id(id);
+  if (fd < 0) return false;
+  bpf_prog_info info{};
+  uint32_t len = sizeof(info);
+  bool mine = bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && std::strncmp(info.name, "kleak_", 6) == 0;
+  close(fd);
+  return mine;
+}
+
+KleakIds kleak_ids() {
+  KleakIds ids;
   uint32_t id = 0;
+  while (bpf_prog_get_next_id(id, &id) == 0)
+    if (is_kleak_prog(id)) ids.progs.insert(id);
+  id = 0;
   while (bpf_link_get_next_id(id, &id) == 0) {
     int fd = bpf_link_get_fd_by_id(id);
     if (fd < 0) continue;
     bpf_link_info info{};
     uint32_t len = sizeof(info);
-    if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0) {
-      int pfd = bpf_prog_get_fd_by_id(info.prog_id);
-      bpf_prog_info pinfo{};
-      uint32_t plen = sizeof(pinfo);
-      if (pfd >= 0 && bpf_obj_get_info_by_fd(pfd, &pinfo, &plen) == 0 && std::strncmp(pinfo.name, "kleak_", 6) == 0)
-        names.emplace_back(pinfo.name);
-      if (pfd >= 0) close(pfd);
-    }
+    if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && is_kleak_prog(info.prog_id)) ids.links.insert(id);
     close(fd);
   }
-  return names;
-}
-
-std::vector<std::string> kleak_maps() {
-  std::vector<std::string> names;
-  uint32_t id = 0;
+  id = 0;
   while (bpf_map_get_next_id(id, &id) == 0) {
     int fd = bpf_map_get_fd_by_id(id);
     if (fd < 0) continue;
     bpf_map_info info{};
     uint32_t len = sizeof(info);
     if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && std::strncmp(info.name, "kleak_", 6) == 0)
-      names.emplace_back(info.name);
+      ids.maps.insert(id);
     close(fd);
   }
-  return names;
+  return ids;
 }
 
-// Polls until no kleak program, link or map is loaded (teardown after the
-// last reference goes is deferred by RCU), or the timeout passes.
-bool nothing_left_within(std::chrono::milliseconds timeout) {
+// Polls until no kleak program, link or map is loaded that was not there
+// `before` (teardown after the last reference goes is deferred by RCU), or
+// the timeout passes.
+bool nothing_left_within(const KleakIds& before, std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!test::loaded_kleak_programs().empty() || !kleak_links().empty() || !kleak_maps().empty()) {
+  while (!kleak_ids().subset_of(before)) {
     if (std::chrono::steady_clock::now() > deadline) return false;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
@@ -110,14 +126,19 @@ std::pair<uint64_t, uint64_t> held_messages(const json& report, pid_t tgid) {
 
 class Pinned : public ::testing::Test {
  protected:
-  void SetUp() override { KLEAK_REQUIRE_BPF(); }
+  void SetUp() override {
+    KLEAK_REQUIRE_BPF();
+    before_ = kleak_ids();
+  }
   void TearDown() override {
     if (!test::bpf_unavailable_reason().empty()) return;
     auto r = run({kKleak, "stop", "--force", "-q"});
     EXPECT_TRUE(r.status == 0 || r.status == 3) << r.err;
-    EXPECT_TRUE(nothing_left_within(std::chrono::seconds(5)));
+    EXPECT_TRUE(nothing_left_within(before_, std::chrono::seconds(5)));
     EXPECT_TRUE(kleak_pins().empty());
   }
+  bool nothing_left() const { return nothing_left_within(before_, std::chrono::seconds(5)); }
+  KleakIds before_;
   static test::RunResult start(std::vector<std::string> extra = {}) {
     std::vector<std::string> argv = {kKleak, "start", "--mount-bpffs", "-q"};
     argv.insert(argv.end(), extra.begin(), extra.end());
@@ -129,14 +150,18 @@ TEST_F(Pinned, StartThenReportsFromNewProcessesThenStopLeavesNothing) {
   const int n = 25;
   Child holder({KLEAK_MSGHOLD_BIN, std::to_string(n)});
   ASSERT_TRUE(holder.read_line());
-  auto s = start({"--size", "4096"});
+  // -p: other processes on this machine may send messages too.
+  auto s = start({"--size", "4096", "-p", std::to_string(holder.pid())});
   ASSERT_EQ(s.status, 0) << s.err;
   EXPECT_TRUE(s.err.empty()) << s.err;
   struct stat st {};
   ASSERT_EQ(stat(kDir.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 07777, 0700u);
-  EXPECT_FALSE(test::loaded_kleak_programs().empty());
-  EXPECT_EQ(kleak_links().size(), 4u);  // kmalloc, kfree, kmem_cache_alloc, kmem_cache_free
+  KleakIds now = kleak_ids();
+  EXPECT_FALSE(now.subset_of(before_));
+  size_t links = 0;
+  for (uint32_t id : now.links) links += before_.links.count(id) == 0;
+  EXPECT_EQ(links, 4u);  // kmalloc, kfree, kmem_cache_alloc, kmem_cache_free
 
   holder.send_line("send");
   ASSERT_EQ(holder.read_line(), "held " + std::to_string(n));
@@ -146,6 +171,7 @@ TEST_F(Pinned, StartThenReportsFromNewProcessesThenStopLeavesNothing) {
     json rep = json::parse(r.out);
     EXPECT_EQ(rep["final"], false);
     EXPECT_EQ(rep["filters"]["min_size_bytes"], 4096);
+    EXPECT_EQ(rep["filters"]["pid"], holder.pid());
     EXPECT_GT(rep["elapsed_s"].get<double>(), 0.0);
     auto [count, bytes] = held_messages(rep, holder.pid());
     EXPECT_EQ(count, static_cast<uint64_t>(n)) << r.out;
@@ -165,7 +191,7 @@ TEST_F(Pinned, StartThenReportsFromNewProcessesThenStopLeavesNothing) {
   EXPECT_EQ(held_messages(fin, holder.pid()).first, 0u) << "released messages still reported";
   EXPECT_EQ(lines(stop.err), 1) << stop.err;  // "session stopped"
   EXPECT_FALSE(std::filesystem::exists(kDir));
-  EXPECT_TRUE(nothing_left_within(std::chrono::seconds(5)));
+  EXPECT_TRUE(nothing_left());
 }
 
 TEST_F(Pinned, RefusesASecondStartAndReportsWithoutASession) {
@@ -256,7 +282,7 @@ TEST_F(Pinned, KilledStartLeavesNothingAfterStop) {
     auto stop = run({kKleak, "stop", "-q"});
     EXPECT_TRUE(stop.status == 0 || stop.status == 3) << delay_ms << " ms: " << stop.err;
     EXPECT_TRUE(kleak_pins().empty()) << delay_ms << " ms";
-    EXPECT_TRUE(nothing_left_within(std::chrono::seconds(5))) << delay_ms << " ms";
+    EXPECT_TRUE(nothing_left()) << delay_ms << " ms";
   }
   // And killed the moment its half-built directory shows up.
   for (int i = 0; i < 5; ++i, ++runs) {
@@ -275,7 +301,7 @@ TEST_F(Pinned, KilledStartLeavesNothingAfterStop) {
     auto stop = run({kKleak, "stop", "-q"});
     EXPECT_TRUE(stop.status == 0 || stop.status == 3) << stop.err;
     EXPECT_TRUE(kleak_pins().empty());
-    EXPECT_TRUE(nothing_left_within(std::chrono::seconds(5)));
+    EXPECT_TRUE(nothing_left());
   }
   std::cout << "[ info     ] of " << runs << " starts killed, " << complete << " had finished, " << half
             << " left a half-built directory\n";
