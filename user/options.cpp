@@ -26,6 +26,7 @@ Examples:
   kleak --cache kmalloc-cg-4k   only that slabtop row's allocations (or --cache dentry, ...)
   kleak -p 1234 -o 1000      allocations made by process 1234, older than 1 s
   kleak -a -T 3 5            also list addresses, sizes and ages of the top 3 stacks
+  kleak --low-overhead -d 600   sampled stacks, several times cheaper (production)
   kleak triage               first: which memory grows? (samples /proc for a minute, no BPF)
   kleak start; kleak report; kleak stop   slow leaks: keep tracing after kleak exits (pinned in bpffs)
 
