@@ -1,5 +1,7 @@
 #include "options.h"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <charconv>
 #include <ostream>
@@ -36,6 +38,20 @@ With --ci: 0 no leak, 1 leak found, 2 usage, 3 incomplete (allocations lost,
 or interrupted), 4 cannot trace here (privileges, BTF, tracepoints).
 Needs root (or CAP_BPF+CAP_PERFMON) and a kernel with BTF; tracefs is not needed.)";
 
+constexpr const char* kServeDescription =
+    "kleak serve: trace like kleak trace, and answer Prometheus scrapes of /metrics.\n"
+    "Each scrape takes a snapshot: the top stacks' outstanding bytes and allocations,\n"
+    "their growth rate, and kleak's own loss counters. Ctrl-C or SIGTERM stops it.";
+
+constexpr const char* kServeExamples = R"(
+Examples:
+  kleak serve                                 serve http://127.0.0.1:9745/metrics
+  kleak serve --listen 127.0.0.1:9100 -T 20   the top 20 stacks, on port 9100
+  kleak serve --listen 0.0.0.0:9745 --listen-any   every interface (the stack names are visible to anyone)
+
+Prometheus: scrape_configs: [{job_name: kleak, static_configs: [{targets: ['127.0.0.1:9745']}]}]
+Exit status: 0 stopped, 1 runtime failure (privileges, BTF, attach, address in use), 2 usage error.)";
+
 }  // namespace
 
 std::string validate(const TraceOptions& o) {
@@ -56,15 +72,62 @@ std::string validate(const TraceOptions& o) {
   if (o.max_allocs == 0) return "--max-allocs must be at least 1";
   if (o.stack_storage_size == 0) return "--stack-storage-size must be at least 1";
   if (o.stack_sample_every == 0 || o.stack_sample_every > 1000000) return "--stack-sample must be 1 to 1000000";
+  if (o.folded_count && o.format != OutputFormat::folded) return "--folded-count needs --format folded";
+  if (o.serve.enabled) {
+    if (o.ci.enabled) return "serve excludes --ci";
+    if (o.interval_s > 0 || o.count > 0) return "serve takes no interval or count: Prometheus decides when to look";
+    if (o.show_allocs || o.peek_bytes > 0 || o.peek_addr != 0)
+      return "serve shows no addresses or contents: -a, --peek and --peek-addr are for kleak trace";
+    auto addr = parse_listen_address(o.serve.listen);
+    if (!addr) return "--listen wants ADDR:PORT, e.g. 127.0.0.1:9745 or [::1]:9745";
+    if (!addr->loopback && !o.serve.listen_any)
+      return "--listen " + o.serve.listen +
+             " is not a loopback address: /metrics names kernel functions; add --listen-any to serve it anyway";
+  }
   return {};
 }
 
+std::optional<ListenAddress> parse_listen_address(const std::string& text) {
+  ListenAddress a;
+  std::string port;
+  if (!text.empty() && text[0] == '[') {
+    auto close = text.find("]:");
+    if (close == std::string::npos) return std::nullopt;
+    a.host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+    a.ipv6 = true;
+  } else {
+    auto colon = text.rfind(':');
+    if (colon == std::string::npos) return std::nullopt;
+    a.host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+    if (a.host == "localhost") a.host = "127.0.0.1";
+  }
+  unsigned p = 0;
+  auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
+  if (port.empty() || ec != std::errc() || end != port.data() + port.size() || p > 65535)
+    return std::nullopt;
+  a.port = static_cast<uint16_t>(p);
+  if (a.ipv6) {
+    in6_addr v6{};
+    if (inet_pton(AF_INET6, a.host.c_str(), &v6) != 1) return std::nullopt;
+    a.loopback = IN6_IS_ADDR_LOOPBACK(&v6);
+  } else {
+    in_addr v4{};
+    if (inet_pton(AF_INET, a.host.c_str(), &v4) != 1) return std::nullopt;
+    a.loopback = (ntohl(v4.s_addr) >> 24) == 127;
+  }
+  return a;
+}
+
 ParsedCommandLine parse_command_line(const std::vector<std::string>& args, std::ostream& out,
-                                     std::ostream& err) {
+                                     std::ostream& err, CommandKind command) {
   TraceOptions o;
   ParsedCommandLine result;
-  CLI::App app{kDescription, "kleak"};
-  app.footer(kExamples);
+  const bool serve = command == CommandKind::serve;
+  const std::string name = serve ? "kleak serve" : "kleak";
+  CLI::App app{serve ? kServeDescription : kDescription, name};
+  app.footer(serve ? kServeExamples : kExamples);
   app.get_formatter()->column_width(34);
 
   bool version = false;
@@ -94,9 +157,11 @@ ParsedCommandLine parse_command_line(const std::vector<std::string>& args, std::
       ->group(what);
 
   auto* when = "Reporting";
-  app.add_option("interval", o.interval_s, "Seconds between reports (default 10, or only a final report with -d)")
-      ->group(when);
-  app.add_option("count", o.count, "Number of reports, then exit")->group(when);
+  if (!serve) {
+    app.add_option("interval", o.interval_s, "Seconds between reports (default 10, or only a final report with -d)")
+        ->group(when);
+    app.add_option("count", o.count, "Number of reports, then exit")->group(when);
+  }
   app.add_option("-d,--duration", o.duration_s, "Trace for SECONDS, print the final report, exit 0")->group(when);
   app.add_option("-T,--top", o.top, "Show the top N stacks (default 10)")->group(when);
   app.add_option("--peek", o.peek_bytes,
@@ -118,13 +183,29 @@ ParsedCommandLine parse_command_line(const std::vector<std::string>& args, std::
       ->group(when);
   app.add_flag("-a,--show-allocs", o.show_allocs, "List each outstanding allocation: address, size, age, task")
       ->group(when);
-  app.add_option("--format", format, "Report format: text or json (one JSON document per line)")
-      ->check(CLI::IsMember({"text", "json"}))
-      ->group(when);
+  if (!serve) {
+    app.add_option("--format", format,
+                   "Report format: text, json or jsonl (one JSON document per line), folded (flame graphs), "
+                   "pprof (gzipped profile.proto) or prometheus (node_exporter textfile)")
+        ->check(CLI::IsMember({"text", "json", "jsonl", "folded", "pprof", "prometheus"}))
+        ->group(when);
+    app.add_flag("--folded-count", o.folded_count, "With --format folded: count allocations instead of bytes")
+        ->group(when);
+  }
   app.add_flag("-q,--quiet", o.quiet, "No banner on stderr")->group(when);
-  app.add_option("--output", o.output_path,
-                 "Write reports to FILE (created 0600, a symlink at FILE is refused) instead of stdout")
-      ->group(when);
+  if (!serve)
+    app.add_option("--output", o.output_path,
+                   "Write reports to FILE (created 0600, a symlink at FILE is refused) instead of stdout; "
+                   "folded, pprof and prometheus replace FILE atomically with each report")
+        ->group(when);
+  if (serve) {
+    auto* srv = "Serving";
+    app.add_option("--listen", o.serve.listen, "Answer scrapes of /metrics on ADDR:PORT (default 127.0.0.1:9745)")
+        ->group(srv);
+    app.add_flag("--listen-any", o.serve.listen_any,
+                 "Allow a --listen address that is not loopback (anyone who reaches it sees kernel stack names)")
+        ->group(srv);
+  }
   app.add_flag("--hide-addresses", o.hide_addresses,
                "No raw kernel addresses in reports, only symbol+offset: safe to share (excludes -a and --peek)")
       ->group(when);
@@ -148,33 +229,35 @@ ParsedCommandLine parse_command_line(const std::vector<std::string>& args, std::
   app.add_flag("-v,--verbose", o.verbosity, "More logging: -v info, -vv libbpf debug and verifier log")
       ->group(tuning);
 
-  auto* ci = "CI mode (kleak --ci [options] [-- COMMAND ARGS...])";
-  app.add_flag("--ci", o.ci.enabled,
-               "Judge instead of report: trace COMMAND's process tree (or --duration), wait --settle, exit 1 on a leak")
-      ->group(ci);
-  app.add_option("--settle", o.ci.settle_s,
-                 "Seconds to wait after COMMAND for deferred frees (default 10; ends early when nothing is left)")
-      ->group(ci);
-  app.add_option("--fail-on-bytes", o.ci.fail_on_bytes, "Leak when at least BYTES are outstanding (default: any)")
-      ->group(ci);
-  app.add_option("--fail-on-count", o.ci.fail_on_count, "Leak when at least N allocations are outstanding")
-      ->group(ci);
-  app.add_option("--baseline", o.ci.baseline_path, "Earlier JSON report: its stacks are not reported again")
-      ->group(ci);
-  app.add_option("--ignore", o.ci.ignore, "Ignore stacks with a function matching PATTERN (fnmatch; repeatable)")
-      ->group(ci);
-  app.add_flag("--include-reclaimable", o.ci.include_reclaimable,
-               "Also judge reclaimable caches (dentries, inodes: freed under memory pressure)")
-      ->group(ci);
-  app.add_flag("--include-unverified", o.ci.include_unverified,
-               "Also judge stacks whose cache or call site had frees bypass kleak (bulk frees): may be phantoms")
-      ->group(ci);
-  app.add_flag("--no-known-caches", o.ci.no_known_caches,
-               "Also judge bounded kernel caches kleak knows (e.g. cached thread stacks)")
-      ->group(ci);
-  app.add_option("--report-json", o.ci.report_json_path, "Also write the JSON report to FILE")->group(ci);
-  app.add_option("--junit", o.ci.junit_path, "Write a JUnit XML verdict to FILE")->group(ci);
-  app.add_option("--ktap", o.ci.ktap_path, "Write a KTAP verdict to FILE")->group(ci);
+  if (!serve) {
+    auto* ci = "CI mode (kleak --ci [options] [-- COMMAND ARGS...])";
+    app.add_flag("--ci", o.ci.enabled,
+                 "Judge instead of report: trace COMMAND's process tree (or --duration), wait --settle, exit 1 on a leak")
+        ->group(ci);
+    app.add_option("--settle", o.ci.settle_s,
+                   "Seconds to wait after COMMAND for deferred frees (default 10; ends early when nothing is left)")
+        ->group(ci);
+    app.add_option("--fail-on-bytes", o.ci.fail_on_bytes, "Leak when at least BYTES are outstanding (default: any)")
+        ->group(ci);
+    app.add_option("--fail-on-count", o.ci.fail_on_count, "Leak when at least N allocations are outstanding")
+        ->group(ci);
+    app.add_option("--baseline", o.ci.baseline_path, "Earlier JSON report: its stacks are not reported again")
+        ->group(ci);
+    app.add_option("--ignore", o.ci.ignore, "Ignore stacks with a function matching PATTERN (fnmatch; repeatable)")
+        ->group(ci);
+    app.add_flag("--include-reclaimable", o.ci.include_reclaimable,
+                 "Also judge reclaimable caches (dentries, inodes: freed under memory pressure)")
+        ->group(ci);
+    app.add_flag("--include-unverified", o.ci.include_unverified,
+                 "Also judge stacks whose cache or call site had frees bypass kleak (bulk frees): may be phantoms")
+        ->group(ci);
+    app.add_flag("--no-known-caches", o.ci.no_known_caches,
+                 "Also judge bounded kernel caches kleak knows (e.g. cached thread stacks)")
+        ->group(ci);
+    app.add_option("--report-json", o.ci.report_json_path, "Also write the JSON report to FILE")->group(ci);
+    app.add_option("--junit", o.ci.junit_path, "Write a JUnit XML verdict to FILE")->group(ci);
+    app.add_option("--ktap", o.ci.ktap_path, "Write a KTAP verdict to FILE")->group(ci);
+  }
 
   // Everything after "--" is the command to run (CI mode), kept out of CLI11.
   std::vector<std::string> own(args);
@@ -182,7 +265,7 @@ ParsedCommandLine parse_command_line(const std::vector<std::string>& args, std::
     o.ci.command.assign(dd + 1, own.end());
     own.erase(dd, own.end());
   }
-  if (auto status = parse_cli(app, own, "kleak", out, err)) {
+  if (auto status = parse_cli(app, own, name, out, err)) {
     result.exit_code = *status;
     return result;
   }
@@ -193,7 +276,19 @@ ParsedCommandLine parse_command_line(const std::vector<std::string>& args, std::
   }
   if (low_overhead) o.stack_sample_every = kLowOverheadSampleEvery;
   if (exact_size) o.min_size_bytes = o.max_size_bytes = *exact_size;
-  o.format = format == "json" ? OutputFormat::json : OutputFormat::text;
+  o.format = format == "json"         ? OutputFormat::json
+             : format == "jsonl"      ? OutputFormat::jsonl
+             : format == "folded"     ? OutputFormat::folded
+             : format == "pprof"      ? OutputFormat::pprof
+             : format == "prometheus" ? OutputFormat::prometheus
+                                      : OutputFormat::text;
+  // Flame graphs and profiles show every stack unless -T says otherwise.
+  if ((o.format == OutputFormat::folded || o.format == OutputFormat::pprof) && app.count("--top") == 0)
+    o.top = std::numeric_limits<uint32_t>::max();
+  if (serve) {
+    o.serve.enabled = true;
+    o.format = OutputFormat::prometheus;
+  }
   if (!peek_addr.empty()) {
     std::string addr = peek_addr, len;
     if (auto comma = peek_addr.find(','); comma != std::string::npos) {
@@ -217,14 +312,15 @@ ParsedCommandLine parse_command_line(const std::vector<std::string>& args, std::
   }
   o.sort = sort == "bytes" ? SortKey::bytes : sort == "count" ? SortKey::count : sort == "growth" ? SortKey::growth
                                                                                                  : SortKey::score;
-  if (o.interval_s == 0 && o.duration_s == 0 && app.count("interval") == 0 && !o.ci.enabled) o.interval_s = 10;
-  if (app.count("interval") > 0 && o.interval_s <= 0) {
-    err << "kleak: interval must be positive (see kleak --help)\n";
+  if (!serve && o.interval_s == 0 && o.duration_s == 0 && app.count("interval") == 0 && !o.ci.enabled)
+    o.interval_s = 10;
+  if (!serve && app.count("interval") > 0 && o.interval_s <= 0) {
+    err << name << ": interval must be positive (see " << name << " --help)\n";
     result.exit_code = kExitUsage;
     return result;
   }
   if (auto why = validate(o); !why.empty()) {
-    err << "kleak: " << why << " (see kleak --help)\n";
+    err << name << ": " << why << " (see " << name << " --help)\n";
     result.exit_code = kExitUsage;
     return result;
   }

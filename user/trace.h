@@ -3,17 +3,51 @@
 #pragma once
 
 #include <memory>
+#include <optional>
+#include <unordered_set>
 
+#include "growth.h"
 #include "ksyms.h"
 #include "loader.h"
 #include "options.h"
+#include "procfs.h"
 #include "report.h"
 #include "result.h"
+#include "snapshot.h"
+#include "stack_reclaim.h"
 
 namespace kleak {
 
 // Returns the process exit status (see ExitCode).
 int run_trace(const TraceOptions& opts);
+
+// Turns an attached tracer's maps into reports: snapshot, group, rank by
+// growth (it keeps the history), symbolize. `opts` and `loader` must outlive it.
+class Reporter {
+ public:
+  Reporter(const TraceOptions& opts, Loader& loader, Ksyms ksyms);
+  uint64_t start_ns() const { return ctx_.start_mono_ns; }
+  // Records the filters in force for every report (describe_filters).
+  void describe(const LoaderConfig& cfg);
+  // The next report (seq counts up). Errors name the map that failed.
+  Result<Report> next(bool final_report);
+  // Sweeps the stack store (see stack_reclaim.h) when kReclaimPeriodS has
+  // passed since the last sweep: for runs with long gaps between reports.
+  void maintain();
+
+ private:
+  Reconciliation reconcile(const Aggregate& agg) const;
+  void reclaim_stacks(const std::unordered_set<uint64_t>& referenced);
+
+  const TraceOptions& opts_;
+  Loader& loader_;
+  Ksyms ksyms_;
+  ReportContext ctx_;
+  GrowthTracker growth_;
+  StackReclaimer reclaimer_;
+  uint64_t last_sweep_ns_ = monotonic_ns();
+  std::optional<Meminfo> start_meminfo_;  // at start, for Reconciliation
+};
 
 // What attaching gives a run loop: the programs and the symbolizer.
 struct Tracer {
