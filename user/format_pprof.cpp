@@ -1,11 +1,10 @@
 #include "format_pprof.h"
 
+#include <fmt/format.h>
 #include <zlib.h>
 
 #include <map>
 #include <unordered_map>
-
-#include <fmt/format.h>
 
 #include "profile.pb.h"
 

@@ -1,9 +1,9 @@
 #include "format_prometheus.h"
 
+#include <fmt/format.h>
+
 #include <cmath>
 #include <unordered_map>
-
-#include <fmt/format.h>
 
 #include "version.h"
 
@@ -67,10 +67,14 @@ std::string prometheus_label_value(std::string_view v) {
   std::string out;
   out.reserve(v.size());
   for (char c : v) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '"') out += "\\\"";
-    else if (c == '\n') out += "\\n";
-    else out += c;
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '"')
+      out += "\\\"";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
   }
   return out;
 }
@@ -130,10 +134,10 @@ std::string render_prometheus(const Report& r) {
   sample(out, "kleak_missed_frees_total", "", c[KLEAK_CNT_ALLOC_REPLACED] + c[KLEAK_CNT_MISSED_FILTERED]);
   family(out, "kleak_lost_total", "counter", "What kleak lost, by reason: nonzero means the numbers are incomplete.");
   const std::pair<const char*, uint64_t> lost[] = {
-      {"live_map_full", c[KLEAK_CNT_LIVE_FULL]},     {"live_map_error", c[KLEAK_CNT_LIVE_ERROR]},
-      {"alloc_failed", c[KLEAK_CNT_ALLOC_FAILED]},   {"free_error", c[KLEAK_CNT_FREE_ERROR]},
-      {"tasks_full", c[KLEAK_CNT_TASKS_FULL]},       {"stack_efault", c[KLEAK_CNT_STACK_EFAULT]},
-      {"stack_enomem", c[KLEAK_CNT_STACK_ENOMEM]},   {"stack_other", c[KLEAK_CNT_STACK_OTHER]},
+      {"live_map_full", c[KLEAK_CNT_LIVE_FULL]},   {"live_map_error", c[KLEAK_CNT_LIVE_ERROR]},
+      {"alloc_failed", c[KLEAK_CNT_ALLOC_FAILED]}, {"free_error", c[KLEAK_CNT_FREE_ERROR]},
+      {"tasks_full", c[KLEAK_CNT_TASKS_FULL]},     {"stack_efault", c[KLEAK_CNT_STACK_EFAULT]},
+      {"stack_enomem", c[KLEAK_CNT_STACK_ENOMEM]}, {"stack_other", c[KLEAK_CNT_STACK_OTHER]},
   };
   for (const auto& [reason, n] : lost) sample(out, "kleak_lost_total", fmt::format("{{reason=\"{}\"}}", reason), n);
   family(out, "kleak_report_complete", "gauge", "1 when nothing was lost, 0 when the report undercounts.");

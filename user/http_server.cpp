@@ -1,6 +1,7 @@
 #include "http_server.h"
 
 #include <arpa/inet.h>
+#include <fmt/format.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/signalfd.h>
@@ -10,8 +11,6 @@
 #include <cerrno>
 #include <cstring>
 
-#include <fmt/format.h>
-
 #include "snapshot.h"
 
 namespace kleak {
@@ -19,14 +18,22 @@ namespace {
 
 const char* reason_phrase(int status) {
   switch (status) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    default: return "Unknown";
+    case 200:
+      return "OK";
+    case 400:
+      return "Bad Request";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    default:
+      return "Unknown";
   }
 }
 
@@ -64,8 +71,8 @@ std::optional<HttpRequest> parse_http_request(const std::string& head) {
 }
 
 Result<HttpServer> HttpServer::listen(const ListenAddress& addr) {
-  const std::string where = addr.ipv6 ? fmt::format("[{}]:{}", addr.host, addr.port)
-                                      : fmt::format("{}:{}", addr.host, addr.port);
+  const std::string where =
+      addr.ipv6 ? fmt::format("[{}]:{}", addr.host, addr.port) : fmt::format("{}:{}", addr.host, addr.port);
   int fd = ::socket(addr.ipv6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return make_error("listen " + where + ": socket", errno);
   HttpServer server(fd, addr.port);  // closes fd on every return below

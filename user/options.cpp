@@ -73,6 +73,7 @@ std::string validate(const TraceOptions& o) {
   if (o.stack_storage_size == 0) return "--stack-storage-size must be at least 1";
   if (o.stack_sample_every == 0 || o.stack_sample_every > 1000000) return "--stack-sample must be 1 to 1000000";
   if (o.folded_count && o.format != OutputFormat::folded) return "--folded-count needs --format folded";
+  if (o.ci.enabled && is_snapshot_format(o.format)) return "--ci reports as text or json (--report-json for a file)";
   if (o.serve.enabled) {
     if (o.ci.enabled) return "serve excludes --ci";
     if (o.interval_s > 0 || o.count > 0) return "serve takes no interval or count: Prometheus decides when to look";

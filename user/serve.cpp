@@ -1,10 +1,9 @@
 #include "serve.h"
 
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <cstring>
-
-#include <fmt/format.h>
 
 #include "format_prometheus.h"
 #include "http_server.h"
@@ -18,8 +17,7 @@
 namespace kleak {
 namespace {
 
-constexpr const char* kIndex =
-    "kleak serve: Prometheus metrics of outstanding kernel allocations at /metrics\n";
+constexpr const char* kIndex = "kleak serve: Prometheus metrics of outstanding kernel allocations at /metrics\n";
 
 }  // namespace
 

@@ -3,6 +3,7 @@
 // `go tool pprof`, `promtool`, and a real Prometheus server scraping
 // `kleak serve`.
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -14,12 +15,10 @@
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <nlohmann/json.hpp>
 #include <regex>
 #include <sstream>
 #include <thread>
-
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include "child.h"
 #include "env.h"
@@ -51,13 +50,13 @@ std::string tool_missing(const std::string& tool) {
 }
 
 // In a TEST body: skips (by hand) or fails (CI=true) without `tool`.
-#define KLEAK_REQUIRE_TOOL(tool)                                                  \
-  do {                                                                            \
-    std::string why_ = tool_missing(tool);                                        \
-    if (!why_.empty()) {                                                          \
-      if (::kleak::test::running_in_ci()) FAIL() << "CI=true but " << why_;       \
-      GTEST_SKIP() << why_;                                                       \
-    }                                                                             \
+#define KLEAK_REQUIRE_TOOL(tool)                                            \
+  do {                                                                      \
+    std::string why_ = tool_missing(tool);                                  \
+    if (!why_.empty()) {                                                    \
+      if (::kleak::test::running_in_ci()) FAIL() << "CI=true but " << why_; \
+      GTEST_SKIP() << why_;                                                 \
+    }                                                                       \
   } while (0)
 
 std::string slurp(const fs::path& p) {
@@ -98,8 +97,8 @@ std::string trace_held(const std::string& format, const std::vector<std::string>
     ADD_FAILURE() << "kleak-msghold did not start";
     return "";
   }
-  std::vector<std::string> argv = {kKleak, "1", "-o", "0", "-q", "--format", format, "--output", file.string(),
-                                    "-p", std::to_string(holder.pid())};
+  std::vector<std::string> argv = {
+      kKleak, "1", "-o", "0", "-q", "--format", format, "--output", file.string(), "-p", std::to_string(holder.pid())};
   argv.insert(argv.end(), extra.begin(), extra.end());
   Child kleak(argv);
   // The first report is there: kleak is attached. (Stream formats create
@@ -207,8 +206,7 @@ TEST(Formats, PprofListsLoadMsgInGoToolPprof) {
     // itself, its callee does; its cumulative value is the held amount.
     std::smatch m;
     // -unit=B: whole numbers, suffixed B (pprof suffixes counts too).
-    ASSERT_TRUE(std::regex_search(r.out, m, std::regex("\\s([0-9]+)B\\s+[0-9.]+%\\s+load_msg\\n")))
-        << r.out;
+    ASSERT_TRUE(std::regex_search(r.out, m, std::regex("\\s([0-9]+)B\\s+[0-9.]+%\\s+load_msg\\n"))) << r.out;
     EXPECT_EQ(std::stoull(m[1].str()), want) << r.out;
     EXPECT_NE(r.out.find("File: [kernel.kallsyms]"), std::string::npos) << r.out;
   }
@@ -321,8 +319,7 @@ TEST(Serve, PrometheusScrapesTheHeldBytes) {
   holder.send_line("send");
   ASSERT_EQ(holder.read_line(), "held " + std::to_string(kHeld));
   // URL-encoded: kleak_stack_outstanding_bytes{function="load_msg"}
-  const std::string query =
-      "/api/v1/query?query=kleak_stack_outstanding_bytes%7Bfunction%3D%22load_msg%22%7D";
+  const std::string query = "/api/v1/query?query=kleak_stack_outstanding_bytes%7Bfunction%3D%22load_msg%22%7D";
   json last;
   bool held = wait_for(
       [&] {

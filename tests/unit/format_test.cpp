@@ -1,5 +1,8 @@
 // The formatters on a report built by hand: exact output where the input is
 // known, and each format read back the way its consumer reads it.
+#include "format.h"
+
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -10,9 +13,6 @@
 #include <regex>
 #include <sstream>
 
-#include <gtest/gtest.h>
-
-#include "format.h"
 #include "format_folded.h"
 #include "format_pprof.h"
 #include "format_prometheus.h"
@@ -91,7 +91,8 @@ TEST(StackHash, IsFnv1a64OfTheSymbolicKey) {
   Fixture f;
   EXPECT_EQ(f.r.stacks[0].stack_hash, f.r.stacks[1].stack_hash) << "offsets and addresses do not count";
   nlohmann::json j = to_json(f.r);
-  EXPECT_EQ(j["stacks"][0]["stack_hash"], stack_hash_hex(stack_hash("__kmalloc_noprof;load_msg;do_msgsnd;entry_SYSCALL_64")));
+  EXPECT_EQ(j["stacks"][0]["stack_hash"],
+            stack_hash_hex(stack_hash("__kmalloc_noprof;load_msg;do_msgsnd;entry_SYSCALL_64")));
 }
 
 TEST(Format, JsonAndJsonlAreOneCompactDocumentPerLine) {
@@ -142,11 +143,13 @@ TEST(Format, PrometheusMergesOneSymbolicStackAndEscapesLabels) {
   std::string text = render_prometheus(f.r);
   const std::string a = stack_hash_hex(f.r.stacks[0].stack_hash), c = stack_hash_hex(f.r.stacks[2].stack_hash);
   EXPECT_NE(text.find("kleak_stack_outstanding_bytes{stack=\"" + a + "\",function=\"load_msg\"} 16384\n"),
-            std::string::npos) << text;
+            std::string::npos)
+      << text;
   EXPECT_NE(text.find("kleak_stack_outstanding_allocations{stack=\"" + a + "\",function=\"load_msg\"} 4\n"),
             std::string::npos);
   EXPECT_NE(text.find("kleak_stack_outstanding_bytes{stack=\"" + c + "\",function=\"leaky_\\\"init\\\"\"} 64\n"),
-            std::string::npos) << text;
+            std::string::npos)
+      << text;
   // Growth only where two reports fit a line.
   EXPECT_NE(text.find("kleak_stack_growth_bytes_per_second{stack=\"" + a + "\",function=\"load_msg\"} 409.5\n"),
             std::string::npos);
@@ -166,9 +169,7 @@ TEST(Format, PrometheusMergesOneSymbolicStackAndEscapesLabels) {
     }
 }
 
-TEST(Format, PrometheusLabelValueEscapes) {
-  EXPECT_EQ(prometheus_label_value("a\\b\"c\nd"), "a\\\\b\\\"c\\nd");
-}
+TEST(Format, PrometheusLabelValueEscapes) { EXPECT_EQ(prometheus_label_value("a\\b\"c\nd"), "a\\\\b\\\"c\\nd"); }
 
 std::string gunzip(const std::string& in) {
   z_stream z{};
@@ -317,8 +318,8 @@ TEST(ListenAddress, LoopbackIsTheRule) {
   EXPECT_FALSE(parse_listen_address("0.0.0.0:9745")->loopback);
   EXPECT_FALSE(parse_listen_address("[::]:9745")->loopback);
   EXPECT_FALSE(parse_listen_address("10.0.0.1:9745")->loopback);
-  for (const char* bad : {"", "127.0.0.1", "127.0.0.1:", "127.0.0.1:65536", "127.0.0.1:x", "[::1]9745", "host:80",
-                          "::1:80"})
+  for (const char* bad :
+       {"", "127.0.0.1", "127.0.0.1:", "127.0.0.1:65536", "127.0.0.1:x", "[::1]9745", "host:80", "::1:80"})
     EXPECT_FALSE(parse_listen_address(bad)) << bad;
 }
 
@@ -350,6 +351,8 @@ TEST(FormatOptions, FlameGraphsAndProfilesShowEveryStackUnlessTopIsGiven) {
   EXPECT_EQ(parse_args({"--folded-count"}, CommandKind::trace, &err).exit_code, kExitUsage);
   EXPECT_NE(err.find("--folded-count needs --format folded"), std::string::npos) << err;
   EXPECT_EQ(parse_args({"--format", "xml"}, CommandKind::trace).exit_code, kExitUsage);
+  EXPECT_EQ(parse_args({"--ci", "-d", "1", "--format", "pprof"}, CommandKind::trace).exit_code, kExitUsage);
+  EXPECT_TRUE(parse_args({"--ci", "-d", "1", "--format", "jsonl"}, CommandKind::trace).trace);
 }
 
 TEST(FormatOptions, ServeListensOnLoopbackUnlessToldOtherwise) {
