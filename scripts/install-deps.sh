@@ -4,10 +4,15 @@
 set -euo pipefail
 # libclang-rt-dev: clang's libFuzzer and sanitizer runtimes (tests/fuzz),
 # only recommended by clang, so --no-install-recommends leaves it out.
+# protobuf-compiler, libprotobuf-dev: --format pprof (protoc and the static
+# protobuf-lite). golang-go and prometheus only for the tests that read the
+# formats back (`go tool pprof`, `promtool`, a real Prometheus scraping
+# `kleak serve`); about 450 MB installed, no service started.
 # python3-yaml and systemd (for systemd-analyze verify): tests/deploy checks
 # the fleet recipes in deploy/; util-linux's unshare: the pinned-mode tests.
 pkgs=(cmake make g++ pkg-config clang llvm libclang-rt-dev libbpf-dev bpftool libelf-dev zlib1g-dev
-      libgtest-dev libcli11-dev nlohmann-json3-dev libfmt-dev python3-yaml systemd util-linux)
+      libgtest-dev libcli11-dev nlohmann-json3-dev libfmt-dev protobuf-compiler libprotobuf-dev
+      golang-go prometheus python3-yaml systemd util-linux)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

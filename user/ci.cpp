@@ -309,7 +309,8 @@ int run_ci(const TraceOptions& opts) {
   if (with_command) text += fmt::format("; command exited {}", command.status());
   text += "\n";
 
-  if (!output->write(opts.format == OutputFormat::json ? json_line : text) && errno != EPIPE) {
+  const bool as_json = opts.format == OutputFormat::json || opts.format == OutputFormat::jsonl;
+  if (!output->write(as_json ? json_line : text) && errno != EPIPE) {
     const int err = errno;  // before anything else can change it
     const std::string where = output->path().empty() ? "" : " to " + output->path();
     log_error("{}", make_error("write report" + where, err).message);
@@ -325,7 +326,7 @@ int run_ci(const TraceOptions& opts) {
       return kCiIncomplete;
     }
   }
-  if (opts.format == OutputFormat::json && !opts.quiet) fmt::print(stderr, "kleak --ci: {}\n", v.summary);
+  if (as_json && !opts.quiet) fmt::print(stderr, "kleak --ci: {}\n", v.summary);
   return v.status;
 }
 

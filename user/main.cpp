@@ -9,6 +9,7 @@
 #include "options.h"
 #include "pin_options.h"
 #include "pinned.h"
+#include "serve.h"
 #include "trace.h"
 #include "triage.h"
 #include "triage_options.h"
@@ -21,6 +22,12 @@ int main(int argc, char** argv) {
       kleak::ParsedTriageCommandLine cl = kleak::parse_triage_command_line(args, std::cout, std::cerr);
       if (!cl.triage) return cl.exit_code;
       return kleak::run_triage(*cl.triage);
+    }
+    if (args.size() > 1 && args[1] == "serve") {
+      args.erase(args.begin() + 1);
+      kleak::ParsedCommandLine cl = kleak::parse_command_line(args, std::cout, std::cerr, kleak::CommandKind::serve);
+      if (!cl.trace) return cl.exit_code;
+      return kleak::run_serve(*cl.trace);
     }
     if (auto pin = args.size() > 1 ? kleak::pin_command(args[1]) : std::nullopt) {
       args.erase(args.begin() + 1);

@@ -1,5 +1,7 @@
 #include "options.h"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <charconv>
 #include <ostream>
@@ -38,6 +40,20 @@ With --ci: 0 no leak, 1 leak found, 2 usage, 3 incomplete (allocations lost,
 or interrupted), 4 cannot trace here (privileges, BTF, tracepoints).
 Needs root (or CAP_BPF+CAP_PERFMON) and a kernel with BTF; tracefs is not needed.)";
 
+constexpr const char* kServeDescription =
+    "kleak serve: trace like kleak trace, and answer Prometheus scrapes of /metrics.\n"
+    "Each scrape takes a snapshot: the top stacks' outstanding bytes and allocations,\n"
+    "their growth rate, and kleak's own loss counters. Ctrl-C or SIGTERM stops it.";
+
+constexpr const char* kServeExamples = R"(
+Examples:
+  kleak serve                                 serve http://127.0.0.1:9745/metrics
+  kleak serve --listen 127.0.0.1:9100 -T 20   the top 20 stacks, on port 9100
+  kleak serve --listen 0.0.0.0:9745 --listen-any   every interface (the stack names are visible to anyone)
+
+Prometheus: scrape_configs: [{job_name: kleak, static_configs: [{targets: ['127.0.0.1:9745']}]}]
+Exit status: 0 stopped, 1 runtime failure (privileges, BTF, attach, address in use), 2 usage error.)";
+
 }  // namespace
 
 std::string validate(const TraceOptions& o) {
@@ -58,7 +74,53 @@ std::string validate(const TraceOptions& o) {
   if (o.max_allocs == 0) return "--max-allocs must be at least 1";
   if (o.stack_storage_size == 0) return "--stack-storage-size must be at least 1";
   if (o.stack_sample_every == 0 || o.stack_sample_every > 1000000) return "--stack-sample must be 1 to 1000000";
+  if (o.folded_count && o.format != OutputFormat::folded) return "--folded-count needs --format folded";
+  if (o.ci.enabled && is_snapshot_format(o.format)) return "--ci reports as text or json (--report-json for a file)";
+  if (o.serve.enabled) {
+    if (o.ci.enabled) return "serve excludes --ci";
+    if (o.interval_s > 0 || o.count > 0) return "serve takes no interval or count: Prometheus decides when to look";
+    if (o.show_allocs || o.peek_bytes > 0 || o.peek_addr != 0)
+      return "serve shows no addresses or contents: -a, --peek and --peek-addr are for kleak trace";
+    auto addr = parse_listen_address(o.serve.listen);
+    if (!addr) return "--listen wants ADDR:PORT, e.g. 127.0.0.1:9745 or [::1]:9745";
+    if (!addr->loopback && !o.serve.listen_any)
+      return "--listen " + o.serve.listen +
+             " is not a loopback address: /metrics names kernel functions; add --listen-any to serve it anyway";
+  }
   return {};
+}
+
+std::optional<ListenAddress> parse_listen_address(const std::string& text) {
+  ListenAddress a;
+  std::string port;
+  if (!text.empty() && text[0] == '[') {
+    auto close = text.find("]:");
+    if (close == std::string::npos) return std::nullopt;
+    a.host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+    a.ipv6 = true;
+  } else {
+    auto colon = text.rfind(':');
+    if (colon == std::string::npos) return std::nullopt;
+    a.host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+    if (a.host == "localhost") a.host = "127.0.0.1";
+  }
+  unsigned p = 0;
+  auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
+  if (port.empty() || ec != std::errc() || end != port.data() + port.size() || p > 65535)
+    return std::nullopt;
+  a.port = static_cast<uint16_t>(p);
+  if (a.ipv6) {
+    in6_addr v6{};
+    if (inet_pton(AF_INET6, a.host.c_str(), &v6) != 1) return std::nullopt;
+    a.loopback = IN6_IS_ADDR_LOOPBACK(&v6);
+  } else {
+    in_addr v4{};
+    if (inet_pton(AF_INET, a.host.c_str(), &v4) != 1) return std::nullopt;
+    a.loopback = (ntohl(v4.s_addr) >> 24) == 127;
+  }
+  return a;
 }
 
 void add_selection_options(CLI::App& app, TraceOptions& o, OptionStrings& s) {
@@ -87,7 +149,7 @@ void add_age_option(CLI::App& app, TraceOptions& o, const std::string& names) {
       ->group("Selection");
 }
 
-void add_report_options(CLI::App& app, TraceOptions& o, OptionStrings& s) {
+void add_report_options(CLI::App& app, TraceOptions& o, OptionStrings& s, bool with_format) {
   auto* when = "Reporting";
   app.add_option("-T,--top", o.top, "Show the top N stacks (default 10)")->group(when);
   app.add_option("--peek", o.peek_bytes,
@@ -107,13 +169,21 @@ void add_report_options(CLI::App& app, TraceOptions& o, OptionStrings& s) {
       ->group(when);
   app.add_flag("-a,--show-allocs", o.show_allocs, "List each outstanding allocation: address, size, age, task")
       ->group(when);
-  app.add_option("--format", s.format, "Report format: text or json (one JSON document per line)")
-      ->check(CLI::IsMember({"text", "json"}))
-      ->group(when);
+  if (with_format) {
+    app.add_option("--format", s.format,
+                   "Report format: text, json or jsonl (one JSON document per line), folded (flame graphs), "
+                   "pprof (gzipped profile.proto) or prometheus (node_exporter textfile)")
+        ->check(CLI::IsMember({"text", "json", "jsonl", "folded", "pprof", "prometheus"}))
+        ->group(when);
+    app.add_flag("--folded-count", o.folded_count, "With --format folded: count allocations instead of bytes")
+        ->group(when);
+  }
   app.add_flag("-q,--quiet", o.quiet, "No banner on stderr")->group(when);
-  app.add_option("--output", o.output_path,
-                 "Write reports to FILE (created 0600, a symlink at FILE is refused) instead of stdout")
-      ->group(when);
+  if (with_format)
+    app.add_option("--output", o.output_path,
+                   "Write reports to FILE (created 0600, a symlink at FILE is refused) instead of stdout; "
+                   "folded, pprof and prometheus replace FILE atomically with each report")
+        ->group(when);
   app.add_flag("--hide-addresses", o.hide_addresses,
                "No raw kernel addresses in reports, only symbol+offset: safe to share (excludes -a and --peek)")
       ->group(when);
@@ -142,10 +212,18 @@ void add_verbose_option(CLI::App& app, TraceOptions& o) {
       ->group("Limits");
 }
 
-std::string apply_option_strings(TraceOptions& o, const OptionStrings& s) {
+std::string apply_option_strings(TraceOptions& o, const OptionStrings& s, bool top_given) {
   if (s.low_overhead) o.stack_sample_every = kLowOverheadSampleEvery;
   if (s.exact_size) o.min_size_bytes = o.max_size_bytes = *s.exact_size;
-  o.format = s.format == "json" ? OutputFormat::json : OutputFormat::text;
+  o.format = s.format == "json"         ? OutputFormat::json
+             : s.format == "jsonl"      ? OutputFormat::jsonl
+             : s.format == "folded"     ? OutputFormat::folded
+             : s.format == "pprof"      ? OutputFormat::pprof
+             : s.format == "prometheus" ? OutputFormat::prometheus
+                                        : OutputFormat::text;
+  // Flame graphs and profiles show every stack unless -T says otherwise.
+  if ((o.format == OutputFormat::folded || o.format == OutputFormat::pprof) && !top_given)
+    o.top = std::numeric_limits<uint32_t>::max();
   if (!s.peek_addr.empty()) {
     std::string addr = s.peek_addr, len;
     if (auto comma = s.peek_addr.find(','); comma != std::string::npos) {
@@ -171,11 +249,13 @@ std::string apply_option_strings(TraceOptions& o, const OptionStrings& s) {
 }
 
 ParsedCommandLine parse_command_line(const std::vector<std::string>& args, std::ostream& out,
-                                     std::ostream& err) {
+                                     std::ostream& err, CommandKind command) {
   TraceOptions o;
   ParsedCommandLine result;
-  CLI::App app{kDescription, "kleak"};
-  app.footer(kExamples);
+  const bool serve = command == CommandKind::serve;
+  const std::string name = serve ? "kleak serve" : "kleak";
+  CLI::App app{serve ? kServeDescription : kDescription, name};
+  app.footer(serve ? kServeExamples : kExamples);
   app.get_formatter()->column_width(34);
 
   bool version = false;
@@ -186,41 +266,53 @@ ParsedCommandLine parse_command_line(const std::vector<std::string>& args, std::
   add_age_option(app, o, "-o,--older");
 
   auto* when = "Reporting";
-  app.add_option("interval", o.interval_s, "Seconds between reports (default 10, or only a final report with -d)")
-      ->group(when);
-  app.add_option("count", o.count, "Number of reports, then exit")->group(when);
+  if (!serve) {
+    app.add_option("interval", o.interval_s, "Seconds between reports (default 10, or only a final report with -d)")
+        ->group(when);
+    app.add_option("count", o.count, "Number of reports, then exit")->group(when);
+  }
   app.add_option("-d,--duration", o.duration_s, "Trace for SECONDS, print the final report, exit 0")->group(when);
-  add_report_options(app, o, strings);
+  add_report_options(app, o, strings, !serve);
+  if (serve) {
+    auto* srv = "Serving";
+    app.add_option("--listen", o.serve.listen, "Answer scrapes of /metrics on ADDR:PORT (default 127.0.0.1:9745)")
+        ->group(srv);
+    app.add_flag("--listen-any", o.serve.listen_any,
+                 "Allow a --listen address that is not loopback (anyone who reaches it sees kernel stack names)")
+        ->group(srv);
+  }
   add_limit_options(app, o, strings);
   add_verbose_option(app, o);
 
-  auto* ci = "CI mode (kleak --ci [options] [-- COMMAND ARGS...])";
-  app.add_flag("--ci", o.ci.enabled,
-               "Judge instead of report: trace COMMAND's process tree (or --duration), wait --settle, exit 1 on a leak")
-      ->group(ci);
-  app.add_option("--settle", o.ci.settle_s,
-                 "Seconds to wait after COMMAND for deferred frees (default 10; ends early when nothing is left)")
-      ->group(ci);
-  app.add_option("--fail-on-bytes", o.ci.fail_on_bytes, "Leak when at least BYTES are outstanding (default: any)")
-      ->group(ci);
-  app.add_option("--fail-on-count", o.ci.fail_on_count, "Leak when at least N allocations are outstanding")
-      ->group(ci);
-  app.add_option("--baseline", o.ci.baseline_path, "Earlier JSON report: its stacks are not reported again")
-      ->group(ci);
-  app.add_option("--ignore", o.ci.ignore, "Ignore stacks with a function matching PATTERN (fnmatch; repeatable)")
-      ->group(ci);
-  app.add_flag("--include-reclaimable", o.ci.include_reclaimable,
-               "Also judge reclaimable caches (dentries, inodes: freed under memory pressure)")
-      ->group(ci);
-  app.add_flag("--include-unverified", o.ci.include_unverified,
-               "Also judge stacks whose cache or call site had frees bypass kleak (bulk frees): may be phantoms")
-      ->group(ci);
-  app.add_flag("--no-known-caches", o.ci.no_known_caches,
-               "Also judge bounded kernel caches kleak knows (e.g. cached thread stacks)")
-      ->group(ci);
-  app.add_option("--report-json", o.ci.report_json_path, "Also write the JSON report to FILE")->group(ci);
-  app.add_option("--junit", o.ci.junit_path, "Write a JUnit XML verdict to FILE")->group(ci);
-  app.add_option("--ktap", o.ci.ktap_path, "Write a KTAP verdict to FILE")->group(ci);
+  if (!serve) {
+    auto* ci = "CI mode (kleak --ci [options] [-- COMMAND ARGS...])";
+    app.add_flag("--ci", o.ci.enabled,
+                 "Judge instead of report: trace COMMAND's process tree (or --duration), wait --settle, exit 1 on a leak")
+        ->group(ci);
+    app.add_option("--settle", o.ci.settle_s,
+                   "Seconds to wait after COMMAND for deferred frees (default 10; ends early when nothing is left)")
+        ->group(ci);
+    app.add_option("--fail-on-bytes", o.ci.fail_on_bytes, "Leak when at least BYTES are outstanding (default: any)")
+        ->group(ci);
+    app.add_option("--fail-on-count", o.ci.fail_on_count, "Leak when at least N allocations are outstanding")
+        ->group(ci);
+    app.add_option("--baseline", o.ci.baseline_path, "Earlier JSON report: its stacks are not reported again")
+        ->group(ci);
+    app.add_option("--ignore", o.ci.ignore, "Ignore stacks with a function matching PATTERN (fnmatch; repeatable)")
+        ->group(ci);
+    app.add_flag("--include-reclaimable", o.ci.include_reclaimable,
+                 "Also judge reclaimable caches (dentries, inodes: freed under memory pressure)")
+        ->group(ci);
+    app.add_flag("--include-unverified", o.ci.include_unverified,
+                 "Also judge stacks whose cache or call site had frees bypass kleak (bulk frees): may be phantoms")
+        ->group(ci);
+    app.add_flag("--no-known-caches", o.ci.no_known_caches,
+                 "Also judge bounded kernel caches kleak knows (e.g. cached thread stacks)")
+        ->group(ci);
+    app.add_option("--report-json", o.ci.report_json_path, "Also write the JSON report to FILE")->group(ci);
+    app.add_option("--junit", o.ci.junit_path, "Write a JUnit XML verdict to FILE")->group(ci);
+    app.add_option("--ktap", o.ci.ktap_path, "Write a KTAP verdict to FILE")->group(ci);
+  }
 
   // Everything after "--" is the command to run (CI mode), kept out of CLI11.
   std::vector<std::string> own(args);
@@ -228,7 +320,7 @@ ParsedCommandLine parse_command_line(const std::vector<std::string>& args, std::
     o.ci.command.assign(dd + 1, own.end());
     own.erase(dd, own.end());
   }
-  if (auto status = parse_cli(app, own, "kleak", out, err)) {
+  if (auto status = parse_cli(app, own, name, out, err)) {
     result.exit_code = *status;
     return result;
   }
@@ -237,19 +329,24 @@ ParsedCommandLine parse_command_line(const std::vector<std::string>& args, std::
     result.exit_code = kExitOk;
     return result;
   }
-  if (auto why = apply_option_strings(o, strings); !why.empty()) {
-    err << "kleak: " << why << " (see kleak --help)\n";
+  if (auto why = apply_option_strings(o, strings, app.count("--top") > 0); !why.empty()) {
+    err << name << ": " << why << " (see " << name << " --help)\n";
     result.exit_code = kExitUsage;
     return result;
   }
-  if (o.interval_s == 0 && o.duration_s == 0 && app.count("interval") == 0 && !o.ci.enabled) o.interval_s = 10;
-  if (app.count("interval") > 0 && o.interval_s <= 0) {
-    err << "kleak: interval must be positive (see kleak --help)\n";
+  if (serve) {
+    o.serve.enabled = true;
+    o.format = OutputFormat::prometheus;
+  }
+  if (!serve && o.interval_s == 0 && o.duration_s == 0 && app.count("interval") == 0 && !o.ci.enabled)
+    o.interval_s = 10;
+  if (!serve && app.count("interval") > 0 && o.interval_s <= 0) {
+    err << name << ": interval must be positive (see " << name << " --help)\n";
     result.exit_code = kExitUsage;
     return result;
   }
   if (auto why = validate(o); !why.empty()) {
-    err << "kleak: " << why << " (see kleak --help)\n";
+    err << name << ": " << why << " (see " << name << " --help)\n";
     result.exit_code = kExitUsage;
     return result;
   }

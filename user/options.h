@@ -34,7 +34,10 @@ enum CiExitCode : int {
 // --low-overhead: one allocation in this many gets its stack captured.
 constexpr uint32_t kLowOverheadSampleEvery = 64;
 
-enum class OutputFormat { text, json };
+// text and json (one compact document per line) are the stream formats;
+// jsonl names that JSON Lines stream explicitly. folded, pprof and
+// prometheus are snapshots: with --output each report replaces the file.
+enum class OutputFormat { text, json, jsonl, folded, pprof, prometheus };
 
 // How stacks are ranked. score (the default) puts steadily growing stacks
 // first, by rate; stacks with no growth verdict yet follow by bytes.
@@ -56,6 +59,18 @@ struct CiOptions {
   std::string junit_path;
   std::string ktap_path;
 };
+
+// `kleak serve`: trace, and answer Prometheus scrapes of /metrics.
+struct ServeOptions {
+  bool enabled = false;
+  std::string listen = "127.0.0.1:9745";  // ADDR:PORT, loopback unless listen_any
+  bool listen_any = false;                // --listen-any: allow a non-loopback address
+};
+
+// Snapshot formats replace --output with each report instead of appending.
+inline bool is_snapshot_format(OutputFormat f) {
+  return f == OutputFormat::folded || f == OutputFormat::pprof || f == OutputFormat::prometheus;
+}
 
 struct TraceOptions {
   // Report every interval_s seconds; 0 = only a final report.
@@ -91,6 +106,7 @@ struct TraceOptions {
   uint64_t peek_addr = 0;
   uint32_t peek_addr_len = 256;
   OutputFormat format = OutputFormat::text;
+  bool folded_count = false;  // --folded-count: folded lines count allocations, not bytes
   int verbosity = 0;
   bool quiet = false;
   uint32_t max_allocs = 262144;
@@ -102,6 +118,7 @@ struct TraceOptions {
   uint32_t stack_sample_every = 1;
   std::string btf_path;  // empty: the running kernel's /sys/kernel/btf/vmlinux
   CiOptions ci;
+  ServeOptions serve;
 };
 
 // Either options to run with, or a status to exit with at once (after --help,
@@ -111,9 +128,23 @@ struct ParsedCommandLine {
   int exit_code = kExitOk;
 };
 
+enum class CommandKind { trace, serve };
+
 // argv[0] is the program name. Prints help/version to `out`, errors to `err`.
+// CommandKind::serve adds `kleak serve`'s options (--listen, --listen-any).
 ParsedCommandLine parse_command_line(const std::vector<std::string>& args, std::ostream& out,
-                                     std::ostream& err);
+                                     std::ostream& err, CommandKind command = CommandKind::trace);
+
+// An ADDR:PORT for --listen: IPv4 "127.0.0.1:9745", IPv6 "[::1]:9745", or
+// "localhost:9745" (127.0.0.1). Port 0: the kernel picks one (kleak says which).
+struct ListenAddress {
+  std::string host;  // numeric, without brackets
+  uint16_t port = 0;
+  bool ipv6 = false;
+  bool loopback = false;  // 127.0.0.0/8 or ::1
+};
+// nullopt when `text` is not such an address.
+std::optional<ListenAddress> parse_listen_address(const std::string& text);
 
 // Empty when valid, else a one-line reason.
 std::string validate(const TraceOptions& opts);
@@ -132,12 +163,15 @@ struct OptionStrings {
 void add_selection_options(CLI::App& app, TraceOptions& o, OptionStrings& s);
 // --older (min_age_ms) under the given CLI11 names, e.g. "-o,--older".
 void add_age_option(CLI::App& app, TraceOptions& o, const std::string& names);
-// -T, --sort, -a, --format, --output, --hide-addresses, --peek*, -q.
-void add_report_options(CLI::App& app, TraceOptions& o, OptionStrings& s);
+// -T, --sort, -a, --hide-addresses, --peek*, -q; with_format: --format,
+// --folded-count, --output (kleak serve has neither: it always serves
+// prometheus).
+void add_report_options(CLI::App& app, TraceOptions& o, OptionStrings& s, bool with_format = true);
 // --max-allocs, --stack-storage-size, --low-overhead, --stack-sample, --btf.
 void add_limit_options(CLI::App& app, TraceOptions& o, OptionStrings& s);
 void add_verbose_option(CLI::App& app, TraceOptions& o);
-// Empty, or the one-line reason `s` is invalid.
-std::string apply_option_strings(TraceOptions& o, const OptionStrings& s);
+// Empty, or the one-line reason `s` is invalid. top_given: -T was on the
+// command line (else folded and pprof show every stack).
+std::string apply_option_strings(TraceOptions& o, const OptionStrings& s, bool top_given);
 
 }  // namespace kleak

@@ -94,7 +94,8 @@ ParsedPinCommandLine parse_pin_command_line(PinCommand command, const std::vecto
     result.exit_code = *status;
     return result;
   }
-  std::string why = apply_option_strings(o, strings);
+  const CLI::Option* top = app.get_option_no_throw("--top");  // start has no -T
+  std::string why = apply_option_strings(o, strings, top && top->count() > 0);
   if (why.empty()) why = validate(o);
   if (!why.empty()) {
     err << name << ": " << why << " (see " << name << " --help)\n";

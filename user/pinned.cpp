@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "ksyms.h"
+#include "format.h"
 #include "loader.h"
 #include "log.h"
 #include "pin.h"
@@ -151,7 +152,7 @@ int report_from(const PinnedSession& session, const PinOptions& p, bool final_re
   TraceOptions opts = p.trace;
   const PinMeta& meta = session.meta();
   opts.pid = meta.pid;
-  auto output = Output::open(opts.output_path);
+  auto output = open_output(opts.output_path, opts.format);
   if (!output) {
     log_error("{}", output.error().message);
     return kExitFailure;

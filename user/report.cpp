@@ -109,6 +109,17 @@ std::string stack_key(const std::vector<Frame>& frames) {
   return key;
 }
 
+uint64_t stack_hash(std::string_view key) {
+  uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a offset basis and prime
+  for (unsigned char c : key) {
+    h ^= c;
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+std::string stack_hash_hex(uint64_t hash) { return fmt::format("{:016x}", hash); }
+
 Report build_report(const SnapshotInfo& snap, const Aggregate& agg, const TraceOptions& opts, const ReportContext& ctx,
                     const Ksyms& ksyms, const StackSource& stacks, const GrowthTracker* growth) {
   Report r;
@@ -153,6 +164,7 @@ Report build_report(const SnapshotInfo& snap, const Aggregate& agg, const TraceO
     if (auto it = snap.missed_sites.find(missed_free_key(g)); it != snap.missed_sites.end()) s.missed_frees = it->second;
     std::vector<Frame> frames = group_frames(g, ksyms, stacks, &s.stack_error);
     s.stack_key = stack_key(frames);
+    s.stack_hash = stack_hash(s.stack_key);
     if (s.stack_error.empty()) s.frames = std::move(frames);
     if (opts.hide_addresses) {
       // The stack key is a hash of raw addresses: hidden with them.
@@ -383,6 +395,7 @@ nlohmann::json to_json(const Report& r) {
     js["stack_id"] = s.stack_id ? nlohmann::json(fmt::format("0x{:016x}", s.stack_id)) : nlohmann::json(nullptr);
     js["stack_error"] = s.stack_error.empty() ? json(nullptr) : json(s.stack_error);
     js["stack_key"] = s.stack_key;
+    js["stack_hash"] = stack_hash_hex(s.stack_hash);
     js["reclaimable"] = s.reclaimable;
     js["missed_frees"] = s.missed_frees;
     if (s.has_growth)

@@ -39,6 +39,7 @@ struct StackReport {
   uint32_t rank = 0;
   uint64_t stack_id = 0;  // kleak_stacks key, 0 = none
   std::string stack_key;  // symbolic, comparable across boots: see stack_key()
+  uint64_t stack_hash = 0;  // stack_hash(stack_key): the same across boots and hosts
   bool reclaimable = false;
   // Frees kleak saw bypass its hooks for this stack's cache (or kmalloc call
   // site): some of its outstanding allocations may already be freed.
@@ -133,6 +134,12 @@ std::vector<Frame> group_frames(const StackGroup& g, const Ksyms& ksyms, const S
 // first, joined by ";". No addresses or offsets, so KASLR and rebuilds do not
 // change it; unresolved frames are "?".
 std::string stack_key(const std::vector<Frame>& frames);
+
+// A 64-bit FNV-1a hash of a stack key: a short identity that stays the same
+// across boots, hosts and kleak runs (std::hash promises none of that).
+uint64_t stack_hash(std::string_view key);
+// The 16 lowercase hex digits every format shows.
+std::string stack_hash_hex(uint64_t hash);
 
 // `growth` (may be null) gives each stack its growth verdict.
 Report build_report(const SnapshotInfo& snap, const Aggregate& agg, const TraceOptions& opts, const ReportContext& ctx,

@@ -50,20 +50,78 @@ Result<Output> Output::open(const std::string& path) {
   return out;
 }
 
-Output::~Output() {
-  if (fd_ >= 0) close(fd_);
+namespace {
+
+// A temporary file beside `path`, hidden from textfile collectors (they read
+// only *.prom) and from a plain ls: DIR/.NAME.XXXXXX.
+std::string temp_template(const std::string& path) {
+  auto slash = path.rfind('/');
+  std::string dir = slash == std::string::npos ? "" : path.substr(0, slash + 1);
+  std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
+  return dir + "." + base + ".XXXXXX";
 }
 
-bool Output::write(const std::string& s) {
-  if (fd_ < 0) return write_stdout(s);
+// Writes all of `s` to `fd`. False on error, errno set.
+bool write_all(int fd, const std::string& s) {
   size_t done = 0;
   while (done < s.size()) {
-    ssize_t n = ::write(fd_, s.data() + done, s.size() - done);
+    ssize_t n = ::write(fd, s.data() + done, s.size() - done);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return false;
     done += static_cast<size_t>(n);
   }
   return true;
+}
+
+}  // namespace
+
+Result<Output> Output::open_replacing(const std::string& path, mode_t mode) {
+  Output out(-1, path);
+  out.replacing_ = true;
+  out.mode_ = mode;
+  if (path.empty()) return out;
+  struct stat st {};
+  if (lstat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
+    return make_error("cannot write " + path + ": not a regular file (a symlink is refused)", EEXIST);
+  // Try the directory now, so a typo fails before anything is attached.
+  std::string tmp = temp_template(path);
+  int fd = mkostemp(tmp.data(), O_CLOEXEC);
+  if (fd < 0) return make_error("cannot write " + path, errno);
+  close(fd);
+  unlink(tmp.c_str());
+  return out;
+}
+
+bool Output::replace(const std::string& s) {
+  if (path_.empty()) return write_stdout(s);
+  std::string tmp = temp_template(path_);
+  int fd = mkostemp(tmp.data(), O_CLOEXEC);
+  if (fd < 0) return false;
+  bool ok = fchmod(fd, mode_) == 0 && write_all(fd, s);
+  int saved = errno;
+  if (close(fd) != 0 && ok) {
+    ok = false;
+    saved = errno;
+  }
+  if (ok && rename(tmp.c_str(), path_.c_str()) != 0) {
+    ok = false;
+    saved = errno;
+  }
+  if (!ok) {
+    unlink(tmp.c_str());
+    errno = saved;
+  }
+  return ok;
+}
+
+Output::~Output() {
+  if (fd_ >= 0) close(fd_);
+}
+
+bool Output::write(const std::string& s) {
+  if (replacing_) return replace(s);
+  if (fd_ < 0) return write_stdout(s);
+  return write_all(fd_, s);
 }
 
 std::string write_file(const std::string& path, const std::string& s) {

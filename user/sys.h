@@ -2,6 +2,7 @@
 #pragma once
 
 #include <signal.h>
+#include <sys/types.h>
 
 #include <cstdint>
 #include <string>
@@ -24,17 +25,34 @@ class Output {
  public:
   // Empty path: stdout. The error names the path.
   static Result<Output> open(const std::string& path);
-  Output(Output&& o) noexcept : fd_(o.fd_), path_(std::move(o.path_)) { o.fd_ = -1; }
+  // For snapshot formats: each replace() swaps in a new whole file, so a
+  // reader (node_exporter's textfile collector) never sees half of one.
+  // Nothing is created now, but a symlink at `path` or a directory kleak
+  // cannot create files in is refused at once. Empty path: stdout.
+  static Result<Output> open_replacing(const std::string& path, mode_t mode);
+  Output(Output&& o) noexcept
+      : fd_(o.fd_), path_(std::move(o.path_)), replacing_(o.replacing_), mode_(o.mode_) {
+    o.fd_ = -1;
+  }
   Output& operator=(Output&&) = delete;
   ~Output();
   // Writes all of `s`. False on error, with errno set (EPIPE, ENOSPC, ...).
   bool write(const std::string& s);
+  // Writes `s` to a temporary file beside path() (mode as opened), then
+  // renames it over path(): rename(2) replaces a symlink planted meanwhile
+  // instead of following it. On stdout, the same as write(). False on
+  // error, errno set, the temporary file removed.
+  bool replace(const std::string& s);
+  // Whether this Output was opened with open_replacing().
+  bool replacing() const { return replacing_; }
   const std::string& path() const { return path_; }
 
  private:
   Output(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
-  int fd_;  // -1: stdout
+  int fd_;  // -1: stdout, or a replacing Output (no fd held)
   std::string path_;
+  bool replacing_ = false;
+  mode_t mode_ = 0600;
 };
 
 // Writes `s` to `path` through an Output. Empty on success, else a one-line

@@ -14,6 +14,7 @@
 
 #include "aggregate.h"
 #include "cache_filter.h"
+#include "format.h"
 #include "growth.h"
 #include "ksyms.h"
 #include "loader.h"
@@ -28,134 +29,42 @@
 namespace kleak {
 namespace {
 
+// One report after another, written where --output says.
 class Session {
  public:
   // `start`: when tracing began; by default now (a tracer that just attached).
   Session(const TraceOptions& opts, const BpfHandles& loader, Ksyms ksyms, Output output,
           std::optional<TraceStart> start = std::nullopt)
-      : opts_(opts), loader_(loader), ksyms_(std::move(ksyms)), output_(std::move(output)) {
-    ctx_.kernel = kernel_release();
-    ctx_.interval_s = opts.interval_s;
-    ctx_.start_mono_ns = start ? start->mono_ns : monotonic_ns();
-    ctx_.live_capacity = loader.live_capacity();
-    ctx_.stack_capacity = loader.stack_capacity();
-    ctx_.stack_sample_every = loader.stack_sample_every();
-    ctx_.attached = loader.attached();
-    ctx_.missing = loader.missing();
-    if (start) start_meminfo_ = start->meminfo;
-    else if (auto m = load_meminfo()) start_meminfo_ = std::move(*m);
-  }
+      : reporter_(opts, loader, std::move(ksyms), std::move(start)),
+        format_(format_options(opts)),
+        output_(std::move(output)) {}
 
-  uint64_t start_ns() const { return ctx_.start_mono_ns; }
-  // A single report has no history to judge growth from: leave it out.
-  void without_growth() { track_growth_ = false; }
-  void describe(const LoaderConfig& cfg) { describe_filters(cfg, ctx_); }
+  uint64_t start_ns() const { return reporter_.start_ns(); }
+  void describe(const LoaderConfig& cfg) { reporter_.describe(cfg); }
+  void without_growth() { reporter_.without_growth(); }
 
-  // The kernel's slab counters now against when kleak started.
-  Reconciliation reconcile(const Aggregate& agg) const {
-    Reconciliation rc;
-    auto now = load_meminfo();
-    if (!start_meminfo_ || !now) return rc;
-    auto delta = [&](std::string_view field) -> std::optional<int64_t> {
-      auto a = start_meminfo_->get(field), b = now->get(field);
-      if (!a || !b) return std::nullopt;
-      return static_cast<int64_t>(*b) - static_cast<int64_t>(*a);
-    };
-    auto slab = delta("Slab"), unrec = delta("SUnreclaim"), rec = delta("SReclaimable");
-    if (!slab || !unrec || !rec) return rc;
-    rc.available = true;
-    rc.slab_delta = *slab;
-    rc.sunreclaim_delta = *unrec;
-    rc.sreclaimable_delta = *rec;
-    rc.tracked_unreclaimable = agg.live_unreclaimable_bytes;
-    rc.tracked_reclaimable = agg.live_reclaimable_bytes;
-    rc.tracked_large_kmalloc = agg.live_large_kmalloc_bytes;
-    return rc;
-  }
-
-  // Sweeps the stack store (see stack_reclaim.h). A failure is a warning:
-  // reports stay right, the store may fill (counted as stack ENOMEM).
-  void reclaim_stacks(const std::unordered_set<uint64_t>& referenced) {
-    auto r = reclaimer_.sweep(loader_.stacks_fd(), loader_.sites_fd(), referenced);
-    if (!r) {
-      log_warn("stack store sweep: {}", r.error().message);
-      return;
-    }
-    last_sweep_ns_ = monotonic_ns();
-    ctx_.stacks_stored = reclaimer_.stored();
-    ctx_.stacks_reclaimed = reclaimer_.reclaimed_total();
-    if (r->reclaimed) log_info("stack store: {} stacks, {} reclaimed", r->stored, r->reclaimed);
-  }
-
-  // Between reports (or on runs with only a final one), sweeps every
-  // kReclaimPeriodS: reads the live map for what it references.
-  void maintain() {
-    if (monotonic_ns() - last_sweep_ns_ < static_cast<uint64_t>(kReclaimPeriodS * 1e9)) return;
-    Aggregator referenced(monotonic_ns(), 0, false);
-    if (auto read = aggregate_map(loader_.live_fd(), referenced); !read) {
-      log_warn("stack store sweep: {}", read.error().message);
-      last_sweep_ns_ = monotonic_ns();
-      return;
-    }
-    reclaim_stacks(std::move(referenced).finish().referenced_stacks);
-  }
+  // Between reports, sweeps the stack store (see Reporter::maintain).
+  void maintain() { reporter_.maintain(); }
 
   // Prints one report. Returns an exit status to stop with, or -1 to go on.
   int report(bool final_report) {
-    ++ctx_.seq;
-    ctx_.final_report = final_report;
-    const uint64_t t0 = monotonic_ns();
-    auto snap = snapshot_info(loader_.fds());
-    if (!snap) {
-      log_error("{}", snap.error().message);
+    auto r = reporter_.next(final_report);
+    if (!r) {
+      log_error("{}", r.error().message);
       return kExitFailure;
     }
-    Aggregator aggregator(snap->mono_ns, opts_.min_age_ms * 1000000ull, opts_.show_allocs || opts_.peek_bytes > 0);
-    if (auto read = aggregate_map(loader_.live_fd(), aggregator); !read) {
-      log_error("{}", read.error().message);
-      return kExitFailure;
-    }
-    const uint64_t t1 = monotonic_ns();
-    Aggregate agg = std::move(aggregator).finish();
-    reclaim_stacks(agg.referenced_stacks);
-    if (track_growth_) growth_.observe(static_cast<double>(snap->mono_ns - ctx_.start_mono_ns) / 1e9, agg);
-    rank_groups(agg, opts_.sort, growth_);
-    const uint64_t t2 = monotonic_ns();
-    int fd = loader_.stacks_fd();
-    Report r = build_report(*snap, agg, opts_, ctx_, ksyms_, [fd](uint64_t id) { return read_stack(fd, id); },
-                            track_growth_ ? &growth_ : nullptr);
-    r.reconciliation = reconcile(agg);
-    if (auto st = add_peeks(r, loader_.peek_prog_fd(), loader_.peek_map_fd()); !st)
-      log_warn("--peek: {}", st.error().message);
-    std::string out = opts_.format == OutputFormat::json
-                          ? to_json(r).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n"
-                          : render_text(r) + "\n";
-    const uint64_t t3 = monotonic_ns();
-    auto ms = [](uint64_t a, uint64_t b) { return static_cast<double>(b - a) / 1e6; };
-    log_info("report #{}: {} live allocations, {} stacks in {:.1f} ms (read+group {:.1f}, rank {:.1f}, "
-             "symbolize+format {:.1f})",
-             ctx_.seq, agg.live_count, agg.groups.size(), ms(t0, t3), ms(t0, t1), ms(t1, t2), ms(t2, t3));
-    if (!output_.write(out)) {
-      if (errno == EPIPE) return kExitOk;  // the reader (e.g. head) has what it wanted
-      const int err = errno;  // before anything else can change it
-      const std::string where = output_.path().empty() ? "" : " to " + output_.path();
-      log_error("{}", make_error("write report" + where, err).message);
+    if (auto st = write_report(*r, format_, output_); !st) {
+      if (st.error().err == EPIPE) return kExitOk;  // the reader (e.g. head) has what it wanted
+      log_error("{}", st.error().message);
       return kExitFailure;
     }
     return -1;
   }
 
  private:
-  const TraceOptions& opts_;
-  const BpfHandles& loader_;
-  Ksyms ksyms_;
+  Reporter reporter_;
+  FormatOptions format_;
   Output output_;
-  ReportContext ctx_;
-  GrowthTracker growth_;
-  StackReclaimer reclaimer_;
-  uint64_t last_sweep_ns_ = monotonic_ns();
-  bool track_growth_ = true;
-  std::optional<Meminfo> start_meminfo_;  // at start, for Reconciliation
 };
 
 }  // namespace
@@ -167,6 +76,97 @@ int report_once(const TraceOptions& opts, const BpfHandles& handles, const Trace
   session.without_growth();
   int rc = session.report(final_report);
   return rc < 0 ? kExitOk : rc;
+}
+
+Reporter::Reporter(const TraceOptions& opts, const BpfHandles& loader, Ksyms ksyms, std::optional<TraceStart> start)
+    : opts_(opts), loader_(loader), ksyms_(std::move(ksyms)) {
+  ctx_.kernel = kernel_release();
+  ctx_.interval_s = opts.interval_s;
+  ctx_.start_mono_ns = start ? start->mono_ns : monotonic_ns();
+  ctx_.live_capacity = loader.live_capacity();
+  ctx_.stack_capacity = loader.stack_capacity();
+  ctx_.stack_sample_every = loader.stack_sample_every();
+  ctx_.attached = loader.attached();
+  ctx_.missing = loader.missing();
+  if (start) start_meminfo_ = start->meminfo;
+  else if (auto m = load_meminfo()) start_meminfo_ = std::move(*m);
+}
+
+void Reporter::describe(const LoaderConfig& cfg) { describe_filters(cfg, ctx_); }
+
+// The kernel's slab counters now against when kleak started.
+Reconciliation Reporter::reconcile(const Aggregate& agg) const {
+  Reconciliation rc;
+  auto now = load_meminfo();
+  if (!start_meminfo_ || !now) return rc;
+  auto delta = [&](std::string_view field) -> std::optional<int64_t> {
+    auto a = start_meminfo_->get(field), b = now->get(field);
+    if (!a || !b) return std::nullopt;
+    return static_cast<int64_t>(*b) - static_cast<int64_t>(*a);
+  };
+  auto slab = delta("Slab"), unrec = delta("SUnreclaim"), rec = delta("SReclaimable");
+  if (!slab || !unrec || !rec) return rc;
+  rc.available = true;
+  rc.slab_delta = *slab;
+  rc.sunreclaim_delta = *unrec;
+  rc.sreclaimable_delta = *rec;
+  rc.tracked_unreclaimable = agg.live_unreclaimable_bytes;
+  rc.tracked_reclaimable = agg.live_reclaimable_bytes;
+  rc.tracked_large_kmalloc = agg.live_large_kmalloc_bytes;
+  return rc;
+}
+
+// A failure is a warning: reports stay right, the store may fill (counted
+// as stack ENOMEM).
+void Reporter::reclaim_stacks(const std::unordered_set<uint64_t>& referenced) {
+  auto r = reclaimer_.sweep(loader_.stacks_fd(), loader_.sites_fd(), referenced);
+  if (!r) {
+    log_warn("stack store sweep: {}", r.error().message);
+    return;
+  }
+  last_sweep_ns_ = monotonic_ns();
+  ctx_.stacks_stored = reclaimer_.stored();
+  ctx_.stacks_reclaimed = reclaimer_.reclaimed_total();
+  if (r->reclaimed) log_info("stack store: {} stacks, {} reclaimed", r->stored, r->reclaimed);
+}
+
+void Reporter::maintain() {
+  if (monotonic_ns() - last_sweep_ns_ < static_cast<uint64_t>(kReclaimPeriodS * 1e9)) return;
+  Aggregator referenced(monotonic_ns(), 0, false);
+  if (auto read = aggregate_map(loader_.live_fd(), referenced); !read) {
+    log_warn("stack store sweep: {}", read.error().message);
+    last_sweep_ns_ = monotonic_ns();
+    return;
+  }
+  reclaim_stacks(std::move(referenced).finish().referenced_stacks);
+}
+
+Result<Report> Reporter::next(bool final_report) {
+  ++ctx_.seq;
+  ctx_.final_report = final_report;
+  const uint64_t t0 = monotonic_ns();
+  auto snap = snapshot_info(loader_.fds());
+  if (!snap) return snap.error();
+  Aggregator aggregator(snap->mono_ns, opts_.min_age_ms * 1000000ull, opts_.show_allocs || opts_.peek_bytes > 0);
+  if (auto read = aggregate_map(loader_.live_fd(), aggregator); !read) return read.error();
+  const uint64_t t1 = monotonic_ns();
+  Aggregate agg = std::move(aggregator).finish();
+  reclaim_stacks(agg.referenced_stacks);
+  if (track_growth_) growth_.observe(static_cast<double>(snap->mono_ns - ctx_.start_mono_ns) / 1e9, agg);
+  rank_groups(agg, opts_.sort, growth_);
+  const uint64_t t2 = monotonic_ns();
+  int fd = loader_.stacks_fd();
+  Report r = build_report(*snap, agg, opts_, ctx_, ksyms_, [fd](uint64_t id) { return read_stack(fd, id); },
+                          track_growth_ ? &growth_ : nullptr);
+  r.reconciliation = reconcile(agg);
+  if (auto st = add_peeks(r, loader_.peek_prog_fd(), loader_.peek_map_fd()); !st)
+    log_warn("--peek: {}", st.error().message);
+  const uint64_t t3 = monotonic_ns();
+  auto ms = [](uint64_t a, uint64_t b) { return static_cast<double>(b - a) / 1e6; };
+  log_info("report #{}: {} live allocations, {} stacks in {:.1f} ms (read+group {:.1f}, rank {:.1f}, "
+           "symbolize {:.1f})",
+           ctx_.seq, agg.live_count, agg.groups.size(), ms(t0, t3), ms(t0, t1), ms(t1, t2), ms(t2, t3));
+  return r;
 }
 
 Result<LoaderConfig> loader_config(const TraceOptions& opts) {
@@ -222,7 +222,7 @@ Result<Tracer> attach_tracer(const LoaderConfig& config) {
 int run_trace(const TraceOptions& opts) {
   log_set_level(opts.verbosity >= 2 ? LogLevel::debug : opts.verbosity == 1 ? LogLevel::info : LogLevel::warn);
   // Before anything else: an unwritable --output is a one-line error.
-  auto output = Output::open(opts.output_path);
+  auto output = open_output(opts.output_path, opts.format);
   if (!output) {
     log_error("{}", output.error().message);
     return kExitFailure;

@@ -4,7 +4,9 @@
 
 #include <memory>
 #include <optional>
+#include <unordered_set>
 
+#include "growth.h"
 #include "ksyms.h"
 #include "loader.h"
 #include "options.h"
@@ -12,6 +14,8 @@
 #include "report.h"
 #include "result.h"
 #include "sys.h"
+#include "snapshot.h"
+#include "stack_reclaim.h"
 
 namespace kleak {
 
@@ -25,8 +29,43 @@ struct TraceStart {
   std::optional<Meminfo> meminfo;  // /proc/meminfo then, for the reconciliation line
 };
 
-// Prints one report from `handles`, exactly as `kleak trace` prints its
-// reports, with the filters `filters` states. Returns the exit status.
+// Turns a tracer's maps into reports: snapshot, group, rank by growth (it
+// keeps the history), symbolize. `opts` and `loader` must outlive it.
+// `loader` is a live Loader or a pinned session (handles.h); `start`: when
+// tracing began, by default now (a tracer that just attached).
+class Reporter {
+ public:
+  Reporter(const TraceOptions& opts, const BpfHandles& loader, Ksyms ksyms,
+           std::optional<TraceStart> start = std::nullopt);
+  uint64_t start_ns() const { return ctx_.start_mono_ns; }
+  // Records the filters in force for every report (describe_filters).
+  void describe(const LoaderConfig& cfg);
+  // A single report has no history to judge growth from: leave it out.
+  void without_growth() { track_growth_ = false; }
+  // The next report (seq counts up). Errors name the map that failed.
+  Result<Report> next(bool final_report);
+  // Sweeps the stack store (see stack_reclaim.h) when kReclaimPeriodS has
+  // passed since the last sweep: for runs with long gaps between reports.
+  void maintain();
+
+ private:
+  Reconciliation reconcile(const Aggregate& agg) const;
+  void reclaim_stacks(const std::unordered_set<uint64_t>& referenced);
+
+  const TraceOptions& opts_;
+  const BpfHandles& loader_;
+  Ksyms ksyms_;
+  ReportContext ctx_;
+  GrowthTracker growth_;
+  bool track_growth_ = true;
+  StackReclaimer reclaimer_;
+  uint64_t last_sweep_ns_ = monotonic_ns();
+  std::optional<Meminfo> start_meminfo_;  // at start, for Reconciliation
+};
+
+// Writes one report from `handles` as `kleak trace` writes its reports (every
+// --format), with the filters `filters` states and no growth verdicts.
+// Returns the exit status.
 int report_once(const TraceOptions& opts, const BpfHandles& handles, const TraceStart& start,
                 const LoaderConfig& filters, Ksyms ksyms, Output output, bool final_report);
 

@@ -90,16 +90,31 @@ bool Child::fill(int fd, std::string& buf, std::chrono::steady_clock::time_point
   return true;
 }
 
+namespace {
+
+std::optional<std::string> take_line(std::string& buf) {
+  size_t nl = buf.find('\n');
+  if (nl == std::string::npos) return std::nullopt;
+  std::string line = buf.substr(0, nl);
+  buf.erase(0, nl + 1);
+  return line;
+}
+
+}  // namespace
+
 std::optional<std::string> Child::read_line(std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
-    size_t nl = out_buf_.find('\n');
-    if (nl != std::string::npos) {
-      std::string line = out_buf_.substr(0, nl);
-      out_buf_.erase(0, nl + 1);
-      return line;
-    }
+    if (auto line = take_line(out_buf_)) return line;
     if (!fill(out_, out_buf_, deadline)) return std::nullopt;
+  }
+}
+
+std::optional<std::string> Child::read_err_line(std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    if (auto line = take_line(err_buf_)) return line;
+    if (!fill(err_, err_buf_, deadline)) return std::nullopt;
   }
 }
 

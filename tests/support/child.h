@@ -35,6 +35,8 @@ class Child {
   // buffered but not yet returned by read_line.
   std::string read_all(std::chrono::milliseconds timeout = std::chrono::seconds(60));
   std::string read_stderr(std::chrono::milliseconds timeout = std::chrono::seconds(10));
+  // Next line of stderr (capture_stderr), like read_line.
+  std::optional<std::string> read_err_line(std::chrono::milliseconds timeout = std::chrono::seconds(30));
   void kill(int sig);
   // Sends `sig`, reads stdout to EOF and reaps the child. Its last line of
   // output when it exited with status 0, else nullopt (kleak's final report
