@@ -23,7 +23,9 @@ struct Frame {
   std::string symbol;  // function name; empty if unresolved
   uint64_t offset = 0;
   std::string module;  // empty for the core kernel
-  std::string source;  // "dir/file.c:42" from DWARF (user-space frames), empty when unknown
+  // "dir/file.c:42" from DWARF (user-space frames), empty when unknown. The
+  // braces keep {addr, symbol, offset, module} initializers warning-free.
+  std::string source{};
 };
 
 struct AllocLine {
