@@ -98,6 +98,21 @@ TEST(User, CommandLeaksNamedWithExactCountsFromMainsFirstStatement) {
   EXPECT_TRUE(test::loaded_kleak_programs().empty());
 }
 
+// exec replaces the address space: what the shell allocated before it
+// exec'd the leaker is gone, and only the leaker's blocks are reported.
+TEST(User, ExecDropsTheOldAddressSpacesBlocks) {
+  KLEAK_REQUIRE_BPF();
+  auto want = expected_leaks();
+  auto r = run({kKleak, "user", "--format", "json", "-q", "-T", "50", "-c", "sh -c 'exec " + kUleak + "'"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  json rep = json::parse(r.out);
+  expect_counts(leaks_by_function(rep), want);
+  EXPECT_GT(rep["user"]["exec_dropped"].get<uint64_t>(), 0u) << "sh allocated nothing before exec?";
+  bool aliased = false;
+  for (const auto& a : rep["attached"]) aliased = aliased || a.get<std::string>().find('=') != std::string::npos;
+  EXPECT_TRUE(aliased) << rep["attached"].dump() << ": glibc's memalign and aligned_alloc are one function";
+}
+
 // -p: attach to a running process; only what it leaks afterwards shows.
 TEST(User, PidAttachSeesLeaksAfterAttachOnly) {
   KLEAK_REQUIRE_BPF();
