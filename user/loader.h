@@ -9,14 +9,20 @@
 #include <string>
 #include <vector>
 
+#include "family.h"
 #include "result.h"
 #include "snapshot.h"
 
 struct kleak_bpf;
+struct bpf_map;
+struct bpf_program;
 
 namespace kleak {
 
+class Ksyms;
+
 struct LoaderConfig {
+  FamilySet families;  // which allocator families to load programs for
   uint32_t self_tgid = 0;
   uint32_t target_tgid = 0;
   // Non-empty: record only these processes and their descendants (a
@@ -35,6 +41,9 @@ struct LoaderConfig {
   uint32_t stack_storage_size = 8192;
   uint32_t stack_sample_every = 1;  // see TraceOptions
   std::string btf_path;  // empty: running kernel's BTF
+  // For the page family's slab/kmalloc exclusions (function ranges); null:
+  // the loader reads /proc/kallsyms itself. Not owned.
+  const Ksyms* ksyms = nullptr;
 };
 
 // Routes libbpf's log through kleak's logger: warnings always, info/debug
@@ -49,7 +58,13 @@ class Loader {
   Loader(const Loader&) = delete;
   Loader& operator=(const Loader&) = delete;
 
-  MapFds fds() const { return MapFds{live_fd(), counters_fd(), missed_fd()}; }
+  // Every map a snapshot reads, and the loaded programs (recursion misses).
+  MapFds fds() const;
+  // The live maps of every family traced, kleak_live first when slab is.
+  std::vector<int> live_fds() const;
+  // The families beyond slab that are traced (their alloc hook is attached).
+  const std::vector<uint32_t>& traced_families() const { return traced_; }
+  const FamilySet& families() const { return config_.families; }
   int live_fd() const;
   int stacks_fd() const;
   int counters_fd() const;
@@ -70,8 +85,11 @@ class Loader {
   explicit Loader(LoaderConfig config);
   Status open();
   Status probe_and_configure();
+  Status configure_families(uint64_t gfp_movable);
   Status load();
   Status attach();
+  bpf_map* family_map(uint32_t family) const;
+  bpf_program* family_alloc_prog(uint32_t family) const;
 
   struct SkelDeleter {
     void operator()(kleak_bpf* skel) const;
@@ -80,6 +98,7 @@ class Loader {
   std::unique_ptr<kleak_bpf, SkelDeleter> skel_;
   std::vector<std::string> attached_;
   std::vector<std::string> missing_;
+  std::vector<uint32_t> traced_;
   uint64_t gfp_account_ = 0x400000;  // __GFP_ACCOUNT before it was an enum bit
 };
 

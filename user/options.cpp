@@ -24,6 +24,8 @@ Examples:
   kleak -d 60 --format json  one JSON report after 60 s (fleet one-shot)
   kleak --size 4096 -d 300   only 4096-byte allocations (slabtop shows kmalloc-4k growing)
   kleak --cache kmalloc-cg-4k   only that slabtop row's allocations (or --cache dentry, ...)
+  kleak --family slab,page   also pages taken straight from the page allocator (alloc_pages)
+  kleak --family all         slab, page, percpu and vmalloc
   kleak -p 1234 -o 1000      allocations made by process 1234, older than 1 s
   kleak -a -T 3 5            also list addresses, sizes and ages of the top 3 stacks
   kleak triage               first: which memory grows? (samples /proc for a minute, no BPF)
@@ -54,6 +56,7 @@ std::string validate(const TraceOptions& o) {
   if (o.peek_samples == 0 || o.peek_samples > 64) return "--peek-samples must be 1 to 64";
   if (o.min_size_bytes > o.max_size_bytes) return "--min-size is larger than --max-size";
   if (o.max_allocs == 0) return "--max-allocs must be at least 1";
+  if (!o.cache.empty() && !o.families.only_slab()) return "--cache names a slab cache: it works with --family slab only";
   if (o.stack_storage_size == 0) return "--stack-storage-size must be at least 1";
   if (o.stack_sample_every == 0 || o.stack_sample_every > 1000000) return "--stack-sample must be 1 to 1000000";
   return {};
@@ -88,6 +91,11 @@ ParsedCommandLine parse_command_line(const std::vector<std::string>& args, std::
       ->excludes(app.get_option("--size"))
       ->excludes(app.get_option("--min-size"))
       ->excludes(app.get_option("--max-size"));
+  std::string families = "slab";
+  app.add_option("--family", families,
+                 "Allocator families to trace, comma-separated: slab (kmalloc, kmem_cache; the default), page "
+                 "(alloc_pages), percpu (alloc_percpu), vmalloc (vmap areas), or all")
+      ->group(what);
   app.add_option("-o,--older", o.min_age_ms,
                  "Report only allocations older than MS milliseconds (default 10000: longer than "
                  "kfree_rcu batching and lazy RCU, so deferred frees are not reported)")
@@ -193,6 +201,11 @@ ParsedCommandLine parse_command_line(const std::vector<std::string>& args, std::
   }
   if (low_overhead) o.stack_sample_every = kLowOverheadSampleEvery;
   if (exact_size) o.min_size_bytes = o.max_size_bytes = *exact_size;
+  if (auto why = parse_families(families, o.families); !why.empty()) {
+    err << "kleak: " << why << " (see kleak --help)\n";
+    result.exit_code = kExitUsage;
+    return result;
+  }
   o.format = format == "json" ? OutputFormat::json : OutputFormat::text;
   if (!peek_addr.empty()) {
     std::string addr = peek_addr, len;

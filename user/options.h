@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "family.h"
+
 namespace kleak {
 
 // Documented exit statuses (README "Exit status").
@@ -71,6 +73,7 @@ struct TraceOptions {
   uint64_t min_size_bytes = 0;
   uint64_t max_size_bytes = std::numeric_limits<uint64_t>::max();
   uint32_t pid = 0;  // 0 = every task
+  FamilySet families;  // --family: slab only by default
   std::string cache;  // --cache NAME, as slabtop shows it; empty = every cache
   bool show_allocs = false;
   // No raw kernel addresses in reports (symbol+offset only), so a report can

@@ -40,6 +40,8 @@ class Session {
     ctx_.stack_sample_every = loader.stack_sample_every();
     ctx_.attached = loader.attached();
     ctx_.missing = loader.missing();
+    ctx_.families = loader.families();
+    ctx_.traced_families = loader.traced_families();
     if (auto m = load_meminfo()) start_meminfo_ = std::move(*m);
   }
 
@@ -106,7 +108,7 @@ class Session {
       return kExitFailure;
     }
     Aggregator aggregator(snap->mono_ns, opts_.min_age_ms * 1000000ull, opts_.show_allocs || opts_.peek_bytes > 0);
-    if (auto read = aggregate_map(loader_.live_fd(), aggregator); !read) {
+    if (auto read = aggregate_maps(loader_.live_fds(), aggregator); !read) {
       log_error("{}", read.error().message);
       return kExitFailure;
     }
@@ -182,6 +184,7 @@ Result<LoaderConfig> loader_config(const TraceOptions& opts) {
   cfg.stack_storage_size = opts.stack_storage_size;
   cfg.stack_sample_every = opts.stack_sample_every;
   cfg.btf_path = opts.btf_path;
+  cfg.families = opts.families;
   return cfg;
 }
 
@@ -193,11 +196,15 @@ void describe_filters(const LoaderConfig& config, ReportContext& ctx) {
 
 Result<Tracer> attach_tracer(const LoaderConfig& config) {
   install_libbpf_logger();
-  auto loader = Loader::create(config);
+  // Symbols first: the page family excludes the slab paths by their text ranges.
+  Ksyms ksyms;
+  if (auto loaded = Ksyms::load()) ksyms = std::move(*loaded);
+  else log_warn("{}: frames will be raw addresses", loaded.error().message);
+  LoaderConfig cfg = config;
+  cfg.ksyms = &ksyms;
+  auto loader = Loader::create(cfg);
   if (!loader) return loader.error();
-  Tracer t{std::move(*loader), {}};
-  if (auto ksyms = Ksyms::load()) t.ksyms = std::move(*ksyms);
-  else log_warn("{}: frames will be raw addresses", ksyms.error().message);
+  Tracer t{std::move(*loader), std::move(ksyms)};
   // Loading parsed the kernel's BTF (several MiB) and kallsyms' text: hand
   // those freed pages back, kleak runs on machines already short of memory.
   malloc_trim(0);
