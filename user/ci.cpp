@@ -179,6 +179,7 @@ int run_ci(const TraceOptions& opts) {
     log_error("--peek shows kernel memory: root only");
     return kCiUnsupported;
   }
+  if (opts.selftest && !selftest_passed()) return kCiUnsupported;
   const sigset_t signals = block_stop_signals(SIGCHLD);
   Command command;
   const bool with_command = !ci.command.empty();

@@ -7,6 +7,7 @@
 #include "ci.h"
 #include "log.h"
 #include "options.h"
+#include "selftest.h"
 #include "trace.h"
 #include "triage.h"
 #include "triage_options.h"
@@ -19,6 +20,12 @@ int main(int argc, char** argv) {
       kleak::ParsedTriageCommandLine cl = kleak::parse_triage_command_line(args, std::cout, std::cerr);
       if (!cl.triage) return cl.exit_code;
       return kleak::run_triage(*cl.triage);
+    }
+    if (args.size() > 1 && args[1] == "selftest") {
+      args.erase(args.begin() + 1);
+      kleak::ParsedSelftestCommandLine cl = kleak::parse_selftest_command_line(args, std::cout, std::cerr);
+      if (!cl.selftest) return cl.exit_code;
+      return kleak::run_selftest(*cl.selftest);
     }
     // `kleak trace ...` and `kleak ...` are the same command.
     if (args.size() > 1 && args[1] == "trace") args.erase(args.begin() + 1);

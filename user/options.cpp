@@ -29,6 +29,7 @@ Examples:
   kleak -p 1234 -o 1000      allocations made by process 1234, older than 1 s
   kleak -a -T 3 5            also list addresses, sizes and ages of the top 3 stacks
   kleak triage               first: which memory grows? (samples /proc for a minute, no BPF)
+  kleak selftest             is every allocator family recorded and paired on this kernel?
 
   kleak --ci -- ./workload.sh             CI: trace the workload's process tree, fail if it leaked
   kleak --ci --baseline old.json --junit leaks.xml -- make check
@@ -152,6 +153,10 @@ ParsedCommandLine parse_command_line(const std::vector<std::string>& args, std::
       ->group(tuning)
       ->excludes("--low-overhead");
   app.add_option("--btf", o.btf_path, "Kernel BTF file, for kernels without /sys/kernel/btf/vmlinux")
+      ->group(tuning);
+  app.add_flag("--selftest", o.selftest,
+               "First check that every family pairs allocations and frees on this kernel (kleak selftest); "
+               "stop with status 1 (4 with --ci) if one that should work does not")
       ->group(tuning);
   app.add_flag("-v,--verbose", o.verbosity, "More logging: -v info, -vv libbpf debug and verifier log")
       ->group(tuning);

@@ -74,6 +74,7 @@ struct TraceOptions {
   uint64_t max_size_bytes = std::numeric_limits<uint64_t>::max();
   uint32_t pid = 0;  // 0 = every task
   FamilySet families;  // --family: slab only by default
+  bool selftest = false;  // --selftest: run `kleak selftest` first, stop if it fails
   std::string cache;  // --cache NAME, as slabtop shows it; empty = every cache
   bool show_allocs = false;
   // No raw kernel addresses in reports (symbol+offset only), so a report can

@@ -21,6 +21,7 @@
 #include "privileges.h"
 #include "procfs.h"
 #include "report.h"
+#include "selftest.h"
 #include "snapshot.h"
 #include "stack_reclaim.h"
 #include "sys.h"
@@ -156,6 +157,17 @@ class Session {
 
 }  // namespace
 
+bool selftest_passed() {
+  auto r = run_selftest_checks();
+  if (!r) {
+    log_error("selftest: {}", r.error().message);
+    return false;
+  }
+  fmt::print(stderr, "{}", render_selftest_text(*r));
+  if (!r->passed()) log_error("--selftest failed: not tracing (see the matrix above)");
+  return r->passed();
+}
+
 Result<LoaderConfig> loader_config(const TraceOptions& opts) {
   LoaderConfig cfg;
   if (!opts.cache.empty()) {
@@ -227,6 +239,7 @@ int run_trace(const TraceOptions& opts) {
     log_error("--peek shows kernel memory: root only");
     return kExitFailure;
   }
+  if (opts.selftest && !selftest_passed()) return kExitFailure;
   // Signals are taken synchronously with sigtimedwait; block them before
   // anything is attached so an early Ctrl-C still ends in a clean detach.
   const sigset_t stop_set = block_stop_signals();
