@@ -401,6 +401,46 @@ int kleak_kc_alloc(__u64 *ctx)
 	return 0;
 }
 
+/* Before v6.1 (commit 2c1d697fb8ba, see compat.bpf.h) kmem_cache_alloc
+ * and the _node events of both families used the kmem_alloc classes:
+ *   (call_site, ptr, bytes_req, bytes_alloc, gfp_flags[, node])
+ * with no cache pointer, so --cache NAME cannot match a kmem_cache there.
+ * The loader loads these only where those events (or that layout) exist;
+ * scripts/vmtest's kernels (6.1, 6.12) have neither, so no kernel kleak is
+ * tested on verifies them. */
+static __always_inline void record_kmem_alloc_class(__u64 *ctx, __u32 family)
+{
+	const void *ptr = (const void *)kleak_void_ptr_arg(ctx, 1);
+	__u64 gfp_flags = ctx[4];
+	bool wanted = family == KLEAK_FAMILY_KMALLOC
+			      ? !kmalloc_off && (kmalloc_type < 0 || kmalloc_type_of(gfp_flags) == kmalloc_type)
+			      : !kmem_cache_off && !cache_name[0];
+
+	record_alloc(ctx, ptr, ctx[3], ctx[2], ctx[0], family,
+		     (gfp_flags & KLEAK_GFP_RECLAIMABLE) ? KLEAK_ALLOC_RECLAIMABLE : 0, 0, wanted);
+}
+
+SEC("tp_btf/kmalloc_node")
+int kleak_kmalloc_n(__u64 *ctx)
+{
+	record_kmem_alloc_class(ctx, KLEAK_FAMILY_KMALLOC);
+	return 0;
+}
+
+SEC("tp_btf/kmem_cache_alloc_node")
+int kleak_kc_node(__u64 *ctx)
+{
+	record_kmem_alloc_class(ctx, KLEAK_FAMILY_KMEM_CACHE);
+	return 0;
+}
+
+SEC("tp_btf/kmem_cache_alloc")
+int kleak_kc_old(__u64 *ctx)
+{
+	record_kmem_alloc_class(ctx, KLEAK_FAMILY_KMEM_CACHE);
+	return 0;
+}
+
 /* kfree(call_site, ptr) */
 SEC("tp_btf/kfree")
 int kleak_kfree(__u64 *ctx)

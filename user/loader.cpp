@@ -53,11 +53,13 @@ struct Hook {
   bpf_program* (*prog)(kleak_bpf*);
   bpf_link** (*link)(kleak_bpf*);
   bool required;          // the family is not traced without it
+  bool legacy = false;    // an event of older kernels: loaded where it exists, not "missing" where not
 };
 
-#define KLEAK_HOOK(sub, tp, fam, prog, req)                                                     \
-  Hook {                                                                                      \
-    sub, #tp, fam, [](kleak_bpf* s) { return s->progs.prog; }, [](kleak_bpf* s) { return &s->links.prog; }, req \
+#define KLEAK_HOOK(sub, tp, fam, prog, req, ...)                                                 \
+  Hook {                                                                                          \
+    sub, #tp, fam, [](kleak_bpf* s) { return s->progs.prog; }, [](kleak_bpf* s) { return &s->links.prog; }, req, \
+        __VA_ARGS__                                                                               \
   }
 
 const Hook kHooks[] = {
@@ -65,6 +67,11 @@ const Hook kHooks[] = {
     KLEAK_HOOK("kmem", kfree, KLEAK_FAMILY_KMALLOC, kleak_kfree, true),
     KLEAK_HOOK("kmem", kmem_cache_alloc, KLEAK_FAMILY_KMEM_CACHE, kleak_kc_alloc, false),
     KLEAK_HOOK("kmem", kmem_cache_free, KLEAK_FAMILY_KMEM_CACHE, kleak_kc_free, false),
+    // Before v6.1: the _node variants, and kmem_cache_alloc without a cache
+    // pointer (kleak_kc_old; the loader picks it or kleak_kc_alloc by layout).
+    KLEAK_HOOK("kmem", kmalloc_node, KLEAK_FAMILY_KMALLOC, kleak_kmalloc_n, false, true),
+    KLEAK_HOOK("kmem", kmem_cache_alloc_node, KLEAK_FAMILY_KMEM_CACHE, kleak_kc_node, false, true),
+    KLEAK_HOOK("kmem", kmem_cache_alloc, KLEAK_FAMILY_KMEM_CACHE, kleak_kc_old, false, true),
     KLEAK_HOOK("kmem", mm_page_alloc, KLEAK_FAMILY_PAGE, kleak_pg_alloc, true),
     KLEAK_HOOK("kmem", mm_page_free, KLEAK_FAMILY_PAGE, kleak_pg_free, true),
     KLEAK_HOOK("filemap", mm_filemap_add_to_page_cache, KLEAK_FAMILY_PAGE, kleak_pg_cache, false),
@@ -96,6 +103,19 @@ const SkipFunction kPageSkipFunctions[] = {
     {"kmalloc_large_node", KLEAK_PAGE_SKIP_KMALLOC},  {"kmalloc_order", KLEAK_PAGE_SKIP_KMALLOC},
 };
 static_assert(std::size(kPageSkipFunctions) <= KLEAK_PAGE_SKIP_RANGES);
+
+// True when kmem_cache_alloc's third argument is the struct kmem_cache *
+// (v6.1+), false for the older kmem_alloc layout (bytes_req there).
+bool kmem_cache_alloc_has_cache(const btf* b) {
+  int id = btf__find_by_name_kind(b, "btf_trace_kmem_cache_alloc", BTF_KIND_TYPEDEF);
+  if (id <= 0) return true;
+  const btf_type* t = btf__type_by_id(b, btf__type_by_id(b, static_cast<uint32_t>(id))->type);  // pointer
+  if (!t || !btf_is_ptr(t)) return true;
+  t = btf__type_by_id(b, t->type);  // func proto: (void *, call_site, ptr, s or bytes_req, ...)
+  if (!t || !btf_is_func_proto(t) || btf_vlen(t) < 4) return true;
+  const btf_type* arg = btf__type_by_id(b, btf_params(t)[3].type);
+  return arg && btf_is_ptr(arg);
+}
 
 // The value of enumerator `name` in any enum of `btf`, anonymous ones too.
 std::optional<int64_t> enum_value(const btf* b, const char* name) {
@@ -189,8 +209,16 @@ Status Loader::probe_and_configure() {
     }
     std::string type = std::string("btf_trace_") + h.name;
     bool present = btf__find_by_name_kind(vmlinux, type.c_str(), BTF_KIND_TYPEDEF) > 0;
+    if (present && std::strcmp(h.name, "kmem_cache_alloc") == 0) {
+      // Two programs for one event: the one for this kernel's layout.
+      bool old = !kmem_cache_alloc_has_cache(vmlinux);
+      if (old == h.legacy) continue;
+      bpf_program__set_autoload(prog, false);
+      continue;
+    }
     if (present) continue;
     bpf_program__set_autoload(prog, false);
+    if (h.legacy) continue;
     missing_.push_back(hook_label(h));
     if (h.required && (h.family == KLEAK_FAMILY_KMALLOC || h.family == KLEAK_FAMILY_KMEM_CACHE)) {
       btf__free(vmlinux);
