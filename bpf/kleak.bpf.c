@@ -535,10 +535,13 @@ static __always_inline void fcount(struct kleak_fam_counters *c, int idx, __u64 
 }
 
 /* An allocation at `key` proves a record still there stale: its free went
- * past the hooks. Drop it and count it as a missed free. */
+ * past the hooks (e.g. a page freed in an interrupt while kleak_pg_free
+ * ran on that CPU: the kernel skips the nested run, see recursion_misses).
+ * Drop it and count it as a missed free. A lock-free lookup first: most
+ * addresses hold no record, and a delete takes the bucket lock. */
 static __always_inline void drop_stale(void *live, struct kleak_fam_counters *c, __u64 key)
 {
-	if (!map_result(bpf_map_delete_elem(live, &key)))
+	if (bpf_map_lookup_elem(live, &key) && !map_result(bpf_map_delete_elem(live, &key)))
 		fcount(c, KLEAK_FCNT_ALLOC_REPLACED, 1);
 }
 
@@ -659,6 +662,7 @@ int BPF_PROG(kleak_pg_alloc, struct page *page, unsigned int order, gfp_t gfp_fl
 	if (gfp_flags & gfp_movable) {
 		fcount(c, KLEAK_FCNT_EXCL_MOVABLE, 1);
 		fcount(c, KLEAK_FCNT_EXCL_MOVABLE_BYTES, bytes);
+		drop_stale(&kleak_pages, c, key);
 		return 0;
 	}
 	skip = page_skip_of(ctx);

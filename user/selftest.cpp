@@ -207,7 +207,8 @@ CoverageRow check(Loader& l, const Ksyms& ksyms, TriggerChild& child, size_t i) 
   CoverageRow row{t.family, "", t.what, Coverage::missed, 0, 0, 0, ""};
   for (const char* h : t.hooks) {
     row.attach += (row.attach.empty() ? "" : ", ") + std::string(h);
-    if (std::find(l.attached().begin(), l.attached().end(), h) == l.attached().end()) {
+    if (std::find(l.attached().begin(), l.attached().end(), h) == l.attached().end() &&
+        row.result != Coverage::not_covered) {
       row.result = Coverage::not_covered;
       row.detail = fmt::format("this kernel has no {} tracepoint", h);
     }
