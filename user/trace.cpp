@@ -86,11 +86,11 @@ class Session {
   }
 
   // Between reports (or on runs with only a final one), sweeps every
-  // kReclaimPeriodS: reads the live map for what it references.
+  // kReclaimPeriodS: reads every family's live map for what it references.
   void maintain() {
     if (monotonic_ns() - last_sweep_ns_ < static_cast<uint64_t>(kReclaimPeriodS * 1e9)) return;
     Aggregator referenced(monotonic_ns(), 0, false);
-    if (auto read = aggregate_map(loader_.live_fd(), referenced); !read) {
+    if (auto read = aggregate_maps(loader_.live_fds(), referenced); !read) {
       log_warn("stack store sweep: {}", read.error().message);
       last_sweep_ns_ = monotonic_ns();
       return;
