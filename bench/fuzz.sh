@@ -13,7 +13,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 build=${KLEAK_FUZZ_BUILD_DIR:-$here/build-fuzz}
 secs=${1:-180}
 shift || true
-all=(ksyms meminfo slabinfo smaps_rollup baseline options triage_options triage_report)
+all=(ksyms meminfo slabinfo smaps_rollup baseline options triage_options triage_report pin_meta)
 targets=("${@:-${all[@]}}")
 
 # KLEAK_FUZZ_CMAKE_ARGS: more configure arguments (scripts/test.sh: -DKLEAK_WERROR=ON).

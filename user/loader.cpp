@@ -352,35 +352,26 @@ bpf_program* Loader::family_alloc_prog(uint32_t family) const {
   return nullptr;
 }
 
-MapFds Loader::fds() const {
-  MapFds m;
-  m.live = live_fd();
-  m.counters = counters_fd();
-  m.missed = missed_fd();
-  m.fcounters = bpf_map__fd(skel_->maps.kleak_fcounters);
-  for (uint32_t fam : traced_) m.family_live[fam] = bpf_map__fd(family_map(fam));
+std::vector<std::pair<std::string, int>> Loader::programs() const {
+  std::vector<std::pair<std::string, int>> progs;
   bpf_program* prog;
   bpf_object__for_each_program(prog, skel_->obj) {
     if (bpf_program__fd(prog) >= 0 && prog != skel_->progs.kleak_peek_run)
-      m.progs.emplace_back(bpf_program__name(prog), bpf_program__fd(prog));
+      progs.emplace_back(bpf_program__name(prog), bpf_program__fd(prog));
   }
-  return m;
+  return progs;
 }
 
-std::vector<int> Loader::live_fds() const {
-  std::vector<int> fds;
-  if (config_.families.slab) fds.push_back(live_fd());
-  for (uint32_t fam : traced_) fds.push_back(bpf_map__fd(family_map(fam)));
-  return fds;
+int Loader::map_fd(const std::string& name) const {
+  const bpf_map* map = bpf_object__find_map_by_name(skel_->obj, name.c_str());
+  return map ? bpf_map__fd(map) : -1;
 }
 
-int Loader::live_fd() const { return bpf_map__fd(skel_->maps.kleak_live); }
-int Loader::stacks_fd() const { return bpf_map__fd(skel_->maps.kleak_stacks); }
-int Loader::sites_fd() const { return bpf_map__fd(skel_->maps.kleak_sites); }
-int Loader::counters_fd() const { return bpf_map__fd(skel_->maps.kleak_counters); }
-int Loader::tasks_fd() const { return bpf_map__fd(skel_->maps.kleak_tasks); }
-int Loader::missed_fd() const { return bpf_map__fd(skel_->maps.kleak_missed); }
-int Loader::peek_prog_fd() const { return bpf_program__fd(skel_->progs.kleak_peek_run); }
-int Loader::peek_map_fd() const { return bpf_map__fd(skel_->maps.kleak_peek); }
+int Loader::prog_fd(const std::string& name) const {
+  const bpf_program* prog = bpf_object__find_program_by_name(skel_->obj, name.c_str());
+  return prog ? bpf_program__fd(prog) : -1;
+}
+
+const bpf_object_skeleton& Loader::skeleton() const { return *skel_->skeleton; }
 
 }  // namespace kleak

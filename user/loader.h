@@ -10,12 +10,13 @@
 #include <vector>
 
 #include "family.h"
+#include "handles.h"
 #include "result.h"
-#include "snapshot.h"
 
 struct kleak_bpf;
 struct bpf_map;
 struct bpf_program;
+struct bpf_object_skeleton;
 
 namespace kleak {
 
@@ -50,7 +51,7 @@ struct LoaderConfig {
 // with -v/-vv. Call once before opening.
 void install_libbpf_logger();
 
-class Loader {
+class Loader : public BpfHandles {
  public:
   // Opens, probes the kernel, configures, loads and attaches.
   static Result<std::unique_ptr<Loader>> create(const LoaderConfig& config);
@@ -58,28 +59,22 @@ class Loader {
   Loader(const Loader&) = delete;
   Loader& operator=(const Loader&) = delete;
 
-  // Every map a snapshot reads, and the loaded programs (recursion misses).
-  MapFds fds() const;
-  // The live maps of every family traced, kleak_live first when slab is.
-  std::vector<int> live_fds() const;
-  // The families beyond slab that are traced (their alloc hook is attached).
-  const std::vector<uint32_t>& traced_families() const { return traced_; }
-  const FamilySet& families() const { return config_.families; }
-  int live_fd() const;
-  int stacks_fd() const;
-  int counters_fd() const;
-  int tasks_fd() const;
-  int missed_fd() const;
-  int sites_fd() const;
-  int peek_prog_fd() const;
-  int peek_map_fd() const;
-  uint32_t live_capacity() const { return config_.max_allocs; }
-  uint32_t stack_capacity() const { return config_.stack_storage_size; }
-  uint32_t stack_sample_every() const { return config_.stack_sample_every; }
+  int map_fd(const std::string& name) const override;
+  int prog_fd(const std::string& name) const override;
+  uint32_t live_capacity() const override { return config_.max_allocs; }
+  uint32_t stack_capacity() const override { return config_.stack_storage_size; }
+  uint32_t stack_sample_every() const override { return config_.stack_sample_every; }
+  // The families this loader traces (family.h), and which beyond slab are
+  // attached on this kernel; the loaded programs, for recursion misses.
+  FamilySet families() const override { return config_.families; }
+  std::vector<uint32_t> traced_families() const override { return traced_; }
+  std::vector<std::pair<std::string, int>> programs() const override;
   // Tracepoints attached, e.g. "kmem/kmalloc".
-  const std::vector<std::string>& attached() const { return attached_; }
+  const std::vector<std::string>& attached() const override { return attached_; }
   // Tracepoints this kernel lacks, skipped with a warning.
-  const std::vector<std::string>& missing() const { return missing_; }
+  const std::vector<std::string>& missing() const override { return missing_; }
+  // Every program, map and link, for pinning them (pin.h).
+  const bpf_object_skeleton& skeleton() const;
 
  private:
   explicit Loader(LoaderConfig config);

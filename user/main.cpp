@@ -8,6 +8,8 @@
 #include "log.h"
 #include "options.h"
 #include "selftest.h"
+#include "pin_options.h"
+#include "pinned.h"
 #include "trace.h"
 #include "triage.h"
 #include "triage_options.h"
@@ -26,6 +28,12 @@ int main(int argc, char** argv) {
       kleak::ParsedSelftestCommandLine cl = kleak::parse_selftest_command_line(args, std::cout, std::cerr);
       if (!cl.selftest) return cl.exit_code;
       return kleak::run_selftest(*cl.selftest);
+    }
+    if (auto pin = args.size() > 1 ? kleak::pin_command(args[1]) : std::nullopt) {
+      args.erase(args.begin() + 1);
+      kleak::ParsedPinCommandLine cl = kleak::parse_pin_command_line(*pin, args, std::cout, std::cerr);
+      if (!cl.pin) return cl.exit_code;
+      return kleak::run_pinned(*cl.pin);
     }
     // `kleak trace ...` and `kleak ...` are the same command.
     if (args.size() > 1 && args[1] == "trace") args.erase(args.begin() + 1);

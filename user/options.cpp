@@ -26,10 +26,11 @@ Examples:
   kleak --cache kmalloc-cg-4k   only that slabtop row's allocations (or --cache dentry, ...)
   kleak --family slab,page   also pages taken straight from the page allocator (alloc_pages)
   kleak --family all         slab, page, percpu and vmalloc
+  kleak selftest             is every allocator family recorded and paired on this kernel?
   kleak -p 1234 -o 1000      allocations made by process 1234, older than 1 s
   kleak -a -T 3 5            also list addresses, sizes and ages of the top 3 stacks
   kleak triage               first: which memory grows? (samples /proc for a minute, no BPF)
-  kleak selftest             is every allocator family recorded and paired on this kernel?
+  kleak start; kleak report; kleak stop   slow leaks: keep tracing after kleak exits (pinned in bpffs)
 
   kleak --ci -- ./workload.sh             CI: trace the workload's process tree, fail if it leaked
   kleak --ci --baseline old.json --junit leaks.xml -- make check
@@ -63,26 +64,14 @@ std::string validate(const TraceOptions& o) {
   return {};
 }
 
-ParsedCommandLine parse_command_line(const std::vector<std::string>& args, std::ostream& out,
-                                     std::ostream& err) {
-  TraceOptions o;
-  ParsedCommandLine result;
-  CLI::App app{kDescription, "kleak"};
-  app.footer(kExamples);
-  app.get_formatter()->column_width(34);
-
-  bool version = false;
-  std::optional<uint64_t> exact_size;
-  std::string format = "text";
-  app.add_flag("-V,--version", version, "Print version and exit");
-
+void add_selection_options(CLI::App& app, TraceOptions& o, OptionStrings& s) {
   auto* what = "Selection";
   app.add_option("-p,--pid", o.pid, "Only allocations made while process PID runs")->group(what);
   app.add_option("-z,--min-size", o.min_size_bytes, "Only allocations of at least BYTES (bytes_alloc)")
       ->group(what);
   app.add_option("-Z,--max-size", o.max_size_bytes, "Only allocations of at most BYTES (bytes_alloc)")
       ->group(what);
-  app.add_option("--size", exact_size, "Only allocations of exactly BYTES, e.g. 4096 for kmalloc-4k")
+  app.add_option("--size", s.exact_size, "Only allocations of exactly BYTES, e.g. 4096 for kmalloc-4k")
       ->group(what)
       ->excludes(app.get_option("--min-size"))
       ->excludes(app.get_option("--max-size"));
@@ -92,42 +81,40 @@ ParsedCommandLine parse_command_line(const std::vector<std::string>& args, std::
       ->excludes(app.get_option("--size"))
       ->excludes(app.get_option("--min-size"))
       ->excludes(app.get_option("--max-size"));
-  std::string families = "slab";
-  app.add_option("--family", families,
+  app.add_option("--family", s.families,
                  "Allocator families to trace, comma-separated: slab (kmalloc, kmem_cache; the default), page "
                  "(alloc_pages), percpu (alloc_percpu), vmalloc (vmap areas), or all")
       ->group(what);
-  app.add_option("-o,--older", o.min_age_ms,
+}
+
+void add_age_option(CLI::App& app, TraceOptions& o, const std::string& names) {
+  app.add_option(names, o.min_age_ms,
                  "Report only allocations older than MS milliseconds (default 10000: longer than "
                  "kfree_rcu batching and lazy RCU, so deferred frees are not reported)")
-      ->group(what);
+      ->group("Selection");
+}
 
+void add_report_options(CLI::App& app, TraceOptions& o, OptionStrings& s) {
   auto* when = "Reporting";
-  app.add_option("interval", o.interval_s, "Seconds between reports (default 10, or only a final report with -d)")
-      ->group(when);
-  app.add_option("count", o.count, "Number of reports, then exit")->group(when);
-  app.add_option("-d,--duration", o.duration_s, "Trace for SECONDS, print the final report, exit 0")->group(when);
   app.add_option("-T,--top", o.top, "Show the top N stacks (default 10)")->group(when);
   app.add_option("--peek", o.peek_bytes,
                  "Show the first BYTES (at most 4096) of a few outstanding allocations per stack: hexdump, "
                  "strings, how many look alike. Root only; the output holds kernel data")
       ->group(when);
-  std::string peek_addr;
-  app.add_option("--peek-addr", peek_addr,
+  app.add_option("--peek-addr", s.peek_addr,
                  "Read ADDR[,LEN] (hex address from -a output; LEN default 256, at most 4096) in every report, "
                  "if it is a live tracked allocation. Root only")
       ->group(when);
   app.add_option("--peek-samples", o.peek_samples, "Allocations read per stack with --peek (default 3, at most 64)")
       ->group(when);
   app.add_option("--peek-strings", o.peek_min_string, "Shortest printable string --peek lists (default 4)")->group(when);
-  std::string sort = "score";
-  app.add_option("--sort", sort,
+  app.add_option("--sort", s.sort,
                  "Rank stacks by score (default: steady growth first, then bytes), bytes, count or growth (bytes/s)")
       ->check(CLI::IsMember({"score", "bytes", "count", "growth"}))
       ->group(when);
   app.add_flag("-a,--show-allocs", o.show_allocs, "List each outstanding allocation: address, size, age, task")
       ->group(when);
-  app.add_option("--format", format, "Report format: text or json (one JSON document per line)")
+  app.add_option("--format", s.format, "Report format: text or json (one JSON document per line)")
       ->check(CLI::IsMember({"text", "json"}))
       ->group(when);
   app.add_flag("-q,--quiet", o.quiet, "No banner on stderr")->group(when);
@@ -137,14 +124,15 @@ ParsedCommandLine parse_command_line(const std::vector<std::string>& args, std::
   app.add_flag("--hide-addresses", o.hide_addresses,
                "No raw kernel addresses in reports, only symbol+offset: safe to share (excludes -a and --peek)")
       ->group(when);
+}
 
+void add_limit_options(CLI::App& app, TraceOptions& o, OptionStrings& s) {
   auto* tuning = "Limits";
   app.add_option("--max-allocs", o.max_allocs,
                  "Live-allocation map size (default 262144); a full map is counted, never silent")
       ->group(tuning);
   app.add_option("--stack-storage-size", o.stack_storage_size, "Distinct stacks kept (default 8192; unused ones are reclaimed)")->group(tuning);
-  bool low_overhead = false;
-  app.add_flag("--low-overhead", low_overhead,
+  app.add_flag("--low-overhead", s.low_overhead,
                "Capture the stack of one allocation in 64 per call site (and of each call site's first): "
                "several times cheaper; per-call-site bytes stay exact, per-stack bytes are estimated")
       ->group(tuning);
@@ -154,12 +142,69 @@ ParsedCommandLine parse_command_line(const std::vector<std::string>& args, std::
       ->excludes("--low-overhead");
   app.add_option("--btf", o.btf_path, "Kernel BTF file, for kernels without /sys/kernel/btf/vmlinux")
       ->group(tuning);
+}
+
+void add_verbose_option(CLI::App& app, TraceOptions& o) {
   app.add_flag("--selftest", o.selftest,
                "First check that every family pairs allocations and frees on this kernel (kleak selftest); "
                "stop with status 1 (4 with --ci) if one that should work does not")
-      ->group(tuning);
+      ->group("Limits");
   app.add_flag("-v,--verbose", o.verbosity, "More logging: -v info, -vv libbpf debug and verifier log")
-      ->group(tuning);
+      ->group("Limits");
+}
+
+std::string apply_option_strings(TraceOptions& o, const OptionStrings& s) {
+  if (s.low_overhead) o.stack_sample_every = kLowOverheadSampleEvery;
+  if (auto why = parse_families(s.families, o.families); !why.empty()) return why;
+  if (s.exact_size) o.min_size_bytes = o.max_size_bytes = *s.exact_size;
+  o.format = s.format == "json" ? OutputFormat::json : OutputFormat::text;
+  if (!s.peek_addr.empty()) {
+    std::string addr = s.peek_addr, len;
+    if (auto comma = s.peek_addr.find(','); comma != std::string::npos) {
+      addr = s.peek_addr.substr(0, comma);
+      len = s.peek_addr.substr(comma + 1);
+    }
+    if (addr.rfind("0x", 0) == 0 || addr.rfind("0X", 0) == 0) addr = addr.substr(2);
+    auto parse = [](const std::string& v, int base, uint64_t& out) {
+      auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), out, base);
+      return !v.empty() && ec == std::errc() && p == v.data() + v.size();
+    };
+    uint64_t l = o.peek_addr_len;
+    if (!parse(addr, 16, o.peek_addr) || o.peek_addr == 0 || (!len.empty() && !parse(len, 10, l)) || l == 0 ||
+        l > 4096)
+      return "--peek-addr wants ADDR[,LEN]: a hex address and 1 to 4096 bytes, e.g. 0xffff888012345000,256";
+    o.peek_addr_len = static_cast<uint32_t>(l);
+  }
+  o.sort = s.sort == "bytes"    ? SortKey::bytes
+           : s.sort == "count"  ? SortKey::count
+           : s.sort == "growth" ? SortKey::growth
+                                : SortKey::score;
+  return {};
+}
+
+ParsedCommandLine parse_command_line(const std::vector<std::string>& args, std::ostream& out,
+                                     std::ostream& err) {
+  TraceOptions o;
+  ParsedCommandLine result;
+  CLI::App app{kDescription, "kleak"};
+  app.footer(kExamples);
+  app.get_formatter()->column_width(34);
+
+  bool version = false;
+  OptionStrings strings;
+  app.add_flag("-V,--version", version, "Print version and exit");
+
+  add_selection_options(app, o, strings);
+  add_age_option(app, o, "-o,--older");
+
+  auto* when = "Reporting";
+  app.add_option("interval", o.interval_s, "Seconds between reports (default 10, or only a final report with -d)")
+      ->group(when);
+  app.add_option("count", o.count, "Number of reports, then exit")->group(when);
+  app.add_option("-d,--duration", o.duration_s, "Trace for SECONDS, print the final report, exit 0")->group(when);
+  add_report_options(app, o, strings);
+  add_limit_options(app, o, strings);
+  add_verbose_option(app, o);
 
   auto* ci = "CI mode (kleak --ci [options] [-- COMMAND ARGS...])";
   app.add_flag("--ci", o.ci.enabled,
@@ -204,37 +249,11 @@ ParsedCommandLine parse_command_line(const std::vector<std::string>& args, std::
     result.exit_code = kExitOk;
     return result;
   }
-  if (low_overhead) o.stack_sample_every = kLowOverheadSampleEvery;
-  if (exact_size) o.min_size_bytes = o.max_size_bytes = *exact_size;
-  if (auto why = parse_families(families, o.families); !why.empty()) {
+  if (auto why = apply_option_strings(o, strings); !why.empty()) {
     err << "kleak: " << why << " (see kleak --help)\n";
     result.exit_code = kExitUsage;
     return result;
   }
-  o.format = format == "json" ? OutputFormat::json : OutputFormat::text;
-  if (!peek_addr.empty()) {
-    std::string addr = peek_addr, len;
-    if (auto comma = peek_addr.find(','); comma != std::string::npos) {
-      addr = peek_addr.substr(0, comma);
-      len = peek_addr.substr(comma + 1);
-    }
-    if (addr.rfind("0x", 0) == 0 || addr.rfind("0X", 0) == 0) addr = addr.substr(2);
-    auto parse = [](const std::string& s, int base, uint64_t& v) {
-      auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v, base);
-      return !s.empty() && ec == std::errc() && p == s.data() + s.size();
-    };
-    uint64_t l = o.peek_addr_len;
-    if (!parse(addr, 16, o.peek_addr) || o.peek_addr == 0 || (!len.empty() && !parse(len, 10, l)) || l == 0 ||
-        l > 4096) {
-      err << "kleak: --peek-addr wants ADDR[,LEN]: a hex address and 1 to 4096 bytes, e.g. 0xffff888012345000,256"
-          << " (see kleak --help)\n";
-      result.exit_code = kExitUsage;
-      return result;
-    }
-    o.peek_addr_len = static_cast<uint32_t>(l);
-  }
-  o.sort = sort == "bytes" ? SortKey::bytes : sort == "count" ? SortKey::count : sort == "growth" ? SortKey::growth
-                                                                                                 : SortKey::score;
   if (o.interval_s == 0 && o.duration_s == 0 && app.count("interval") == 0 && !o.ci.enabled) o.interval_s = 10;
   if (app.count("interval") > 0 && o.interval_s <= 0) {
     err << "kleak: interval must be positive (see kleak --help)\n";

@@ -9,6 +9,10 @@
 #include <string>
 #include <vector>
 
+namespace CLI {
+class App;
+}
+
 #include "family.h"
 
 namespace kleak {
@@ -117,5 +121,28 @@ ParsedCommandLine parse_command_line(const std::vector<std::string>& args, std::
 
 // Empty when valid, else a one-line reason.
 std::string validate(const TraceOptions& opts);
+
+// The option definitions `kleak trace` shares with `kleak start` and `kleak
+// report` (pin_options.cpp), so each option means the same everywhere.
+// Options parsed as text first, then applied by apply_option_strings.
+struct OptionStrings {
+  std::optional<uint64_t> exact_size;  // --size
+  std::string format = "text";
+  std::string sort = "score";
+  std::string peek_addr;
+  bool low_overhead = false;  // --low-overhead: stack_sample_every = kLowOverheadSampleEvery
+  std::string families = "slab";  // --family
+};
+// -p, -z, -Z, --size, --cache: filters that run in the kernel.
+void add_selection_options(CLI::App& app, TraceOptions& o, OptionStrings& s);
+// --older (min_age_ms) under the given CLI11 names, e.g. "-o,--older".
+void add_age_option(CLI::App& app, TraceOptions& o, const std::string& names);
+// -T, --sort, -a, --format, --output, --hide-addresses, --peek*, -q.
+void add_report_options(CLI::App& app, TraceOptions& o, OptionStrings& s);
+// --max-allocs, --stack-storage-size, --low-overhead, --stack-sample, --btf.
+void add_limit_options(CLI::App& app, TraceOptions& o, OptionStrings& s);
+void add_verbose_option(CLI::App& app, TraceOptions& o);
+// Empty, or the one-line reason `s` is invalid.
+std::string apply_option_strings(TraceOptions& o, const OptionStrings& s);
 
 }  // namespace kleak

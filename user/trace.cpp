@@ -31,11 +31,13 @@ namespace {
 
 class Session {
  public:
-  Session(const TraceOptions& opts, Loader& loader, Ksyms ksyms, Output output)
+  // `start`: when tracing began; by default now (a tracer that just attached).
+  Session(const TraceOptions& opts, const BpfHandles& loader, Ksyms ksyms, Output output,
+          std::optional<TraceStart> start = std::nullopt)
       : opts_(opts), loader_(loader), ksyms_(std::move(ksyms)), output_(std::move(output)) {
     ctx_.kernel = kernel_release();
     ctx_.interval_s = opts.interval_s;
-    ctx_.start_mono_ns = monotonic_ns();
+    ctx_.start_mono_ns = start ? start->mono_ns : monotonic_ns();
     ctx_.live_capacity = loader.live_capacity();
     ctx_.stack_capacity = loader.stack_capacity();
     ctx_.stack_sample_every = loader.stack_sample_every();
@@ -43,10 +45,13 @@ class Session {
     ctx_.missing = loader.missing();
     ctx_.families = loader.families();
     ctx_.traced_families = loader.traced_families();
-    if (auto m = load_meminfo()) start_meminfo_ = std::move(*m);
+    if (start) start_meminfo_ = start->meminfo;
+    else if (auto m = load_meminfo()) start_meminfo_ = std::move(*m);
   }
 
   uint64_t start_ns() const { return ctx_.start_mono_ns; }
+  // A single report has no history to judge growth from: leave it out.
+  void without_growth() { track_growth_ = false; }
   void describe(const LoaderConfig& cfg) { describe_filters(cfg, ctx_); }
 
   // The kernel's slab counters now against when kleak started.
@@ -116,12 +121,12 @@ class Session {
     const uint64_t t1 = monotonic_ns();
     Aggregate agg = std::move(aggregator).finish();
     reclaim_stacks(agg.referenced_stacks);
-    growth_.observe(static_cast<double>(snap->mono_ns - ctx_.start_mono_ns) / 1e9, agg);
+    if (track_growth_) growth_.observe(static_cast<double>(snap->mono_ns - ctx_.start_mono_ns) / 1e9, agg);
     rank_groups(agg, opts_.sort, growth_);
     const uint64_t t2 = monotonic_ns();
     int fd = loader_.stacks_fd();
     Report r = build_report(*snap, agg, opts_, ctx_, ksyms_, [fd](uint64_t id) { return read_stack(fd, id); },
-                            &growth_);
+                            track_growth_ ? &growth_ : nullptr);
     r.reconciliation = reconcile(agg);
     if (auto st = add_peeks(r, loader_.peek_prog_fd(), loader_.peek_map_fd()); !st)
       log_warn("--peek: {}", st.error().message);
@@ -145,13 +150,14 @@ class Session {
 
  private:
   const TraceOptions& opts_;
-  Loader& loader_;
+  const BpfHandles& loader_;
   Ksyms ksyms_;
   Output output_;
   ReportContext ctx_;
   GrowthTracker growth_;
   StackReclaimer reclaimer_;
   uint64_t last_sweep_ns_ = monotonic_ns();
+  bool track_growth_ = true;
   std::optional<Meminfo> start_meminfo_;  // at start, for Reconciliation
 };
 
@@ -166,6 +172,15 @@ bool selftest_passed() {
   fmt::print(stderr, "{}", render_selftest_text(*r));
   if (!r->passed()) log_error("--selftest failed: not tracing (see the matrix above)");
   return r->passed();
+}
+
+int report_once(const TraceOptions& opts, const BpfHandles& handles, const TraceStart& start,
+                const LoaderConfig& filters, Ksyms ksyms, Output output, bool final_report) {
+  Session session(opts, handles, std::move(ksyms), std::move(output), start);
+  session.describe(filters);
+  session.without_growth();
+  int rc = session.report(final_report);
+  return rc < 0 ? kExitOk : rc;
 }
 
 Result<LoaderConfig> loader_config(const TraceOptions& opts) {

@@ -3,17 +3,32 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 
 #include "ksyms.h"
 #include "loader.h"
 #include "options.h"
+#include "procfs.h"
 #include "report.h"
 #include "result.h"
+#include "sys.h"
 
 namespace kleak {
 
 // Returns the process exit status (see ExitCode).
 int run_trace(const TraceOptions& opts);
+
+// When tracing began, for a report made by another process than the one
+// that attached (kleak report on a pinned session).
+struct TraceStart {
+  uint64_t mono_ns = 0;            // CLOCK_MONOTONIC, the clock of kleak_alloc.ts_ns
+  std::optional<Meminfo> meminfo;  // /proc/meminfo then, for the reconciliation line
+};
+
+// Prints one report from `handles`, exactly as `kleak trace` prints its
+// reports, with the filters `filters` states. Returns the exit status.
+int report_once(const TraceOptions& opts, const BpfHandles& handles, const TraceStart& start,
+                const LoaderConfig& filters, Ksyms ksyms, Output output, bool final_report);
 
 // What attaching gives a run loop: the programs and the symbolizer.
 struct Tracer {
