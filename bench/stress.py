@@ -130,8 +130,7 @@ class Checker:
         if c["frees_matched"] + c["free_errors"] > c["frees_seen"]:
             self.fail(seq, "more frees matched than seen")
         live = j["live"]["allocations"]
-        if live > j["live"]["capacity"]:
-            self.fail(seq, f"live {live} above capacity {j['live']['capacity']}")
+        capacity = j["live"]["capacity"]
         expect = c["allocs_recorded"] - c["frees_matched"] - c["missed_frees"]
         residual = live - expect
         if self.prev is not None:
@@ -153,6 +152,12 @@ class Checker:
                 # the map read and for rate swings inside one second.
                 bound = 2 * rate * read_ms / 1000 + 256
                 self.live_off.append((seq, residual, bound))
+                # The batched read is not atomic: a record freed after its
+                # bucket was read and one inserted into a bucket not read
+                # yet are both counted, so a full map can read a little
+                # above its capacity.
+                if live > capacity + bound:
+                    self.fail(seq, f"live {live} above capacity {capacity} + read skew {bound:.0f}")
                 if abs(residual) > bound:
                     self.fail(seq, f"live {live} vs recorded-matched-missed {expect} (off by {residual}, "
                                    f"bound {bound:.0f} at {rate:.0f} events/s x {read_ms} ms)")

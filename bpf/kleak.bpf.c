@@ -10,6 +10,7 @@
 #include <bpf/bpf_tracing.h>
 #include "kleak.h"
 #include "compat.bpf.h"
+#include "stack_store.bpf.h"
 
 #define EFAULT 14
 #define ENOMEM 12
@@ -47,10 +48,7 @@ struct {
 	__uint(max_entries, 262144);
 } kleak_live SEC(".maps");
 
-/* Stacks keyed by a 64-bit hash of their frames. Not a STACK_TRACE map:
- * that one hashes into a fixed bucket array, and a stack whose bucket holds
- * another stack gets -EEXIST on every capture, for good (171 of them in a
- * minute of this machine's normal load). */
+/* Stacks keyed by a 64-bit hash of their frames: see stack_store.bpf.h. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, __u64);
@@ -165,53 +163,11 @@ static __always_inline bool task_wanted(__u32 tgid)
 	return !target_tgid || tgid == target_tgid;
 }
 
-/* Map update/delete results are compared as int: until v6.4 (commit
- * d7ba4cc900bf, "bpf: return long from bpf_map_ops funcs") the map ops
- * returned int, and the verifier turns these helpers into direct calls, so
- * the upper half of the 64-bit result is not a sign extension (-ENOENT read
- * as 0xfffffffe; seen on Debian's 6.1 under scripts/vmtest). */
-static __always_inline int map_result(long ret)
-{
-	return (int)ret;
-}
-
-/* Captures the current kernel stack into kleak_stacks. Returns its key,
- * or 0 with *err set to -errno. */
+/* Captures the current kernel stack into kleak_stacks (stack_store.bpf.h).
+ * Returns its key, or 0 with *err set to -errno. */
 static __always_inline __u64 capture_stack(void *ctx, int *err)
 {
-	__u32 zero = 0;
-	struct kleak_stack *st = bpf_map_lookup_elem(&kleak_scratch, &zero);
-	__u64 h = 0xcbf29ce484222325ULL; /* FNV-1a offset basis */
-	long n;
-
-	if (!st) {
-		*err = -ENOMEM;
-		return 0;
-	}
-	n = bpf_get_stack(ctx, st->ips, sizeof(st->ips), 0);
-	if (n <= 0) {
-		*err = n < 0 ? (int)n : -EFAULT;
-		return 0;
-	}
-	st->nr = n / sizeof(__u64);
-	for (__u32 i = 0; i < KLEAK_MAX_STACK_DEPTH; i++) {
-		if (i >= st->nr)
-			break;
-		h = (h ^ st->ips[i]) * 0x100000001b3ULL; /* FNV-1a, a frame at a time */
-	}
-	h ^= h >> 29; /* the low bits pick the hash bucket: mix the high ones in */
-	if (!h)
-		h = 1;
-	if (!bpf_map_lookup_elem(&kleak_stacks, &h)) {
-		int ret = map_result(bpf_map_update_elem(&kleak_stacks, &h, st, BPF_NOEXIST));
-
-		if (ret && ret != -EEXIST) { /* -EEXIST: another CPU stored it */
-			*err = ret == -E2BIG ? -ENOMEM : ret;
-			return 0;
-		}
-	}
-	*err = 0;
-	return h;
+	return kleak_store_stack(ctx, &kleak_scratch, &kleak_stacks, 0, err);
 }
 
 /* The sampled mode: see stack_sample_every. */

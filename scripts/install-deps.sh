@@ -6,8 +6,10 @@ set -euo pipefail
 # only recommended by clang, so --no-install-recommends leaves it out.
 # python3-yaml and systemd (for systemd-analyze verify): tests/deploy checks
 # the fleet recipes in deploy/; util-linux's unshare: the pinned-mode tests.
+# libdw-dev: file:line of user-space frames (kleak user); valgrind: the
+# user-space test's cross-check (bench/user_overhead.sh also wants heaptrack).
 pkgs=(cmake make g++ pkg-config clang llvm libclang-rt-dev libbpf-dev bpftool libelf-dev zlib1g-dev
-      libgtest-dev libcli11-dev nlohmann-json3-dev libfmt-dev python3-yaml systemd util-linux)
+      libgtest-dev libcli11-dev nlohmann-json3-dev libfmt-dev python3-yaml systemd util-linux libdw-dev valgrind)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -10,3 +10,8 @@ static_assert(sizeof(kleak_stack) == 8 + KLEAK_MAX_STACK_DEPTH * 8, "kleak_stack
 static_assert(sizeof(kleak_peek_slot) == 16 + KLEAK_PEEK_MAX_BYTES, "kleak_peek_slot layout changed");
 static_assert(sizeof(kleak_counters) == KLEAK_CNT_MAX * 8, "kleak_counters layout changed");
 static_assert(sizeof(kleak_fam_counters) == KLEAK_FCNT_MAX * 8, "kleak_fam_counters layout changed");
+
+#include "kleak_user.h"
+
+static_assert(sizeof(kleak_user_counters) == KLEAK_UCNT_MAX * 8, "kleak_user_counters layout changed");
+static_assert(KLEAK_USER_MAX_PIDS <= 256, "the slot must fit the cookie's and the live key's top byte");

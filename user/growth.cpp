@@ -28,7 +28,7 @@ void GrowthTracker::observe(double t_s, const Aggregate& agg) {
       it = series_.emplace(total.key, Series{}).first;
     }
     Series& s = it->second;
-    s.points.push_back(Point{t_s, static_cast<double>(total.bytes), static_cast<double>(total.count)});
+    s.points.push_back(Point{static_cast<float>(t_s), static_cast<float>(total.bytes), static_cast<float>(total.count)});
     if (s.points.size() > max_points_) s.points.pop_front();
     s.last_seen = generation_;
   }
@@ -36,7 +36,7 @@ void GrowthTracker::observe(double t_s, const Aggregate& agg) {
   // once, so a stack that is freed reads as shrinking, not as frozen.
   for (auto& [key, s] : series_) {
     if (s.last_seen + 1 != generation_) continue;
-    s.points.push_back(Point{t_s, 0, 0});
+    s.points.push_back(Point{static_cast<float>(t_s), 0, 0});
     if (s.points.size() > max_points_) s.points.pop_front();
   }
 }

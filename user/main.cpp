@@ -13,6 +13,8 @@
 #include "trace.h"
 #include "triage.h"
 #include "triage_options.h"
+#include "user_options.h"
+#include "user_trace.h"
 
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv, argv + argc);
@@ -34,6 +36,12 @@ int main(int argc, char** argv) {
       kleak::ParsedPinCommandLine cl = kleak::parse_pin_command_line(*pin, args, std::cout, std::cerr);
       if (!cl.pin) return cl.exit_code;
       return kleak::run_pinned(*cl.pin);
+    }
+    if (args.size() > 1 && args[1] == "user") {
+      args.erase(args.begin() + 1);
+      kleak::ParsedUserCommandLine cl = kleak::parse_user_command_line(args, std::cout, std::cerr);
+      if (!cl.user) return cl.exit_code;
+      return kleak::run_user(*cl.user);
     }
     // `kleak trace ...` and `kleak ...` are the same command.
     if (args.size() > 1 && args[1] == "trace") args.erase(args.begin() + 1);

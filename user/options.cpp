@@ -29,6 +29,7 @@ Examples:
   kleak selftest             is every allocator family recorded and paired on this kernel?
   kleak -p 1234 -o 1000      allocations made by process 1234, older than 1 s
   kleak -a -T 3 5            also list addresses, sizes and ages of the top 3 stacks
+  kleak --low-overhead -d 600   sampled stacks, several times cheaper (production)
   kleak triage               first: which memory grows? (samples /proc for a minute, no BPF)
   kleak start; kleak report; kleak stop   slow leaks: keep tracing after kleak exits (pinned in bpffs)
 

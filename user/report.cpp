@@ -41,8 +41,10 @@ bool is_tracing_frame(const Frame& f) {
 // addr 0: hidden (--hide-addresses) or unknown.
 std::string frame_text(const Frame& f) {
   if (f.symbol.empty()) return f.addr ? fmt::format("0x{:x}", f.addr) : std::string("?");
-  if (f.module.empty()) return fmt::format("{}+0x{:x}", f.symbol, f.offset);
-  return fmt::format("{}+0x{:x} [{}]", f.symbol, f.offset, f.module);
+  std::string text = f.module.empty() ? fmt::format("{}+0x{:x}", f.symbol, f.offset)
+                                      : fmt::format("{}+0x{:x} [{}]", f.symbol, f.offset, f.module);
+  if (!f.source.empty()) text += " " + f.source.substr(f.source.rfind('/') + 1);  // file.c:42
+  return text;
 }
 
 std::string human_bytes(uint64_t b) {
@@ -68,6 +70,7 @@ nlohmann::json frame_json(const Frame& f) {
   j["symbol"] = f.symbol.empty() ? nlohmann::json(nullptr) : nlohmann::json(f.symbol);
   j["offset"] = f.offset;
   j["module"] = f.module.empty() ? nlohmann::json(nullptr) : nlohmann::json(f.module);
+  if (!f.source.empty()) j["source"] = f.source;
   return j;
 }
 
@@ -302,6 +305,7 @@ std::string render_text(const Report& r) {
   if (r.symbols_hidden)
     out += "  WARNING: /proc/kallsyms shows zero addresses (kptr_restrict; reading them needs CAP_SYSLOG): "
            "frames are raw\n";
+  for (const std::string& note : r.notes) out += "  NOTE: " + note + "\n";
   if (r.peek_addr) {
     const PeekResult& p = *r.peek_addr;
     out += fmt::format("  peek 0x{:x}: {}\n", p.addr,
@@ -454,6 +458,9 @@ nlohmann::json to_json(const Report& r) {
   j["complete"] = r.complete;
   j["stack_sample_every"] = r.ctx.stack_sample_every;
   j["symbols_hidden"] = r.symbols_hidden;
+  if (!r.notes.empty()) j["notes"] = r.notes;
+  if (r.extra.is_object())
+    for (const auto& [k, v] : r.extra.items()) j[k] = v;
   if (r.peek_addr) {
     std::string hex;
     for (uint8_t b : r.peek_addr->data) hex += fmt::format("{:02x}", b);

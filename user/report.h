@@ -25,6 +25,9 @@ struct Frame {
   std::string symbol;  // function name; empty if unresolved
   uint64_t offset = 0;
   std::string module;  // empty for the core kernel
+  // "dir/file.c:42" from DWARF (user-space frames), empty when unknown. The
+  // braces keep {addr, symbol, offset, module} initializers warning-free.
+  std::string source{};
 };
 
 struct AllocLine {
@@ -129,6 +132,11 @@ struct Report {
   bool symbols_hidden = false;
   Reconciliation reconciliation;
   std::optional<PeekResult> peek_addr;  // --peek-addr
+  // Lines the text report prints under its header ("NOTE: ..."), and the
+  // JSON "notes" array: what a reader must know to trust the stacks.
+  std::vector<std::string> notes;
+  // Tracer-specific JSON fields (kleak user: "user"), merged in when set.
+  nlohmann::json extra;
 };
 
 // Reads a stack's frames: (stack_id) -> innermost-first ips, or an error.

@@ -182,10 +182,11 @@ NextStep suggest_next_step(const TriageReport& r) {
     n.kind = "process";
     n.series = process_label(s);
     n.slope_bytes_per_s = s.trend.slope_per_s;
-    n.planned_command = fmt::format("kleak -p {}", s.pid);
+    // `kleak -p` stays the kernel tracer's pid filter: user space is `kleak user`.
+    n.command = fmt::format("kleak user -p {}", s.pid);
     n.text = fmt::format(
-        "PSS of {} grows {}: that is a user-space leak in {}, not a kernel one; user-space tracing "
-        "(kleak -p {}) is coming",
+        "PSS of {} grows {}: that is a user-space leak in {}, not a kernel one; find the stacks that keep "
+        "their heap: kleak user -p {}",
         process_label(s), rate(s.trend.slope_per_s), process_label(s), s.pid);
     candidates.push_back(std::move(n));
   }

@@ -96,7 +96,7 @@ TEST(TriageLive, FindsAGrowingProcess) {
   // The fastest growth decides the next step; when it is ours, it names us.
   EXPECT_GE(j["next_step"]["slope_bytes_per_s"].get<double>(), (*p)["slope_bytes_per_s"].get<double>());
   if (j["next_step"]["kind"] == "process" && j["growing"]["processes"][0] == pid) {
-    EXPECT_EQ(j["next_step"]["planned_command"], "kleak -p " + std::to_string(pid));
+    EXPECT_EQ(j["next_step"]["command"], "kleak user -p " + std::to_string(pid));
   }
 }
 

@@ -177,7 +177,8 @@ TEST(TriageReport, ProcessSuggestsUserSpace) {
   TriageReport r = analyze(d, 10);
   EXPECT_EQ(r.next.kind, "process");
   EXPECT_EQ(r.next.series, "4242 (leaky)");
-  EXPECT_EQ(r.next.planned_command, "kleak -p 4242");
+  EXPECT_EQ(r.next.command, "kleak user -p 4242");
+  EXPECT_TRUE(r.next.planned_command.empty());
   EXPECT_NE(r.next.text.find("user-space leak in 4242 (leaky)"), std::string::npos);
 }
 

@@ -1,0 +1,192 @@
+// kleak user on real processes: kleak-uleak leaks known blocks from known
+// functions through every allocator path and frees as many others; kleak
+// must name each leaking function with the exact count and bytes, show
+// nothing of what was freed, and agree with valgrind memcheck.
+#include <signal.h>
+
+#include <chrono>
+#include <map>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "child.h"
+#include "env.h"
+
+namespace kleak {
+namespace {
+
+using nlohmann::json;
+using test::Child;
+using test::run;
+
+const std::string kKleak = KLEAK_BIN;
+const std::string kUleak = KLEAK_ULEAK_BIN;
+
+struct Expected {
+  uint64_t count;
+  uint64_t bytes;
+};
+
+// What kleak-uleak says it leaks, per function (its --expect output).
+std::map<std::string, Expected> expected_leaks() {
+  auto r = run({kUleak, "--expect"});
+  std::map<std::string, Expected> out;
+  std::istringstream in(r.out);
+  std::string fn;
+  Expected e{};
+  while (in >> fn >> e.count >> e.bytes) out[fn] = e;
+  return out;
+}
+
+// The report's stacks by innermost frame: the function that called the allocator.
+std::map<std::string, Expected> leaks_by_function(const json& report) {
+  std::map<std::string, Expected> out;
+  for (const auto& s : report["stacks"]) {
+    std::string fn = s["frames"].empty() ? "?" : s["frames"][0]["symbol"].get<std::string>();
+    out[fn].count += s["count"].get<uint64_t>();
+    out[fn].bytes += s["bytes"].get<uint64_t>();
+  }
+  return out;
+}
+
+bool any_frame(const json& report, const std::string& fn) {
+  for (const auto& s : report["stacks"])
+    for (const auto& f : s["frames"])
+      if (f["symbol"].is_string() && f["symbol"] == fn) return true;
+  return false;
+}
+
+void expect_counts(const std::map<std::string, Expected>& got, const std::map<std::string, Expected>& want) {
+  for (const auto& [fn, e] : want) {
+    auto it = got.find(fn);
+    ASSERT_NE(it, got.end()) << fn << " not reported";
+    EXPECT_EQ(it->second.count, e.count) << fn;
+    EXPECT_EQ(it->second.bytes, e.bytes) << fn;
+  }
+  EXPECT_EQ(got.size(), want.size()) << "stacks other than the leaking functions were reported";
+}
+
+// -c: the probes are in place before exec, so even main's first statement
+// (leak_first) is seen; the final report is what was outstanding at exit.
+TEST(User, CommandLeaksNamedWithExactCountsFromMainsFirstStatement) {
+  KLEAK_REQUIRE_BPF();
+  auto want = expected_leaks();
+  ASSERT_EQ(want.size(), 7u);
+  auto r = run({kKleak, "user", "--format", "json", "-q", "-T", "50", "-c", kUleak});
+  ASSERT_EQ(r.status, 0) << r.err;
+  json rep = json::parse(r.out);
+  EXPECT_EQ(rep["final"], true);
+  expect_counts(leaks_by_function(rep), want);
+  EXPECT_FALSE(any_frame(rep, "churn")) << "freed blocks reported";
+  // Whole stacks, with file:line from the test program's DWARF.
+  for (const auto& s : rep["stacks"]) {
+    EXPECT_TRUE(s["frames"].size() >= 3) << s.dump();
+    EXPECT_EQ(s["tasks"][0]["comm"], "kleak-uleak");
+    ASSERT_TRUE(s["frames"][0].contains("source")) << s.dump();
+    EXPECT_NE(s["frames"][0]["source"].get<std::string>().find("uleak.c:"), std::string::npos);
+  }
+  EXPECT_TRUE(any_frame(rep, "main"));
+  EXPECT_EQ(rep["counters"]["live_map_full"], 0);
+  EXPECT_EQ(rep["user"]["inflight_full"], 0);
+  EXPECT_FALSE(rep["user"]["shallow_stacks"].get<bool>());
+  // malloc(1 MiB) mmaps inside malloc: counted once, as the malloc.
+  EXPECT_GT(rep["user"]["nested_calls"].get<uint64_t>(), 0u);
+  EXPECT_TRUE(test::loaded_kleak_programs().empty());
+}
+
+// exec replaces the address space: what the shell allocated before it
+// exec'd the leaker is gone, and only the leaker's blocks are reported.
+TEST(User, ExecDropsTheOldAddressSpacesBlocks) {
+  KLEAK_REQUIRE_BPF();
+  auto want = expected_leaks();
+  auto r = run({kKleak, "user", "--format", "json", "-q", "-T", "50", "-c", "sh -c 'exec " + kUleak + "'"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  json rep = json::parse(r.out);
+  expect_counts(leaks_by_function(rep), want);
+  EXPECT_GT(rep["user"]["exec_dropped"].get<uint64_t>(), 0u) << "sh allocated nothing before exec?";
+  bool aliased = false;
+  for (const auto& a : rep["attached"]) aliased = aliased || a.get<std::string>().find('=') != std::string::npos;
+  EXPECT_TRUE(aliased) << rep["attached"].dump() << ": glibc's memalign and aligned_alloc are one function";
+}
+
+// -p: attach to a running process; only what it leaks afterwards shows.
+TEST(User, PidAttachSeesLeaksAfterAttachOnly) {
+  KLEAK_REQUIRE_BPF();
+  auto want = expected_leaks();
+  want.erase("leak_first");  // before kleak attached
+  Child target({kUleak, "--hold"});
+  Child kleak({kKleak, "user", "-p", std::to_string(target.pid()), "1", "-o", "0", "--format", "json", "-q", "-T",
+               "50"});
+  auto first = kleak.read_line(std::chrono::seconds(30));
+  ASSERT_TRUE(first) << "no first report";
+  target.send_line("go");
+  ASSERT_EQ(target.read_line(), "leaked");
+  auto last = kleak.last_line_after(SIGINT);
+  ASSERT_TRUE(last) << "kleak did not end with a final report and status 0";
+  json rep = json::parse(*last);
+  expect_counts(leaks_by_function(rep), want);
+  EXPECT_FALSE(any_frame(rep, "churn"));
+  EXPECT_EQ(rep["user"]["processes"][0]["pid"], target.pid());
+}
+
+// valgrind memcheck counts heap blocks (malloc family), not mmap: its
+// "in use at exit" (definitely + indirectly + possibly lost + still
+// reachable) must equal kleak's outstanding bytes and blocks less mmap's.
+TEST(User, AgreesWithValgrindInUseAtExit) {
+  KLEAK_REQUIRE_BPF();
+  auto vg = run({"/usr/bin/valgrind", "--leak-check=full", "--show-leak-kinds=all", kUleak});
+  if (vg.status == 127 || vg.err.find("in use at exit") == std::string::npos) {
+    if (test::running_in_ci()) FAIL() << "CI=true but valgrind did not run: " << vg.err;
+    GTEST_SKIP() << "valgrind not installed";
+  }
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(vg.err, m, std::regex(R"(in use at exit: ([0-9,]+) bytes in ([0-9,]+) blocks)")));
+  auto num = [](std::string s) {
+    s.erase(std::remove(s.begin(), s.end(), ','), s.end());
+    return std::stoull(s);
+  };
+  const uint64_t vg_bytes = num(m[1]), vg_blocks = num(m[2]);
+
+  auto r = run({kKleak, "user", "--format", "json", "-q", "-T", "50", "-c", kUleak});
+  ASSERT_EQ(r.status, 0) << r.err;
+  json rep = json::parse(r.out);
+  uint64_t bytes = 0, blocks = 0;
+  for (const auto& s : rep["stacks"]) {
+    if (s["frames"][0]["symbol"] == "leak_mmap") continue;  // mmap: not a heap block to valgrind
+    bytes += s["bytes"].get<uint64_t>();
+    blocks += s["count"].get<uint64_t>();
+  }
+  EXPECT_EQ(bytes, vg_bytes);
+  EXPECT_EQ(blocks, vg_blocks);
+}
+
+TEST(User, UsageErrorsAreOneLineAndStatus2) {
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"user"}, {"user", "-p", "abc"}, {"user", "-p", "1", "-c", "true"},
+        {"user", "-c", "'unterminated"}, {"user", "--obj", "relative.so", "-p", "1"}, {"user", "--"}}) {
+    std::vector<std::string> argv = {kKleak};
+    argv.insert(argv.end(), args.begin(), args.end());
+    auto r = run(argv);
+    EXPECT_EQ(r.status, 2) << args.back() << ": " << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  }
+}
+
+TEST(User, CommandThatCannotRunIsStatus2AndGoneProcessStatus1) {
+  KLEAK_REQUIRE_BPF();
+  auto r = run({kKleak, "user", "-q", "-c", "/nonexistent/kleak-no-such-program"});
+  EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_NE(r.err.find("cannot run /nonexistent/kleak-no-such-program"), std::string::npos) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  auto g = run({kKleak, "user", "-q", "-p", "999999999"});
+  EXPECT_EQ(g.status, 1) << g.err;
+  EXPECT_NE(g.err.find("no process 999999999"), std::string::npos) << g.err;
+  EXPECT_TRUE(test::loaded_kleak_programs().empty());
+}
+
+}  // namespace
+}  // namespace kleak

@@ -1,0 +1,46 @@
+// A command kleak starts for `kleak user -c`: forked and held at a pipe
+// until the probes are attached to its pid, then exec'd (PATH searched), so
+// its allocations are traced from the first instruction. kleak follows it
+// with ptrace (PTRACE_SEIZE, PTRACE_O_TRACEEXIT) only to stop it once at
+// exit, while its address space still exists: that is when its memory maps
+// are read for symbolization.
+#pragma once
+
+#include <sys/types.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace kleak {
+
+class HeldCommand {
+ public:
+  HeldCommand() = default;
+  ~HeldCommand();  // kills and reaps a child still running
+  HeldCommand(const HeldCommand&) = delete;
+  HeldCommand& operator=(const HeldCommand&) = delete;
+
+  // Forks; the child waits for start(). Empty on success, else why not.
+  std::string fork_held(const std::vector<std::string>& argv);
+  // Lets the child exec. Empty on success, else why exec failed.
+  std::string start();
+  // Handles the child's ptrace stops without blocking; `at_exit` runs at its
+  // exit stop (address space still there). True once the child is reaped.
+  bool poll(const std::function<void(pid_t)>& at_exit);
+  void kill_and_reap();
+
+  pid_t pid() const { return pid_; }
+  // Exit status, or 128 + signal; -1 while running.
+  int status() const { return status_; }
+  bool traced() const { return traced_; }
+
+ private:
+  pid_t pid_ = -1;
+  int go_ = -1, err_ = -1;
+  bool traced_ = false;
+  bool reaped_ = false;
+  int status_ = -1;
+};
+
+}  // namespace kleak

@@ -1,0 +1,202 @@
+#include "user_options.h"
+
+#include <algorithm>
+#include <charconv>
+#include <ostream>
+
+#include <CLI/CLI.hpp>
+
+#include "cli.h"
+#include "abi.h"
+
+namespace kleak {
+namespace {
+
+constexpr const char* kDescription =
+    "kleak user: find user-space memory leaks of running processes or of a command.\n"
+    "Probes the allocator (glibc malloc, calloc, realloc, reallocarray, posix_memalign,\n"
+    "aligned_alloc, memalign, valloc, pvalloc, free, and mmap/munmap/mremap) with\n"
+    "uprobes and reports the blocks still outstanding, grouped by user stack.";
+
+constexpr const char* kExamples = R"(
+Examples:
+  kleak user -p 1234                   report process 1234's outstanding heap every 10 s
+  kleak user -p 1234 -o 60000 -d 600   blocks older than a minute, one report after 10 min
+  kleak user -c "./server --port 80"   start the command with the probes in place; report at its exit
+  kleak user -- ./a.out arg1 'arg 2'   the same, arguments given as they are
+  kleak user -p 1234 --obj /usr/lib/x86_64-linux-gnu/libjemalloc.so.2
+  kleak triage                         first: which process's memory grows?
+
+Stacks are walked with frame pointers: build with -fno-omit-frame-pointer for
+deep stacks. With -c (or --) the final report is what was outstanding when the
+command exited, like valgrind's "definitely + indirectly + still reachable".
+Exit status: 0 ok, 1 runtime failure (privileges, attach, a process gone), 2 usage.)";
+
+bool parse_pids(const std::string& s, std::vector<uint32_t>& out) {
+  size_t pos = 0;
+  while (pos <= s.size()) {
+    size_t comma = s.find(',', pos);
+    std::string_view w(s.data() + pos, (comma == std::string::npos ? s.size() : comma) - pos);
+    uint32_t pid = 0;
+    auto [p, ec] = std::from_chars(w.data(), w.data() + w.size(), pid);
+    if (w.empty() || ec != std::errc() || p != w.data() + w.size() || pid == 0) return false;
+    out.push_back(pid);
+    if (comma == std::string::npos) break;
+    pos = comma + 1;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::optional<std::vector<std::string>> split_command(const std::string& s) {
+  std::vector<std::string> words;
+  std::string cur;
+  bool in_word = false;
+  char quote = 0;
+  for (size_t i = 0; i < s.size(); ++i) {
+    char c = s[i];
+    if (quote) {
+      if (c == quote) quote = 0;
+      else if (c == '\\' && quote == '"' && i + 1 < s.size()) cur += s[++i];
+      else cur += c;
+      continue;
+    }
+    if (c == ' ' || c == '\t' || c == '\n') {
+      if (in_word) words.push_back(std::move(cur));
+      cur.clear();
+      in_word = false;
+      continue;
+    }
+    in_word = true;
+    if (c == '\'' || c == '"') quote = c;
+    else if (c == '\\' && i + 1 < s.size()) cur += s[++i];
+    else cur += c;
+  }
+  if (quote) return std::nullopt;
+  if (in_word) words.push_back(std::move(cur));
+  return words;
+}
+
+std::string validate(const UserOptions& o) {
+  if (o.pids.empty() && o.command.empty()) return "say what to trace: -p PID, -c \"CMD ARGS\" or -- CMD ARGS";
+  if (!o.pids.empty() && !o.command.empty()) return "-p and a command exclude each other";
+  if (o.pids.size() > KLEAK_USER_MAX_PIDS) return "at most 64 processes with -p";
+  for (size_t i = 0; i < o.pids.size(); ++i)
+    if (std::find(o.pids.begin(), o.pids.begin() + static_cast<std::ptrdiff_t>(i), o.pids[i]) !=
+        o.pids.begin() + static_cast<std::ptrdiff_t>(i))
+      return "-p names a process twice";
+  const TraceOptions& r = o.report;
+  if (r.interval_s < 0) return "interval must be positive";
+  if (r.count > 0 && r.interval_s <= 0) return "a report count needs an interval";
+  if (r.duration_s < 0) return "--duration must be positive";
+  if (r.top == 0) return "--top must be at least 1";
+  if (r.hide_addresses && r.show_allocs) return "--hide-addresses excludes -a";
+  if (r.min_size_bytes > r.max_size_bytes) return "--min-size is larger than --max-size";
+  if (r.max_allocs == 0) return "--max-allocs must be at least 1";
+  if (r.stack_storage_size == 0) return "--stack-storage-size must be at least 1";
+  if (!o.obj.empty() && o.obj[0] != '/') return "--obj wants an absolute path";
+  return {};
+}
+
+ParsedUserCommandLine parse_user_command_line(const std::vector<std::string>& args, std::ostream& out,
+                                              std::ostream& err) {
+  UserOptions o;
+  TraceOptions& r = o.report;
+  ParsedUserCommandLine result;
+  CLI::App app{kDescription, "kleak user"};
+  app.footer(kExamples);
+  app.get_formatter()->column_width(34);
+
+  std::string pids, command, format = "text", sort = "score";
+  std::optional<uint64_t> exact_size;
+  auto* what = "What to trace";
+  app.add_option("-p,--pid", pids, "Processes to trace: PID or PID,PID,... (at most 64)")->group(what);
+  app.add_option("-c,--command", command,
+                 "Start CMD ARGS (split at blanks, quotes kept, PATH searched) with the probes in place; "
+                 "or give the command after --")
+      ->group(what);
+  app.add_option("--obj", o.obj,
+                 "The allocator library to probe (jemalloc, tcmalloc, mimalloc, a static binary); default: "
+                 "the libc the process maps")
+      ->group(what);
+  app.add_option("--symbols-prefix", o.symbols_prefix, "Prefix of the allocator's function names, e.g. je_")
+      ->group(what);
+
+  auto* sel = "Selection";
+  app.add_option("-z,--min-size", r.min_size_bytes, "Only blocks of at least BYTES")->group(sel);
+  app.add_option("-Z,--max-size", r.max_size_bytes, "Only blocks of at most BYTES")->group(sel);
+  app.add_option("--size", exact_size, "Only blocks of exactly BYTES")
+      ->group(sel)
+      ->excludes(app.get_option("--min-size"))
+      ->excludes(app.get_option("--max-size"));
+  app.add_option("-o,--older", r.min_age_ms,
+                 "Report only blocks older than MS milliseconds (default 0 with a command, 5000 with -p)")
+      ->group(sel);
+
+  auto* when = "Reporting";
+  app.add_option("interval", r.interval_s,
+                 "Seconds between reports (default 10 with -p; with a command only the final report)")
+      ->group(when);
+  app.add_option("count", r.count, "Number of reports, then exit")->group(when);
+  app.add_option("-d,--duration", r.duration_s, "Trace for SECONDS, print the final report, exit 0")->group(when);
+  app.add_option("-T,--top", r.top, "Show the top N stacks (default 10)")->group(when);
+  app.add_option("--sort", sort, "Rank stacks by score (default: steady growth first), bytes, count or growth")
+      ->check(CLI::IsMember({"score", "bytes", "count", "growth"}))
+      ->group(when);
+  app.add_flag("-a,--show-allocs", r.show_allocs, "List each outstanding block: address, size, age, thread")
+      ->group(when);
+  app.add_option("--format", format, "Report format: text or json (one JSON document per line)")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->group(when);
+  app.add_flag("-q,--quiet", r.quiet, "No banner on stderr")->group(when);
+  app.add_option("--output", r.output_path, "Write reports to FILE (created 0600) instead of stdout")->group(when);
+  app.add_flag("--hide-addresses", r.hide_addresses, "No raw addresses in reports (excludes -a)")->group(when);
+
+  auto* tuning = "Limits";
+  app.add_option("--max-allocs", r.max_allocs, "Live-block map size (default 262144); a full map is counted")
+      ->group(tuning);
+  app.add_option("--stack-storage-size", r.stack_storage_size, "Stack map size (default 16384)")->group(tuning);
+  app.add_flag("-v,--verbose", r.verbosity, "More logging: -v info, -vv libbpf debug and verifier log")
+      ->group(tuning);
+
+  std::vector<std::string> own(args);
+  if (auto dd = std::find(own.begin(), own.end(), "--"); dd != own.end()) {
+    o.command.assign(dd + 1, own.end());
+    own.erase(dd, own.end());
+    if (o.command.empty()) {
+      err << "kleak user: nothing after -- (see kleak user --help)\n";
+      result.exit_code = kExitUsage;
+      return result;
+    }
+  }
+  if (auto status = parse_cli(app, own, "kleak user", out, err)) {
+    result.exit_code = *status;
+    return result;
+  }
+  auto usage = [&](const std::string& why) {
+    err << "kleak user: " << why << " (see kleak user --help)\n";
+    result.exit_code = kExitUsage;
+    return result;
+  };
+  if (!pids.empty() && !parse_pids(pids, o.pids)) return usage("-p wants PID or PID,PID,... (positive numbers)");
+  if (app.count("--command") > 0) {
+    if (!o.command.empty()) return usage("-c and a command after -- exclude each other");
+    auto words = split_command(command);
+    if (!words) return usage("-c: unterminated quote");
+    if (words->empty()) return usage("-c: empty command");
+    o.command = std::move(*words);
+  }
+  if (exact_size) r.min_size_bytes = r.max_size_bytes = *exact_size;
+  r.format = format == "json" ? OutputFormat::json : OutputFormat::text;
+  r.sort = sort == "bytes" ? SortKey::bytes : sort == "count" ? SortKey::count : sort == "growth" ? SortKey::growth
+                                                                                                 : SortKey::score;
+  if (app.count("--older") == 0) r.min_age_ms = o.command.empty() ? 5000 : 0;
+  if (app.count("interval") > 0 && r.interval_s <= 0) return usage("interval must be positive");
+  if (r.interval_s == 0 && r.duration_s == 0 && app.count("interval") == 0 && o.command.empty()) r.interval_s = 10;
+  if (auto why = validate(o); !why.empty()) return usage(why);
+  result.user = std::move(o);
+  return result;
+}
+
+}  // namespace kleak
