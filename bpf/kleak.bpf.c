@@ -357,6 +357,46 @@ int kleak_kc_alloc(__u64 *ctx)
 	return 0;
 }
 
+/* Before v6.1 (commit 2c1d697fb8ba, see compat.bpf.h) kmem_cache_alloc
+ * and the _node events of both families used the kmem_alloc classes:
+ *   (call_site, ptr, bytes_req, bytes_alloc, gfp_flags[, node])
+ * with no cache pointer, so --cache NAME cannot match a kmem_cache there.
+ * The loader loads these only where those events (or that layout) exist;
+ * scripts/vmtest's kernels (6.1, 6.12) have neither, so no kernel kleak is
+ * tested on verifies them. */
+static __always_inline void record_kmem_alloc_class(__u64 *ctx, __u32 family)
+{
+	const void *ptr = (const void *)kleak_void_ptr_arg(ctx, 1);
+	__u64 gfp_flags = ctx[4];
+	bool wanted = family == KLEAK_FAMILY_KMALLOC
+			      ? !kmalloc_off && (kmalloc_type < 0 || kmalloc_type_of(gfp_flags) == kmalloc_type)
+			      : !kmem_cache_off && !cache_name[0];
+
+	record_alloc(ctx, ptr, ctx[3], ctx[2], ctx[0], family,
+		     (gfp_flags & KLEAK_GFP_RECLAIMABLE) ? KLEAK_ALLOC_RECLAIMABLE : 0, 0, wanted);
+}
+
+SEC("tp_btf/kmalloc_node")
+int kleak_kmalloc_n(__u64 *ctx)
+{
+	record_kmem_alloc_class(ctx, KLEAK_FAMILY_KMALLOC);
+	return 0;
+}
+
+SEC("tp_btf/kmem_cache_alloc_node")
+int kleak_kc_node(__u64 *ctx)
+{
+	record_kmem_alloc_class(ctx, KLEAK_FAMILY_KMEM_CACHE);
+	return 0;
+}
+
+SEC("tp_btf/kmem_cache_alloc")
+int kleak_kc_old(__u64 *ctx)
+{
+	record_kmem_alloc_class(ctx, KLEAK_FAMILY_KMEM_CACHE);
+	return 0;
+}
+
 /* kfree(call_site, ptr) */
 SEC("tp_btf/kfree")
 int kleak_kfree(__u64 *ctx)
@@ -390,6 +430,325 @@ int BPF_PROG(kleak_fork, struct task_struct *parent, struct task_struct *child)
 		if (c)
 			count(c, KLEAK_CNT_TASKS_FULL);
 	}
+	return 0;
+}
+
+/* ---- Families beyond slab: page allocator, percpu, vmalloc ----
+ *
+ * Each has a live map of its own, so struct page pointers, __percpu
+ * pointers and vmap addresses never share a key space with slab objects
+ * (or with each other), and counters of its own (kleak_fcounters). Their
+ * programs are loaded only when --family asks for them: without them the
+ * slab hot path above is exactly what it was. Records are struct
+ * kleak_alloc, so reports group and symbolize them like slab records. */
+
+/* Set by the loader before load (user/loader.cpp). */
+const volatile __u64 gfp_movable = 0x08; /* __GFP_MOVABLE, resolved from BTF */
+const volatile __u32 page_shift = 12;
+const volatile __u32 nr_possible_cpus = 1;
+/* Text ranges of the slab and large-kmalloc page paths (kallsyms). */
+const volatile __u64 page_skip_lo[KLEAK_PAGE_SKIP_RANGES] = {};
+const volatile __u64 page_skip_hi[KLEAK_PAGE_SKIP_RANGES] = {};
+const volatile __u32 page_skip_kind[KLEAK_PAGE_SKIP_RANGES] = {};
+
+/* max_entries: 1 while the family is off, else --max-allocs (loader). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u64); /* struct page * of the first page */
+	__type(value, struct kleak_alloc);
+	__uint(max_entries, 1);
+} kleak_pages SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u64); /* the __percpu pointer alloc_percpu() returned */
+	__type(value, struct kleak_alloc);
+	__uint(max_entries, 1);
+} kleak_percpu SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u64); /* va_start of the vmap area */
+	__type(value, struct kleak_alloc);
+	__uint(max_entries, 1);
+} kleak_vmalloc SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32); /* enum kleak_family */
+	__type(value, struct kleak_fam_counters);
+	__uint(max_entries, KLEAK_FAMILY_MAX);
+} kleak_fcounters SEC(".maps");
+
+static __always_inline struct kleak_fam_counters *fam_counters(__u32 family)
+{
+	return bpf_map_lookup_elem(&kleak_fcounters, &family);
+}
+
+static __always_inline void fcount(struct kleak_fam_counters *c, int idx, __u64 n)
+{
+	__sync_fetch_and_add(&c->v[idx], n);
+}
+
+/* An allocation at `key` proves a record still there stale: its free went
+ * past the hooks (e.g. a page freed in an interrupt while kleak_pg_free
+ * ran on that CPU: the kernel skips the nested run, see recursion_misses).
+ * Drop it and count it as a missed free. A lock-free lookup first: most
+ * addresses hold no record, and a delete takes the bucket lock. */
+static __always_inline void drop_stale(void *live, struct kleak_fam_counters *c, __u64 key)
+{
+	if (bpf_map_lookup_elem(live, &key) && !map_result(bpf_map_delete_elem(live, &key)))
+		fcount(c, KLEAK_FCNT_ALLOC_REPLACED, 1);
+}
+
+/* Records one allocation of a family beyond slab in `live`; the caller
+ * counted it as seen and ruled out failure and exclusions. */
+static __always_inline void record_family_alloc(void *ctx, void *live, struct kleak_fam_counters *c,
+						__u32 family, __u64 key, __u64 bytes, __u32 bytes_req,
+						__u64 call_site)
+{
+	struct kleak_alloc a = {};
+	__u64 id = bpf_get_current_pid_tgid();
+	int err;
+
+	a.tgid = id >> 32;
+	a.pid = (__u32)id;
+	if (bytes < min_size || bytes > max_size || !task_wanted(a.tgid)) {
+		fcount(c, KLEAK_FCNT_ALLOC_FILTERED, 1);
+		drop_stale(live, c, key);
+		return;
+	}
+	a.ts_ns = bpf_ktime_get_ns();
+	a.call_site = call_site;
+	a.bytes_alloc = bytes;
+	a.bytes_req = bytes_req;
+	a.family = family;
+	a.stack_id = capture_stack(ctx, &a.stack_err);
+	if (a.stack_err)
+		fcount(c, KLEAK_FCNT_STACK_ERROR, 1);
+	bpf_get_current_comm(a.comm, sizeof(a.comm));
+	err = map_result(bpf_map_update_elem(live, &key, &a, BPF_NOEXIST));
+	if (err == -EEXIST) {
+		fcount(c, KLEAK_FCNT_ALLOC_REPLACED, 1);
+		err = map_result(bpf_map_update_elem(live, &key, &a, BPF_ANY));
+	}
+	if (!err)
+		fcount(c, KLEAK_FCNT_ALLOC_RECORDED, 1);
+	else if (err == -E2BIG)
+		fcount(c, KLEAK_FCNT_LIVE_FULL, 1);
+	else
+		fcount(c, KLEAK_FCNT_LIVE_ERROR, 1);
+}
+
+static __always_inline void record_family_free(void *live, __u32 family, __u64 key)
+{
+	struct kleak_fam_counters *c = fam_counters(family);
+	int err;
+
+	if (!c || !key)
+		return;
+	fcount(c, KLEAK_FCNT_FREE_SEEN, 1);
+	err = map_result(bpf_map_delete_elem(live, &key));
+	if (!err)
+		fcount(c, KLEAK_FCNT_FREE_MATCHED, 1);
+	else if (err != -ENOENT)
+		fcount(c, KLEAK_FCNT_FREE_ERROR, 1);
+}
+
+/* Which page path this allocation came through, from its innermost frames:
+ * KLEAK_PAGE_SKIP_SLAB for a page that backs a slab (allocate_slab: each
+ * object on it is a kmalloc/kmem_cache record already),
+ * KLEAK_PAGE_SKIP_KMALLOC for a kmalloc too large for a slab cache (a
+ * kmalloc record, freed by kfree), 0 for any other. A short walk (16
+ * frames) on the BPF stack, so excluded pages never reach the stack store. */
+static __always_inline __u32 page_skip_of(void *ctx)
+{
+	__u64 ips[KLEAK_PAGE_SKIP_FRAMES];
+	long n;
+
+	if (!page_skip_lo[0])
+		return 0;
+	n = bpf_get_stack(ctx, ips, sizeof(ips), 0);
+	if (n <= 0)
+		return 0;
+	n /= sizeof(__u64);
+	for (int i = 0; i < KLEAK_PAGE_SKIP_FRAMES; i++) {
+		if (i >= n)
+			break;
+		for (int r = 0; r < KLEAK_PAGE_SKIP_RANGES; r++) {
+			if (!page_skip_lo[r])
+				break;
+			if (ips[i] >= page_skip_lo[r] && ips[i] < page_skip_hi[r])
+				return page_skip_kind[r];
+		}
+	}
+	return 0;
+}
+
+/* mm_page_alloc(page, order, gfp_flags, migratetype), every kernel with
+ * BTF. Which pages are leak candidates:
+ * - not __GFP_MOVABLE ones (migratetype MIGRATE_MOVABLE): the kernel only
+ *   sets it on pages it can migrate, i.e. anonymous user memory
+ *   (GFP_HIGHUSER_MOVABLE), page cache (mapping_gfp_mask() is movable by
+ *   default), zsmalloc and balloon pages; all have an owner that frees them
+ *   (unmap, reclaim), and they would drown the report. Checked before any
+ *   stack walk: the flag is in the event.
+ * - not pages backing a slab or a large kmalloc: their objects are tracked
+ *   by the slab family (page_skip_of).
+ * - page-cache pages that are not movable (e.g. a block device's mapping,
+ *   GFP_USER) are dropped when mm_filemap_add_to_page_cache adds them.
+ * Kept: alloc_pages()/__get_free_pages() of drivers and subsystems (pipe
+ * buffers are GFP_HIGHUSER | __GFP_ACCOUNT: not movable, kept), page
+ * tables, socket page frags. */
+SEC("tp_btf/mm_page_alloc")
+int BPF_PROG(kleak_pg_alloc, struct page *page, unsigned int order, gfp_t gfp_flags)
+{
+	struct kleak_fam_counters *c = fam_counters(KLEAK_FAMILY_PAGE);
+	__u64 bytes = 1ULL << ((page_shift + order) & 63);
+	__u64 key = (__u64)page;
+	__u32 skip;
+
+	if (!c)
+		return 0;
+	fcount(c, KLEAK_FCNT_ALLOC_SEEN, 1);
+	if (!key) {
+		fcount(c, KLEAK_FCNT_ALLOC_FAILED, 1);
+		return 0;
+	}
+	if (gfp_flags & gfp_movable) {
+		fcount(c, KLEAK_FCNT_EXCL_MOVABLE, 1);
+		fcount(c, KLEAK_FCNT_EXCL_MOVABLE_BYTES, bytes);
+		drop_stale(&kleak_pages, c, key);
+		return 0;
+	}
+	skip = page_skip_of(ctx);
+	if (skip == KLEAK_PAGE_SKIP_SLAB) {
+		fcount(c, KLEAK_FCNT_EXCL_SLAB, 1);
+		fcount(c, KLEAK_FCNT_EXCL_SLAB_BYTES, bytes);
+		drop_stale(&kleak_pages, c, key);
+		return 0;
+	}
+	if (skip == KLEAK_PAGE_SKIP_KMALLOC) {
+		fcount(c, KLEAK_FCNT_EXCL_KMALLOC, 1);
+		fcount(c, KLEAK_FCNT_EXCL_KMALLOC_BYTES, bytes);
+		drop_stale(&kleak_pages, c, key);
+		return 0;
+	}
+	record_family_alloc(ctx, &kleak_pages, c, KLEAK_FAMILY_PAGE, key, bytes, order, 0);
+	return 0;
+}
+
+/* mm_page_free(page, order): every page freed, from free_pages_prepare(),
+ * whichever path (single, per-CPU list, batched) frees it. Pages freed as a
+ * list (release_pages(), free_unref_folios()) also pass
+ * mm_page_free_batched, but after free_pages_prepare(): on 6.18 all 11560
+ * batched frees of a file-write-and-delete run had an mm_page_free of the
+ * same pfn (tracefs, both events on). So that event is not traced: it
+ * would only double the cost of batched frees. */
+SEC("tp_btf/mm_page_free")
+int BPF_PROG(kleak_pg_free, struct page *page)
+{
+	record_family_free(&kleak_pages, KLEAK_FAMILY_PAGE, (__u64)page);
+	return 0;
+}
+
+/* mm_filemap_add_to_page_cache(folio) (a struct page * before v5.16): a
+ * page that joins the page cache is reclaimable file data, not a leak. */
+SEC("tp_btf/mm_filemap_add_to_page_cache")
+int kleak_pg_cache(__u64 *ctx)
+{
+	struct kleak_fam_counters *c = fam_counters(KLEAK_FAMILY_PAGE);
+	__u64 key = ctx[0];
+	struct kleak_alloc *a;
+	__u64 bytes;
+
+	if (!c)
+		return 0;
+	a = bpf_map_lookup_elem(&kleak_pages, &key);
+	if (!a)
+		return 0;
+	bytes = a->bytes_alloc; /* copied before the delete */
+	if (!map_result(bpf_map_delete_elem(&kleak_pages, &key))) {
+		fcount(c, KLEAK_FCNT_EXCL_PAGECACHE, 1);
+		fcount(c, KLEAK_FCNT_EXCL_PAGECACHE_BYTES, bytes);
+	}
+	return 0;
+}
+
+/* percpu_alloc_percpu: v5.19 ("percpu: improve percpu_alloc_percpu event
+ * trace") put call_site first and added
+ * bytes_alloc (what the allocation costs across all possible CPUs, with
+ * memcg's per-object overhead) and gfp_flags:
+ *   (call_site, reserved, is_atomic, size, align, base_addr, off, ptr,
+ *    bytes_alloc, gfp_flags)
+ * before:
+ *   (reserved, is_atomic, size, align, base_addr, off, ptr)
+ * where the cost is size x possible CPUs. The layout is a CO-RE constant:
+ * the verifier never walks the other branch. */
+SEC("tp_btf/percpu_alloc_percpu")
+int kleak_pcpu_alloc(__u64 *ctx)
+{
+	struct kleak_fam_counters *c = fam_counters(KLEAK_FAMILY_PERCPU);
+	__u64 ptr, size, bytes, call_site = 0;
+
+	if (!c)
+		return 0;
+	if (bpf_core_field_exists(struct trace_event_raw_percpu_alloc_percpu, bytes_alloc)) {
+		call_site = ctx[0];
+		size = ctx[3];
+		ptr = kleak_void_ptr_arg(ctx, 7);
+		bytes = ctx[8];
+	} else {
+		size = ctx[2];
+		ptr = kleak_void_ptr_arg(ctx, 6);
+		bytes = size * nr_possible_cpus;
+	}
+	fcount(c, KLEAK_FCNT_ALLOC_SEEN, 1);
+	if (!ptr) {
+		fcount(c, KLEAK_FCNT_ALLOC_FAILED, 1);
+		return 0;
+	}
+	record_family_alloc(ctx, &kleak_percpu, c, KLEAK_FAMILY_PERCPU, ptr, bytes, (__u32)size, call_site);
+	return 0;
+}
+
+/* percpu_free_percpu(base_addr, off, ptr), unchanged since v4.13. */
+SEC("tp_btf/percpu_free_percpu")
+int kleak_pcpu_free(__u64 *ctx)
+{
+	record_family_free(&kleak_percpu, KLEAK_FAMILY_PERCPU, kleak_void_ptr_arg(ctx, 2));
+	return 0;
+}
+
+/* alloc_vmap_area(addr, size, align, vstart, vend, failed), from the
+ * vmalloc trace events added after v6.1 (Debian's 6.12 has them, its 6.1
+ * does not: scripts/vmtest): every vmap area,
+ * i.e. vmalloc(), vmap(), ioremap(), vm_map_ram() blocks. size includes
+ * vmalloc's guard page. */
+SEC("tp_btf/alloc_vmap_area")
+int kleak_va_alloc(__u64 *ctx)
+{
+	struct kleak_fam_counters *c = fam_counters(KLEAK_FAMILY_VMALLOC);
+
+	if (!c)
+		return 0;
+	fcount(c, KLEAK_FCNT_ALLOC_SEEN, 1);
+	if ((int)ctx[5] || !ctx[0]) {
+		fcount(c, KLEAK_FCNT_ALLOC_FAILED, 1);
+		return 0;
+	}
+	record_family_alloc(ctx, &kleak_vmalloc, c, KLEAK_FAMILY_VMALLOC, ctx[0], ctx[1],
+			    (__u32)ctx[1], 0);
+	return 0;
+}
+
+/* free_vmap_area_noflush(va_start, nr_lazy, nr_lazy_max): the area is
+ * unmapped and its pages already freed (vfree()); only the address range
+ * waits for a lazy purge, which is not memory held. */
+SEC("tp_btf/free_vmap_area_noflush")
+int kleak_va_free(__u64 *ctx)
+{
+	record_family_free(&kleak_vmalloc, KLEAK_FAMILY_VMALLOC, ctx[0]);
 	return 0;
 }
 

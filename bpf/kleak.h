@@ -17,6 +17,52 @@
 enum kleak_family {
 	KLEAK_FAMILY_KMALLOC = 0,
 	KLEAK_FAMILY_KMEM_CACHE = 1,
+	KLEAK_FAMILY_PAGE = 2,    /* page allocator: key struct page *, kleak_pages */
+	KLEAK_FAMILY_PERCPU = 3,  /* alloc_percpu: key the __percpu pointer, kleak_percpu */
+	KLEAK_FAMILY_VMALLOC = 4, /* vmap areas: key the area's start, kleak_vmalloc */
+	KLEAK_FAMILY_MAX,
+};
+
+/* Counters of the families beyond slab (page, percpu, vmalloc), one
+ * struct kleak_fam_counters per family in kleak_fcounters (indexed by enum
+ * kleak_family; the slab families use kleak_counters). */
+enum kleak_fam_counter {
+	KLEAK_FCNT_ALLOC_SEEN = 0,
+	KLEAK_FCNT_ALLOC_FAILED,
+	KLEAK_FCNT_ALLOC_FILTERED,  /* size/pid/self filters */
+	KLEAK_FCNT_ALLOC_RECORDED,
+	KLEAK_FCNT_ALLOC_REPLACED,  /* address still recorded: its free was missed */
+	KLEAK_FCNT_LIVE_FULL,
+	KLEAK_FCNT_LIVE_ERROR,
+	KLEAK_FCNT_STACK_ERROR,     /* recorded without a stack */
+	KLEAK_FCNT_FREE_SEEN,
+	KLEAK_FCNT_FREE_MATCHED,
+	KLEAK_FCNT_FREE_ERROR,
+	/* Pages that are not leak candidates, not recorded (see kleak.bpf.c):
+	 * count and bytes. */
+	KLEAK_FCNT_EXCL_MOVABLE,    /* __GFP_MOVABLE: user and page-cache pages */
+	KLEAK_FCNT_EXCL_MOVABLE_BYTES,
+	KLEAK_FCNT_EXCL_SLAB,       /* pages backing a slab: their objects are tracked */
+	KLEAK_FCNT_EXCL_SLAB_BYTES,
+	KLEAK_FCNT_EXCL_KMALLOC,    /* a kmalloc too large for a slab cache */
+	KLEAK_FCNT_EXCL_KMALLOC_BYTES,
+	KLEAK_FCNT_EXCL_PAGECACHE,  /* recorded, then added to the page cache: dropped */
+	KLEAK_FCNT_EXCL_PAGECACHE_BYTES,
+	KLEAK_FCNT_MAX,
+};
+
+struct kleak_fam_counters {
+	__u64 v[KLEAK_FCNT_MAX];
+};
+
+/* Address ranges of the functions through which a page allocation is not a
+ * leak candidate (slab and large-kmalloc paths), found in kallsyms by user
+ * space: the innermost KLEAK_PAGE_SKIP_FRAMES frames are checked. */
+#define KLEAK_PAGE_SKIP_RANGES 12
+#define KLEAK_PAGE_SKIP_FRAMES 16
+enum kleak_page_skip_kind {
+	KLEAK_PAGE_SKIP_SLAB = 1,
+	KLEAK_PAGE_SKIP_KMALLOC = 2,
 };
 
 /* Indices into struct kleak_counters: every event kleak saw, and every one

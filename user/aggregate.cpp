@@ -7,7 +7,7 @@
 namespace kleak {
 namespace {
 
-uint64_t alloc_key(const kleak_alloc& a) { return group_key(a.stack_id, a.call_site); }
+uint64_t alloc_key(const kleak_alloc& a) { return group_key(a.stack_id, a.call_site, a.family); }
 
 std::string comm_of(const kleak_alloc& a) { return std::string(a.comm, strnlen(a.comm, sizeof(a.comm))); }
 
@@ -44,11 +44,19 @@ StackGroup& Aggregator::group_for(const kleak_alloc& a, uint64_t key) {
 void Aggregator::add(const LiveAlloc& la) {
   const kleak_alloc& a = la.a;
   ++agg_.live_count;
-  if (a.family == KLEAK_FAMILY_KMALLOC && a.bytes_alloc > kKmallocMaxCacheBytes)
+  FamilyTotal* fam = a.family < KLEAK_FAMILY_MAX ? &agg_.by_family[a.family] : nullptr;
+  if (fam) {
+    fam->live_bytes += a.bytes_alloc;
+    ++fam->live_count;
+  }
+  // Slab records by where the kernel accounts them; other families are
+  // outside its slab counters.
+  const bool slab = a.family == KLEAK_FAMILY_KMALLOC || a.family == KLEAK_FAMILY_KMEM_CACHE;
+  if (slab && a.family == KLEAK_FAMILY_KMALLOC && a.bytes_alloc > kKmallocMaxCacheBytes)
     agg_.live_large_kmalloc_bytes += a.bytes_alloc;
-  else if (a.flags & KLEAK_ALLOC_RECLAIMABLE)
+  else if (slab && (a.flags & KLEAK_ALLOC_RECLAIMABLE))
     agg_.live_reclaimable_bytes += a.bytes_alloc;
-  else
+  else if (slab)
     agg_.live_unreclaimable_bytes += a.bytes_alloc;
   uint64_t age = now_ns_ > a.ts_ns ? now_ns_ - a.ts_ns : 0;
   const bool young = age < min_age_ns_;
@@ -58,6 +66,10 @@ void Aggregator::add(const LiveAlloc& la) {
   } else {
     agg_.bytes += a.bytes_alloc;
     ++agg_.count;
+    if (fam) {
+      fam->bytes += a.bytes_alloc;
+      ++fam->count;
+    }
   }
   if (a.stack_id != 0) agg_.referenced_stacks.insert(a.stack_id);
   if ((a.flags & KLEAK_ALLOC_STACK_HINT) && a.stack_id != 0) return add_unsampled(la, young);
@@ -247,6 +259,12 @@ Status aggregate_map(int live_fd, Aggregator& a) {
   return read_live(live_fd, [&a](const LiveAlloc* allocs, size_t n) {
     for (size_t i = 0; i < n; ++i) a.add(allocs[i]);
   });
+}
+
+Status aggregate_maps(const std::vector<int>& live_fds, Aggregator& a) {
+  for (int fd : live_fds)
+    if (auto st = aggregate_map(fd, a); !st) return st;
+  return {};
 }
 
 Aggregate aggregate(const std::vector<LiveAlloc>& allocs, uint64_t now_ns, uint64_t min_age_ns, bool keep_allocs) {

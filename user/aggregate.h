@@ -2,6 +2,7 @@
 // One pass over the snapshot with a hash map keyed by stack: O(n).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <unordered_map>
@@ -63,10 +64,14 @@ struct StackGroup {
 
 // The identity of a group within a run: its stack key, or for allocations
 // without a stack their call site (mixed so it cannot meet a stack key).
-inline uint64_t group_key(uint64_t stack_id, uint64_t call_site) {
-  return stack_id != 0 ? stack_id : (call_site ^ 0x9e3779b97f4a7c15ull);
+// Families beyond slab are mixed in too, so a page and a slab object never
+// share a group; slab keys are what they always were.
+inline uint64_t group_key(uint64_t stack_id, uint64_t call_site, uint32_t family = KLEAK_FAMILY_KMALLOC) {
+  uint64_t key = stack_id != 0 ? stack_id : (call_site ^ 0x9e3779b97f4a7c15ull);
+  if (family != KLEAK_FAMILY_KMALLOC && family != KLEAK_FAMILY_KMEM_CACHE) key ^= 0xc2b2ae3d27d4eb4full * family;
+  return key;
 }
-inline uint64_t group_key(const StackGroup& g) { return group_key(g.stack_id, g.call_site); }
+inline uint64_t group_key(const StackGroup& g) { return group_key(g.stack_id, g.call_site, g.family); }
 
 // Where missed-free evidence for a group is kept (see kleak_missed).
 inline uint64_t missed_free_key(const StackGroup& g) {
@@ -85,7 +90,16 @@ struct StackTotal {
   uint64_t count = 0;
 };
 
+// One family's share of the live records (kmalloc and kmem_cache apart).
+struct FamilyTotal {
+  uint64_t bytes = 0;  // reported (old enough)
+  uint64_t count = 0;
+  uint64_t live_bytes = 0;  // every live record, young ones included
+  uint64_t live_count = 0;
+};
+
 struct Aggregate {
+  std::array<FamilyTotal, KLEAK_FAMILY_MAX> by_family;  // indexed by enum kleak_family
   std::vector<StackGroup> groups;  // ranked: bytes, then count, descending
   std::vector<StackTotal> totals;  // every stack with a live allocation, any age
   uint64_t live_count = 0;         // every allocation seen, young or old
@@ -146,6 +160,8 @@ class Aggregator {
 
 // Feeds every entry of the live map (read in batches) to `a`.
 Status aggregate_map(int live_fd, Aggregator& a);
+// The same for several live maps (one per family traced).
+Status aggregate_maps(const std::vector<int>& live_fds, Aggregator& a);
 
 // All of `allocs` through an Aggregator.
 Aggregate aggregate(const std::vector<LiveAlloc>& allocs, uint64_t now_ns, uint64_t min_age_ns, bool keep_allocs);

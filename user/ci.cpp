@@ -139,9 +139,9 @@ void run_on_every_cpu() {
   for (pid_t pid : kids) waitpid(pid, nullptr, 0);
 }
 
-uint64_t count_live(int live_fd) {
+uint64_t count_live(const std::vector<int>& live_fds) {
   uint64_t n = 0;
-  (void)read_live(live_fd, [&n](const LiveAlloc*, size_t k) { n += k; });
+  for (int fd : live_fds) (void)read_live(fd, [&n](const LiveAlloc*, size_t k) { n += k; });
   return n;
 }
 
@@ -179,6 +179,7 @@ int run_ci(const TraceOptions& opts) {
     log_error("--peek shows kernel memory: root only");
     return kCiUnsupported;
   }
+  if (opts.selftest && !selftest_passed()) return kCiUnsupported;
   const sigset_t signals = block_stop_signals(SIGCHLD);
   Command command;
   const bool with_command = !ci.command.empty();
@@ -242,7 +243,7 @@ int run_ci(const TraceOptions& opts) {
   // gone: wait for them, but stop as soon as nothing is left.
   if (with_command && v.interrupted.empty()) {
     const uint64_t settle_end = monotonic_ns() + static_cast<uint64_t>(ci.settle_s * 1e9);
-    while (count_live(loader->live_fd()) > 0) {
+    while (count_live(loader->live_fds()) > 0) {
       run_on_every_cpu();
       uint64_t next = std::min<uint64_t>(settle_end, monotonic_ns() + 250000000ull);
       int sig = wait_until(signals, next);
@@ -264,7 +265,7 @@ int run_ci(const TraceOptions& opts) {
   // is left counts. With --duration, the usual age threshold applies.
   Aggregator aggregator(info->mono_ns, with_command ? 0 : opts.min_age_ms * 1000000ull,
                         opts.show_allocs || opts.peek_bytes > 0);
-  if (auto st = aggregate_map(loader->live_fd(), aggregator); !st) {
+  if (auto st = aggregate_maps(loader->live_fds(), aggregator); !st) {
     log_error("{}", st.error().message);
     return kCiIncomplete;
   }
@@ -273,7 +274,7 @@ int run_ci(const TraceOptions& opts) {
   StackSource stacks = [stacks_fd](uint64_t id) { return read_stack(stacks_fd, id); };
   const Ksyms& syms = tracer->ksyms;
   Aggregate judged = judged_groups(all, *info, ci, baseline, syms, stacks, v);
-  v.complete = counters_complete(info->counters);
+  v.complete = snapshot_complete(*info);
   decide(v, ci);
 
   ReportContext ctx;
@@ -286,6 +287,8 @@ int run_ci(const TraceOptions& opts) {
   ctx.stack_sample_every = loader->stack_sample_every();
   ctx.attached = loader->attached();
   ctx.missing = loader->missing();
+  ctx.families = loader->families();
+  ctx.traced_families = loader->traced_families();
   describe_filters(cfg, ctx);
   TraceOptions shown = opts;
   if (with_command) shown.min_age_ms = 0;

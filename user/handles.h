@@ -6,8 +6,10 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "family.h"
 #include "snapshot.h"
 
 namespace kleak {
@@ -28,7 +30,39 @@ class BpfHandles {
   virtual const std::vector<std::string>& attached() const = 0;
   virtual const std::vector<std::string>& missing() const = 0;
 
-  MapFds fds() const { return MapFds{live_fd(), counters_fd(), missed_fd()}; }
+  // Allocator families (family.h): what was asked for, and which beyond slab
+  // are attached. A pinned session traces slab only.
+  virtual FamilySet families() const { return FamilySet{}; }
+  virtual std::vector<uint32_t> traced_families() const { return {}; }
+  // Loaded programs (name, fd), for their recursion misses; none: not read.
+  virtual std::vector<std::pair<std::string, int>> programs() const { return {}; }
+
+  // Every map a snapshot reads, and the programs.
+  MapFds fds() const {
+    MapFds m;
+    m.live = live_fd();
+    m.counters = counters_fd();
+    m.missed = missed_fd();
+    m.fcounters = map_fd("kleak_fcounters");
+    for (uint32_t fam : traced_families()) m.family_live[fam] = map_fd(family_map_name(fam));
+    m.progs = programs();
+    return m;
+  }
+  // The live maps of every family traced, kleak_live first when slab is.
+  std::vector<int> live_fds() const {
+    std::vector<int> fds;
+    if (families().slab) fds.push_back(live_fd());
+    for (uint32_t fam : traced_families()) fds.push_back(map_fd(family_map_name(fam)));
+    return fds;
+  }
+  static const char* family_map_name(uint32_t family) {
+    switch (family) {
+      case KLEAK_FAMILY_PAGE: return "kleak_pages";
+      case KLEAK_FAMILY_PERCPU: return "kleak_percpu";
+      case KLEAK_FAMILY_VMALLOC: return "kleak_vmalloc";
+      default: return "kleak_live";
+    }
+  }
   int live_fd() const { return map_fd("kleak_live"); }
   int stacks_fd() const { return map_fd("kleak_stacks"); }
   int counters_fd() const { return map_fd("kleak_counters"); }

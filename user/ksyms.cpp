@@ -104,6 +104,15 @@ std::optional<ResolvedSymbol> Ksyms::resolve(uint64_t addr) const {
   return ResolvedSymbol{str(s.name_off), addr - s.addr, str(s.module_off)};
 }
 
+std::optional<std::pair<uint64_t, uint64_t>> Ksyms::function_range(std::string_view name) const {
+  for (size_t i = 0; i < syms_.size(); ++i) {
+    if (syms_[i].module_off != 0 || str(syms_[i].name_off) != name) continue;
+    uint64_t end = i + 1 < syms_.size() ? syms_[i + 1].addr : syms_[i].addr + 1;
+    return std::pair{syms_[i].addr, end};
+  }
+  return std::nullopt;
+}
+
 std::string format_symbol(const Ksyms& ksyms, uint64_t addr) {
   auto r = ksyms.resolve(addr);
   if (!r) return fmt::format("0x{:x}", addr);

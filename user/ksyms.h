@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "result.h"
@@ -30,6 +31,11 @@ class Ksyms {
   // more than kMaxOffsetBytes past the nearest symbol below it (a gap, such
   // as BPF JIT images when bpf_jit_kallsyms is off), or the table is empty.
   std::optional<ResolvedSymbol> resolve(uint64_t addr) const;
+
+  // [start, end) of the core-kernel text symbol `name` (end: the next
+  // symbol's address), or nullopt when there is none. A linear scan: for the
+  // few names looked up at start-up.
+  std::optional<std::pair<uint64_t, uint64_t>> function_range(std::string_view name) const;
 
   size_t size() const { return syms_.size(); }
   // True when every address read as 0: kptr_restrict hides them.

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstring>
 #include <optional>
+#include <iterator>
 #include <string>
 
 #include <bpf/bpf.h>
@@ -16,6 +17,7 @@
 
 #include "abi.h"
 #include "kleak.skel.h"
+#include "ksyms.h"
 #include "log.h"
 
 namespace kleak {
@@ -42,25 +44,78 @@ int libbpf_print(enum libbpf_print_level level, const char* format, va_list args
   return n;
 }
 
-// One tracepoint kleak can attach: the program that handles it, and whether
-// kleak cannot work at all without it.
+// One tracepoint kleak can attach: the program that handles it, the family
+// it serves, and whether that family cannot work at all without it.
 struct Hook {
-  const char* name;  // "kmalloc": tp_btf name and btf_trace_<name> typedef
+  const char* subsystem;  // for messages and reports: "kmem/kmalloc"
+  const char* name;       // tp_btf name and btf_trace_<name> typedef
+  uint32_t family;        // enum kleak_family; kmalloc's hooks serve all of slab
   bpf_program* (*prog)(kleak_bpf*);
   bpf_link** (*link)(kleak_bpf*);
-  bool required;
+  bool required;          // the family is not traced without it
+  bool legacy = false;    // an event of older kernels: loaded where it exists, not "missing" where not
 };
 
+#define KLEAK_HOOK(sub, tp, fam, prog, req, ...)                                                 \
+  Hook {                                                                                          \
+    sub, #tp, fam, [](kleak_bpf* s) { return s->progs.prog; }, [](kleak_bpf* s) { return &s->links.prog; }, req, \
+        __VA_ARGS__                                                                               \
+  }
+
 const Hook kHooks[] = {
-    {"kmalloc", [](kleak_bpf* s) { return s->progs.kleak_kmalloc; },
-     [](kleak_bpf* s) { return &s->links.kleak_kmalloc; }, true},
-    {"kfree", [](kleak_bpf* s) { return s->progs.kleak_kfree; }, [](kleak_bpf* s) { return &s->links.kleak_kfree; },
-     true},
-    {"kmem_cache_alloc", [](kleak_bpf* s) { return s->progs.kleak_kc_alloc; },
-     [](kleak_bpf* s) { return &s->links.kleak_kc_alloc; }, false},
-    {"kmem_cache_free", [](kleak_bpf* s) { return s->progs.kleak_kc_free; },
-     [](kleak_bpf* s) { return &s->links.kleak_kc_free; }, false},
+    KLEAK_HOOK("kmem", kmalloc, KLEAK_FAMILY_KMALLOC, kleak_kmalloc, true),
+    KLEAK_HOOK("kmem", kfree, KLEAK_FAMILY_KMALLOC, kleak_kfree, true),
+    KLEAK_HOOK("kmem", kmem_cache_alloc, KLEAK_FAMILY_KMEM_CACHE, kleak_kc_alloc, false),
+    KLEAK_HOOK("kmem", kmem_cache_free, KLEAK_FAMILY_KMEM_CACHE, kleak_kc_free, false),
+    // Before v6.1: the _node variants, and kmem_cache_alloc without a cache
+    // pointer (kleak_kc_old; the loader picks it or kleak_kc_alloc by layout).
+    KLEAK_HOOK("kmem", kmalloc_node, KLEAK_FAMILY_KMALLOC, kleak_kmalloc_n, false, true),
+    KLEAK_HOOK("kmem", kmem_cache_alloc_node, KLEAK_FAMILY_KMEM_CACHE, kleak_kc_node, false, true),
+    KLEAK_HOOK("kmem", kmem_cache_alloc, KLEAK_FAMILY_KMEM_CACHE, kleak_kc_old, false, true),
+    KLEAK_HOOK("kmem", mm_page_alloc, KLEAK_FAMILY_PAGE, kleak_pg_alloc, true),
+    KLEAK_HOOK("kmem", mm_page_free, KLEAK_FAMILY_PAGE, kleak_pg_free, true),
+    KLEAK_HOOK("filemap", mm_filemap_add_to_page_cache, KLEAK_FAMILY_PAGE, kleak_pg_cache, false),
+    KLEAK_HOOK("percpu", percpu_alloc_percpu, KLEAK_FAMILY_PERCPU, kleak_pcpu_alloc, true),
+    KLEAK_HOOK("percpu", percpu_free_percpu, KLEAK_FAMILY_PERCPU, kleak_pcpu_free, true),
+    KLEAK_HOOK("vmalloc", alloc_vmap_area, KLEAK_FAMILY_VMALLOC, kleak_va_alloc, true),
+    KLEAK_HOOK("vmalloc", free_vmap_area_noflush, KLEAK_FAMILY_VMALLOC, kleak_va_free, true),
 };
+#undef KLEAK_HOOK
+
+std::string hook_label(const Hook& h) { return std::string(h.subsystem) + "/" + h.name; }
+
+// Functions through which a page allocation is not a leak candidate (see
+// page_skip_of() in kleak.bpf.c): SLUB's slab pages (allocate_slab, or
+// new_slab/alloc_slab_page where it is inlined), SLAB's before v6.8
+// (kmem_getpages, cache_grow_begin), and kmallocs too large for a slab cache
+// (___kmalloc_large_node since v6.10, __kmalloc_large_node and
+// kmalloc_large in v6.1-v6.9, kmalloc_order before). Names a kernel lacks
+// are skipped.
+struct SkipFunction {
+  const char* name;
+  uint32_t kind;
+};
+const SkipFunction kPageSkipFunctions[] = {
+    {"allocate_slab", KLEAK_PAGE_SKIP_SLAB},          {"new_slab", KLEAK_PAGE_SKIP_SLAB},
+    {"alloc_slab_page", KLEAK_PAGE_SKIP_SLAB},        {"kmem_getpages", KLEAK_PAGE_SKIP_SLAB},
+    {"cache_grow_begin", KLEAK_PAGE_SKIP_SLAB},       {"___kmalloc_large_node", KLEAK_PAGE_SKIP_KMALLOC},
+    {"__kmalloc_large_node", KLEAK_PAGE_SKIP_KMALLOC}, {"kmalloc_large", KLEAK_PAGE_SKIP_KMALLOC},
+    {"kmalloc_large_node", KLEAK_PAGE_SKIP_KMALLOC},  {"kmalloc_order", KLEAK_PAGE_SKIP_KMALLOC},
+};
+static_assert(std::size(kPageSkipFunctions) <= KLEAK_PAGE_SKIP_RANGES);
+
+// True when kmem_cache_alloc's third argument is the struct kmem_cache *
+// (v6.1+), false for the older kmem_alloc layout (bytes_req there).
+bool kmem_cache_alloc_has_cache(const btf* b) {
+  int id = btf__find_by_name_kind(b, "btf_trace_kmem_cache_alloc", BTF_KIND_TYPEDEF);
+  if (id <= 0) return true;
+  const btf_type* t = btf__type_by_id(b, btf__type_by_id(b, static_cast<uint32_t>(id))->type);  // pointer
+  if (!t || !btf_is_ptr(t)) return true;
+  t = btf__type_by_id(b, t->type);  // func proto: (void *, call_site, ptr, s or bytes_req, ...)
+  if (!t || !btf_is_func_proto(t) || btf_vlen(t) < 4) return true;
+  const btf_type* arg = btf__type_by_id(b, btf_params(t)[3].type);
+  return arg && btf_is_ptr(arg);
+}
 
 // The value of enumerator `name` in any enum of `btf`, anonymous ones too.
 std::optional<int64_t> enum_value(const btf* b, const char* name) {
@@ -147,22 +202,44 @@ Status Loader::probe_and_configure() {
                       errno);
   }
   for (const Hook& h : kHooks) {
+    bpf_program* prog = h.prog(skel_.get());
+    if (!config_.families.has(h.family)) {
+      bpf_program__set_autoload(prog, false);  // not asked for: never loaded, never run
+      continue;
+    }
     std::string type = std::string("btf_trace_") + h.name;
     bool present = btf__find_by_name_kind(vmlinux, type.c_str(), BTF_KIND_TYPEDEF) > 0;
+    if (present && std::strcmp(h.name, "kmem_cache_alloc") == 0) {
+      // Two programs for one event: the one for this kernel's layout.
+      bool old = !kmem_cache_alloc_has_cache(vmlinux);
+      if (old == h.legacy) continue;
+      bpf_program__set_autoload(prog, false);
+      continue;
+    }
     if (present) continue;
-    if (h.required) {
+    bpf_program__set_autoload(prog, false);
+    if (h.legacy) continue;
+    missing_.push_back(hook_label(h));
+    if (h.required && (h.family == KLEAK_FAMILY_KMALLOC || h.family == KLEAK_FAMILY_KMEM_CACHE)) {
       btf__free(vmlinux);
-      return make_error(std::string("this kernel has no kmem/") + h.name +
-                            " tracepoint in its BTF: kleak cannot track kmalloc here",
+      return make_error("this kernel has no " + hook_label(h) + " tracepoint in its BTF: kleak cannot track kmalloc here",
                         ENOENT);
     }
-    bpf_program__set_autoload(h.prog(skel_.get()), false);
-    missing_.push_back(std::string("kmem/") + h.name);
-    log_warn("kernel has no kmem/{} tracepoint: not tracing it", h.name);
+    log_warn("kernel has no {} tracepoint: {}", hook_label(h),
+             h.required ? std::string("the ") + family_name(h.family) + " family is not traced" : "not tracing it");
+  }
+  // A family whose required hooks are missing is not traced at all.
+  for (const Hook& h : kHooks) {
+    if (!h.required || !config_.families.has(h.family) || bpf_program__autoload(h.prog(skel_.get()))) continue;
+    for (const Hook& other : kHooks)
+      if (other.family == h.family) bpf_program__set_autoload(other.prog(skel_.get()), false);
   }
   // __GFP_ACCOUNT's bit moved when gfp bits became an (anonymous) enum:
   // read ___GFP_ACCOUNT_BIT from BTF where it exists.
   if (auto bit = enum_value(vmlinux, "___GFP_ACCOUNT_BIT")) gfp_account_ = 1ull << *bit;
+  // Likewise __GFP_MOVABLE (0x08 before v6.10, when the bits became enums).
+  uint64_t gfp_movable = 0x08;
+  if (auto bit = enum_value(vmlinux, "___GFP_MOVABLE_BIT")) gfp_movable = 1ull << *bit;
   btf__free(vmlinux);
 
   auto* ro = skel_->rodata;
@@ -180,11 +257,58 @@ Status Loader::probe_and_configure() {
   ro->stack_sample_every = config_.stack_sample_every;
   ro->min_size = config_.min_size_bytes;
   ro->max_size = config_.max_size_bytes;
-  if (int err = bpf_map__set_max_entries(skel_->maps.kleak_live, config_.max_allocs); err)
+  if (int err = bpf_map__set_max_entries(skel_->maps.kleak_live, config_.families.slab ? config_.max_allocs : 1); err)
     return make_error("size map kleak_live", err);
+  if (auto st = configure_families(gfp_movable); !st) return st;
   if (int err = bpf_map__set_max_entries(skel_->maps.kleak_stacks, config_.stack_storage_size); err)
     return make_error("size map kleak_stacks", err);
   return {};
+}
+
+Status Loader::configure_families(uint64_t gfp_movable) {
+  auto* ro = skel_->rodata;
+  ro->gfp_movable = gfp_movable;
+  ro->page_shift = static_cast<uint32_t>(__builtin_ctzl(static_cast<unsigned long>(sysconf(_SC_PAGESIZE))));
+  int ncpus = libbpf_num_possible_cpus();
+  if (ncpus <= 0) return make_error("count possible CPUs", ncpus);
+  ro->nr_possible_cpus = static_cast<uint32_t>(ncpus);
+  for (uint32_t fam : kExtraFamilies) {
+    // A family that is off keeps a one-entry map: preallocated maps cost
+    // their full size in kernel memory.
+    uint32_t size = config_.families.has(fam) ? config_.max_allocs : 1;
+    if (int err = bpf_map__set_max_entries(family_map(fam), size); err)
+      return make_error(std::string("size map ") + bpf_map__name(family_map(fam)), err);
+  }
+  if (!config_.families.page) return {};
+  const Ksyms* ksyms = config_.ksyms;
+  Ksyms own;
+  if (!ksyms) {
+    auto loaded = Ksyms::load();
+    if (loaded) own = std::move(*loaded);
+    ksyms = &own;
+  }
+  size_t n = 0;
+  for (const SkipFunction& f : kPageSkipFunctions) {
+    auto range = ksyms->function_range(f.name);
+    if (!range) continue;
+    ro->page_skip_lo[n] = range->first;
+    ro->page_skip_hi[n] = range->second;
+    ro->page_skip_kind[n] = f.kind;
+    ++n;
+  }
+  if (n == 0)
+    log_warn("--family page: no slab allocator function in /proc/kallsyms: pages backing slabs and large "
+             "kmallocs are reported as pages too");
+  return {};
+}
+
+bpf_map* Loader::family_map(uint32_t family) const {
+  switch (family) {
+    case KLEAK_FAMILY_PAGE: return skel_->maps.kleak_pages;
+    case KLEAK_FAMILY_PERCPU: return skel_->maps.kleak_percpu;
+    case KLEAK_FAMILY_VMALLOC: return skel_->maps.kleak_vmalloc;
+    default: return skel_->maps.kleak_live;
+  }
 }
 
 Status Loader::load() {
@@ -213,11 +337,29 @@ Status Loader::attach() {
     bpf_program* prog = h.prog(skel_.get());
     if (!bpf_program__autoload(prog)) continue;
     bpf_link* link = bpf_program__attach(prog);
-    if (!link) return make_error(std::string("attach kmem/") + h.name, errno);
+    if (!link) return make_error("attach " + hook_label(h), errno);
     *h.link(skel_.get()) = link;
-    attached_.push_back(std::string("kmem/") + h.name);
+    attached_.push_back(hook_label(h));
   }
+  for (uint32_t fam : kExtraFamilies)
+    if (config_.families.has(fam) && bpf_program__autoload(family_alloc_prog(fam))) traced_.push_back(fam);
   return {};
+}
+
+bpf_program* Loader::family_alloc_prog(uint32_t family) const {
+  for (const Hook& h : kHooks)
+    if (h.family == family && h.required) return h.prog(skel_.get());
+  return nullptr;
+}
+
+std::vector<std::pair<std::string, int>> Loader::programs() const {
+  std::vector<std::pair<std::string, int>> progs;
+  bpf_program* prog;
+  bpf_object__for_each_program(prog, skel_->obj) {
+    if (bpf_program__fd(prog) >= 0 && prog != skel_->progs.kleak_peek_run)
+      progs.emplace_back(bpf_program__name(prog), bpf_program__fd(prog));
+  }
+  return progs;
 }
 
 int Loader::map_fd(const std::string& name) const {

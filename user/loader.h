@@ -9,15 +9,21 @@
 #include <string>
 #include <vector>
 
+#include "family.h"
 #include "handles.h"
 #include "result.h"
 
 struct kleak_bpf;
+struct bpf_map;
+struct bpf_program;
 struct bpf_object_skeleton;
 
 namespace kleak {
 
+class Ksyms;
+
 struct LoaderConfig {
+  FamilySet families;  // which allocator families to load programs for
   uint32_t self_tgid = 0;
   uint32_t target_tgid = 0;
   // Non-empty: record only these processes and their descendants (a
@@ -36,6 +42,9 @@ struct LoaderConfig {
   uint32_t stack_storage_size = 8192;
   uint32_t stack_sample_every = 1;  // see TraceOptions
   std::string btf_path;  // empty: running kernel's BTF
+  // For the page family's slab/kmalloc exclusions (function ranges); null:
+  // the loader reads /proc/kallsyms itself. Not owned.
+  const Ksyms* ksyms = nullptr;
 };
 
 // Routes libbpf's log through kleak's logger: warnings always, info/debug
@@ -55,6 +64,11 @@ class Loader : public BpfHandles {
   uint32_t live_capacity() const override { return config_.max_allocs; }
   uint32_t stack_capacity() const override { return config_.stack_storage_size; }
   uint32_t stack_sample_every() const override { return config_.stack_sample_every; }
+  // The families this loader traces (family.h), and which beyond slab are
+  // attached on this kernel; the loaded programs, for recursion misses.
+  FamilySet families() const override { return config_.families; }
+  std::vector<uint32_t> traced_families() const override { return traced_; }
+  std::vector<std::pair<std::string, int>> programs() const override;
   // Tracepoints attached, e.g. "kmem/kmalloc".
   const std::vector<std::string>& attached() const override { return attached_; }
   // Tracepoints this kernel lacks, skipped with a warning.
@@ -66,8 +80,11 @@ class Loader : public BpfHandles {
   explicit Loader(LoaderConfig config);
   Status open();
   Status probe_and_configure();
+  Status configure_families(uint64_t gfp_movable);
   Status load();
   Status attach();
+  bpf_map* family_map(uint32_t family) const;
+  bpf_program* family_alloc_prog(uint32_t family) const;
 
   struct SkelDeleter {
     void operator()(kleak_bpf* skel) const;
@@ -76,6 +93,7 @@ class Loader : public BpfHandles {
   std::unique_ptr<kleak_bpf, SkelDeleter> skel_;
   std::vector<std::string> attached_;
   std::vector<std::string> missing_;
+  std::vector<uint32_t> traced_;
   uint64_t gfp_account_ = 0x400000;  // __GFP_ACCOUNT before it was an enum bit
 };
 

@@ -7,6 +7,7 @@
 #include "ci.h"
 #include "log.h"
 #include "options.h"
+#include "selftest.h"
 #include "pin_options.h"
 #include "pinned.h"
 #include "serve.h"
@@ -24,6 +25,12 @@ int main(int argc, char** argv) {
       kleak::ParsedTriageCommandLine cl = kleak::parse_triage_command_line(args, std::cout, std::cerr);
       if (!cl.triage) return cl.exit_code;
       return kleak::run_triage(*cl.triage);
+    }
+    if (args.size() > 1 && args[1] == "selftest") {
+      args.erase(args.begin() + 1);
+      kleak::ParsedSelftestCommandLine cl = kleak::parse_selftest_command_line(args, std::cout, std::cerr);
+      if (!cl.selftest) return cl.exit_code;
+      return kleak::run_selftest(*cl.selftest);
     }
     if (args.size() > 1 && args[1] == "serve") {
       args.erase(args.begin() + 1);

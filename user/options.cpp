@@ -26,6 +26,9 @@ Examples:
   kleak -d 60 --format json  one JSON report after 60 s (fleet one-shot)
   kleak --size 4096 -d 300   only 4096-byte allocations (slabtop shows kmalloc-4k growing)
   kleak --cache kmalloc-cg-4k   only that slabtop row's allocations (or --cache dentry, ...)
+  kleak --family slab,page   also pages taken straight from the page allocator (alloc_pages)
+  kleak --family all         slab, page, percpu and vmalloc
+  kleak selftest             is every allocator family recorded and paired on this kernel?
   kleak -p 1234 -o 1000      allocations made by process 1234, older than 1 s
   kleak -a -T 3 5            also list addresses, sizes and ages of the top 3 stacks
   kleak --low-overhead -d 600   sampled stacks, several times cheaper (production)
@@ -72,6 +75,7 @@ std::string validate(const TraceOptions& o) {
   if (o.peek_samples == 0 || o.peek_samples > 64) return "--peek-samples must be 1 to 64";
   if (o.min_size_bytes > o.max_size_bytes) return "--min-size is larger than --max-size";
   if (o.max_allocs == 0) return "--max-allocs must be at least 1";
+  if (!o.cache.empty() && !o.families.only_slab()) return "--cache names a slab cache: it works with --family slab only";
   if (o.stack_storage_size == 0) return "--stack-storage-size must be at least 1";
   if (o.stack_sample_every == 0 || o.stack_sample_every > 1000000) return "--stack-sample must be 1 to 1000000";
   if (o.folded_count && o.format != OutputFormat::folded) return "--folded-count needs --format folded";
@@ -140,6 +144,10 @@ void add_selection_options(CLI::App& app, TraceOptions& o, OptionStrings& s) {
       ->excludes(app.get_option("--size"))
       ->excludes(app.get_option("--min-size"))
       ->excludes(app.get_option("--max-size"));
+  app.add_option("--family", s.families,
+                 "Allocator families to trace, comma-separated: slab (kmalloc, kmem_cache; the default), page "
+                 "(alloc_pages), percpu (alloc_percpu), vmalloc (vmap areas), or all")
+      ->group(what);
 }
 
 void add_age_option(CLI::App& app, TraceOptions& o, const std::string& names) {
@@ -208,12 +216,17 @@ void add_limit_options(CLI::App& app, TraceOptions& o, OptionStrings& s) {
 }
 
 void add_verbose_option(CLI::App& app, TraceOptions& o) {
+  app.add_flag("--selftest", o.selftest,
+               "First check that every family pairs allocations and frees on this kernel (kleak selftest); "
+               "stop with status 1 (4 with --ci) if one that should work does not")
+      ->group("Limits");
   app.add_flag("-v,--verbose", o.verbosity, "More logging: -v info, -vv libbpf debug and verifier log")
       ->group("Limits");
 }
 
 std::string apply_option_strings(TraceOptions& o, const OptionStrings& s, bool top_given) {
   if (s.low_overhead) o.stack_sample_every = kLowOverheadSampleEvery;
+  if (auto why = parse_families(s.families, o.families); !why.empty()) return why;
   if (s.exact_size) o.min_size_bytes = o.max_size_bytes = *s.exact_size;
   o.format = s.format == "json"         ? OutputFormat::json
              : s.format == "jsonl"      ? OutputFormat::jsonl

@@ -13,6 +13,8 @@ namespace CLI {
 class App;
 }
 
+#include "family.h"
+
 namespace kleak {
 
 // Documented exit statuses (README "Exit status").
@@ -90,6 +92,8 @@ struct TraceOptions {
   uint64_t min_size_bytes = 0;
   uint64_t max_size_bytes = std::numeric_limits<uint64_t>::max();
   uint32_t pid = 0;  // 0 = every task
+  FamilySet families;  // --family: slab only by default
+  bool selftest = false;  // --selftest: run `kleak selftest` first, stop if it fails
   std::string cache;  // --cache NAME, as slabtop shows it; empty = every cache
   bool show_allocs = false;
   // No raw kernel addresses in reports (symbol+offset only), so a report can
@@ -158,6 +162,7 @@ struct OptionStrings {
   std::string sort = "score";
   std::string peek_addr;
   bool low_overhead = false;  // --low-overhead: stack_sample_every = kLowOverheadSampleEvery
+  std::string families = "slab";  // --family
 };
 // -p, -z, -Z, --size, --cache: filters that run in the kernel.
 void add_selection_options(CLI::App& app, TraceOptions& o, OptionStrings& s);

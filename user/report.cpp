@@ -1,5 +1,7 @@
 #include "report.h"
 
+#include <unistd.h>
+
 #include <ctime>
 
 #include <fmt/format.h>
@@ -72,6 +74,55 @@ nlohmann::json frame_json(const Frame& f) {
   return j;
 }
 
+// "[page] " for records beyond slab; nothing for slab, whose reports read
+// as they always did.
+std::string family_tag(const StackReport& s) {
+  if (s.family == KLEAK_FAMILY_KMALLOC || s.family == KLEAK_FAMILY_KMEM_CACHE) return {};
+  return fmt::format("[{}] ", family_name(s.family));
+}
+
+std::string family_totals_text(const Report& r) {
+  if (r.ctx.traced_families.empty()) return {};
+  const FamilyTotal& k = r.by_family[KLEAK_FAMILY_KMALLOC];
+  const FamilyTotal& c = r.by_family[KLEAK_FAMILY_KMEM_CACHE];
+  std::string out = r.ctx.families.slab ? fmt::format("; slab {} in {}", human_bytes(k.bytes + c.bytes), k.count + c.count)
+                                        : std::string();
+  for (uint32_t fam : r.ctx.traced_families) {
+    const FamilyTotal& t = r.by_family[fam];
+    out += fmt::format("; {} {} in {}", family_name(fam), human_bytes(t.bytes), t.count);
+  }
+  return out;
+}
+
+std::string family_counter_lines(const Report& r) {
+  std::string out;
+  for (uint32_t fam : r.ctx.traced_families) {
+    const FamilyCounters& f = r.family_counters[fam];
+    out += fmt::format(
+        "  {}: seen {} recorded {} filtered {} failed {} | lost: map-full {} map-error {} | missed frees: {} | "
+        "frees: seen {} matched {} unmatched {} errors {} | no stack {}\n",
+        family_name(fam), f[KLEAK_FCNT_ALLOC_SEEN], f[KLEAK_FCNT_ALLOC_RECORDED], f[KLEAK_FCNT_ALLOC_FILTERED],
+        f[KLEAK_FCNT_ALLOC_FAILED], f[KLEAK_FCNT_LIVE_FULL], f[KLEAK_FCNT_LIVE_ERROR], f[KLEAK_FCNT_ALLOC_REPLACED],
+        f[KLEAK_FCNT_FREE_SEEN], f[KLEAK_FCNT_FREE_MATCHED], f.frees_unmatched(), f[KLEAK_FCNT_FREE_ERROR],
+        f[KLEAK_FCNT_STACK_ERROR]);
+    if (fam == KLEAK_FAMILY_PAGE)
+      out += fmt::format(
+          "  page: not leak candidates, not recorded: movable (user/page cache) {} ({}), slab pages {} ({}), "
+          "large kmallocs {} ({}); dropped when added to the page cache {} ({})\n",
+          f[KLEAK_FCNT_EXCL_MOVABLE], human_bytes(f[KLEAK_FCNT_EXCL_MOVABLE_BYTES]), f[KLEAK_FCNT_EXCL_SLAB],
+          human_bytes(f[KLEAK_FCNT_EXCL_SLAB_BYTES]), f[KLEAK_FCNT_EXCL_KMALLOC],
+          human_bytes(f[KLEAK_FCNT_EXCL_KMALLOC_BYTES]), f[KLEAK_FCNT_EXCL_PAGECACHE],
+          human_bytes(f[KLEAK_FCNT_EXCL_PAGECACHE_BYTES]));
+  }
+  return out;
+}
+
+std::string recursion_line(const RecursionMisses& m) {
+  if (!m.available) return "  recursion: this kernel does not report skipped program runs (before v5.12)\n";
+  return fmt::format("  recursion: the kernel skipped {} program runs (recursion): up to {} frees may be missed\n",
+                     m.total, m.total);
+}
+
 }  // namespace
 
 std::vector<Frame> strip_tracing_frames(std::vector<Frame> frames) {
@@ -131,6 +182,11 @@ Report build_report(const SnapshotInfo& snap, const Aggregate& agg, const TraceO
   r.time_unix_ns = snap.realtime_ns;
   r.elapsed_s = static_cast<double>(snap.mono_ns - ctx.start_mono_ns) / 1e9;
   r.counters = snap.counters;
+  r.family_counters = snap.family_counters;
+  r.recursion = snap.recursion;
+  r.complete = snapshot_complete(snap);
+  r.by_family = agg.by_family;
+  r.page_size = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
   r.live_count = agg.live_count;
   r.total_bytes = agg.bytes;
   r.total_count = agg.count;
@@ -145,6 +201,7 @@ Report build_report(const SnapshotInfo& snap, const Aggregate& agg, const TraceO
     StackReport s;
     s.rank = static_cast<uint32_t>(i + 1);
     s.stack_id = g.stack_id;
+    s.family = g.family;
     s.bytes = g.bytes;
     s.count = g.count;
     s.sizes = g.sizes;
@@ -225,6 +282,8 @@ std::string render_text(const Report& r) {
                      c[KLEAK_CNT_FREE_SEEN], c[KLEAK_CNT_FREE_MATCHED], c.frees_unmatched(), c[KLEAK_CNT_FREE_ERROR],
                      c[KLEAK_CNT_STACK_EFAULT], c[KLEAK_CNT_STACK_ENOMEM],
                      c[KLEAK_CNT_STACK_OTHER], c[KLEAK_CNT_TASKS_FULL]);
+  out += family_counter_lines(r);
+  out += recursion_line(r.recursion);
   if (const Reconciliation& rc = r.reconciliation; rc.available) {
     // The kernel counts slab pages (new objects first fill partly used ones)
     // and nets out frees of objects older than kleak: tracked bytes can
@@ -268,9 +327,9 @@ std::string render_text(const Report& r) {
     out += hexdump(p.data, p.addr, "    ");
   }
   const char* sorts[] = {"score (steady growth first)", "bytes", "count", "growth"};
-  out += fmt::format("Top {} of {} stacks by {}: {} in {} allocations older than {} ms\n", r.stacks.size(),
+  out += fmt::format("Top {} of {} stacks by {}: {} in {} allocations older than {} ms{}\n", r.stacks.size(),
                      r.stacks_total, sorts[static_cast<int>(r.opts->sort)], human_bytes(r.total_bytes), r.total_count,
-                     r.opts->min_age_ms);
+                     r.opts->min_age_ms, family_totals_text(r));
   for (const StackReport& s : r.stacks) {
     std::string sizes;
     for (const SizeCount& sc : s.sizes) {
@@ -280,8 +339,12 @@ std::string render_text(const Report& r) {
     std::string task = s.tasks.empty() ? "" :
         fmt::format(", top task {}/{} ({})", s.tasks[0].comm, s.tasks[0].tgid, s.tasks[0].count);
     const char* approx = s.estimated ? "~" : "";
-    out += fmt::format("\n#{} {}{} bytes in {}{} allocations [{}sizes {}] oldest {}{}{}\n", s.rank, approx, s.bytes, approx,
-                       s.count, s.estimated ? "sampled " : "", sizes, age_text(s.oldest_age_ms), task, s.reclaimable ? " [reclaimable cache]" : "");
+    std::string pages = s.family == KLEAK_FAMILY_PAGE && r.page_size && !s.estimated
+                            ? fmt::format(" ({} pages)", s.bytes / r.page_size)
+                            : std::string();
+    out += fmt::format("\n#{} {}{}{} bytes{} in {}{} allocations [{}sizes {}] oldest {}{}{}\n", s.rank, family_tag(s),
+                       approx, s.bytes, pages, approx, s.count, s.estimated ? "sampled " : "", sizes,
+                       age_text(s.oldest_age_ms), task, s.reclaimable ? " [reclaimable cache]" : "");
     if (s.stack_inferred)
       out += fmt::format("    (estimated: none of these {} allocations had its stack sampled; the stack shown is the one "
                          "last captured at their call site)\n",
@@ -372,7 +435,39 @@ nlohmann::json to_json(const Report& r) {
                    {"stack_errors", {{"EFAULT", c[KLEAK_CNT_STACK_EFAULT]},
                                      {"ENOMEM", c[KLEAK_CNT_STACK_ENOMEM]},
                                      {"other", c[KLEAK_CNT_STACK_OTHER]}}}};
-  j["complete"] = counters_complete(c);
+  j["counters"]["recursion_misses"] = r.recursion.available ? json(r.recursion.total) : json(nullptr);
+  json by_prog = json::object();
+  for (const auto& [name, n] : r.recursion.by_program) by_prog[name] = n;
+  j["counters"]["recursion_misses_by_program"] = by_prog;
+  j["families"] = json::array();
+  if (r.ctx.families.slab) j["families"].push_back("slab");
+  json fam_counters = json::object();
+  for (uint32_t fam : r.ctx.traced_families) {
+    j["families"].push_back(family_name(fam));
+    const FamilyCounters& f = r.family_counters[fam];
+    json fc = {{"allocs_seen", f[KLEAK_FCNT_ALLOC_SEEN]},
+               {"allocs_recorded", f[KLEAK_FCNT_ALLOC_RECORDED]},
+               {"allocs_filtered", f[KLEAK_FCNT_ALLOC_FILTERED]},
+               {"allocs_failed", f[KLEAK_FCNT_ALLOC_FAILED]},
+               {"missed_frees", f[KLEAK_FCNT_ALLOC_REPLACED]},
+               {"live_map_full", f[KLEAK_FCNT_LIVE_FULL]},
+               {"live_map_errors", f[KLEAK_FCNT_LIVE_ERROR]},
+               {"frees_seen", f[KLEAK_FCNT_FREE_SEEN]},
+               {"frees_matched", f[KLEAK_FCNT_FREE_MATCHED]},
+               {"frees_unmatched", f.frees_unmatched()},
+               {"free_errors", f[KLEAK_FCNT_FREE_ERROR]},
+               {"stack_errors", f[KLEAK_FCNT_STACK_ERROR]}};
+    if (fam == KLEAK_FAMILY_PAGE) {
+      auto ex = [&](kleak_fam_counter n, kleak_fam_counter b) { return json{{"count", f[n]}, {"bytes", f[b]}}; };
+      fc["excluded"] = {{"movable", ex(KLEAK_FCNT_EXCL_MOVABLE, KLEAK_FCNT_EXCL_MOVABLE_BYTES)},
+                        {"slab", ex(KLEAK_FCNT_EXCL_SLAB, KLEAK_FCNT_EXCL_SLAB_BYTES)},
+                        {"large_kmalloc", ex(KLEAK_FCNT_EXCL_KMALLOC, KLEAK_FCNT_EXCL_KMALLOC_BYTES)},
+                        {"page_cache", ex(KLEAK_FCNT_EXCL_PAGECACHE, KLEAK_FCNT_EXCL_PAGECACHE_BYTES)}};
+    }
+    fam_counters[family_name(fam)] = fc;
+  }
+  j["family_counters"] = fam_counters;
+  j["complete"] = r.complete;
   j["stack_sample_every"] = r.ctx.stack_sample_every;
   j["symbols_hidden"] = r.symbols_hidden;
   if (!r.notes.empty()) j["notes"] = r.notes;
@@ -395,10 +490,20 @@ nlohmann::json to_json(const Report& r) {
                            {"tracked_large_kmalloc_bytes", rc.tracked_large_kmalloc}};
   j["totals"] = {{"bytes", r.total_bytes},     {"count", r.total_count},     {"stacks", r.stacks_total},
                  {"young_bytes", r.young_bytes}, {"young_count", r.young_count}};
+  json by_family = json::object();
+  if (r.ctx.families.slab) {
+    const FamilyTotal& k = r.by_family[KLEAK_FAMILY_KMALLOC];
+    const FamilyTotal& kc = r.by_family[KLEAK_FAMILY_KMEM_CACHE];
+    by_family["slab"] = {{"bytes", k.bytes + kc.bytes}, {"count", k.count + kc.count}};
+  }
+  for (uint32_t fam : r.ctx.traced_families)
+    by_family[family_name(fam)] = {{"bytes", r.by_family[fam].bytes}, {"count", r.by_family[fam].count}};
+  j["totals"]["by_family"] = by_family;
   json stacks = json::array();
   for (const StackReport& s : r.stacks) {
     json js;
     js["rank"] = s.rank;
+    js["family"] = family_name(s.family);
     js["stack_id"] = s.stack_id ? nlohmann::json(fmt::format("0x{:016x}", s.stack_id)) : nlohmann::json(nullptr);
     js["stack_error"] = s.stack_error.empty() ? json(nullptr) : json(s.stack_error);
     js["stack_key"] = s.stack_key;

@@ -2,6 +2,7 @@
 // as text or JSON. Building it (build_report) is separate from printing it.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -10,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "aggregate.h"
+#include "family.h"
 #include "growth.h"
 #include "ksyms.h"
 #include "options.h"
@@ -40,6 +42,7 @@ struct AllocLine {
 
 struct StackReport {
   uint32_t rank = 0;
+  uint32_t family = KLEAK_FAMILY_KMALLOC;  // enum kleak_family; family_name() for reports
   uint64_t stack_id = 0;  // kleak_stacks key, 0 = none
   std::string stack_key;  // symbolic, comparable across boots: see stack_key()
   uint64_t stack_hash = 0;  // stack_hash(stack_key): the same across boots and hosts
@@ -105,6 +108,8 @@ struct ReportContext {
   uint64_t min_size_bytes = 0;
   uint64_t max_size_bytes = ~0ull;
   std::string cache;  // resolved --cache, empty for all
+  FamilySet families;                    // --family
+  std::vector<uint32_t> traced_families;  // beyond slab, attached on this kernel
 };
 
 struct Report {
@@ -113,6 +118,11 @@ struct Report {
   uint64_t time_unix_ns = 0;
   double elapsed_s = 0;
   Counters counters;
+  std::array<FamilyCounters, KLEAK_FAMILY_MAX> family_counters;
+  RecursionMisses recursion;
+  bool complete = true;  // snapshot_complete()
+  uint64_t page_size = 4096;  // to show page records as pages
+  std::array<FamilyTotal, KLEAK_FAMILY_MAX> by_family;
   uint64_t live_count = 0;
   uint64_t total_bytes = 0;
   uint64_t total_count = 0;

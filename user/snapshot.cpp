@@ -1,6 +1,7 @@
 #include "snapshot.h"
 
 #include <cerrno>
+#include <cstddef>
 #include <ctime>
 
 #include <bpf/bpf.h>
@@ -51,6 +52,33 @@ uint64_t Counters::frees_unmatched() const {
 bool counters_complete(const Counters& c) {
   return c[KLEAK_CNT_LIVE_FULL] == 0 && c[KLEAK_CNT_LIVE_ERROR] == 0 && c[KLEAK_CNT_TASKS_FULL] == 0 &&
          c[KLEAK_CNT_FREE_ERROR] == 0;
+}
+
+uint64_t FamilyCounters::frees_unmatched() const {
+  uint64_t seen = v[KLEAK_FCNT_FREE_SEEN], done = v[KLEAK_FCNT_FREE_MATCHED] + v[KLEAK_FCNT_FREE_ERROR];
+  return seen > done ? seen - done : 0;
+}
+
+bool snapshot_complete(const SnapshotInfo& s) {
+  if (!counters_complete(s.counters)) return false;
+  for (const FamilyCounters& f : s.family_counters)
+    if (f[KLEAK_FCNT_LIVE_FULL] || f[KLEAK_FCNT_LIVE_ERROR] || f[KLEAK_FCNT_FREE_ERROR]) return false;
+  return true;
+}
+
+RecursionMisses read_recursion_misses(const std::vector<std::pair<std::string, int>>& progs) {
+  RecursionMisses r;
+  for (const auto& [name, fd] : progs) {
+    bpf_prog_info info{};
+    uint32_t len = sizeof(info);
+    if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0) continue;
+    // A kernel older than the field returns a shorter struct (v5.12 added it).
+    if (len < offsetof(bpf_prog_info, recursion_misses) + sizeof(info.recursion_misses)) continue;
+    r.available = true;
+    r.total += info.recursion_misses;
+    if (info.recursion_misses > 0) r.by_program.emplace_back(name, info.recursion_misses);
+  }
+  return r;
 }
 
 Status read_live(int fd, std::vector<LiveAlloc>& out) {
@@ -116,6 +144,18 @@ Result<SnapshotInfo> snapshot_info(const MapFds& fds) {
   auto c = read_counters(fds.counters);
   if (!c) return c.error();
   s.counters = *c;
+  if (fds.fcounters >= 0) {
+    int ncpus = libbpf_num_possible_cpus();
+    std::vector<kleak_fam_counters> per_cpu(static_cast<size_t>(ncpus > 0 ? ncpus : 1));
+    for (uint32_t fam = 0; fam < KLEAK_FAMILY_MAX; ++fam) {
+      if (fds.family_live[fam] < 0) continue;
+      if (bpf_map_lookup_elem(fds.fcounters, &fam, per_cpu.data()) != 0)
+        return make_error("read kleak_fcounters", errno);
+      for (const auto& pc : per_cpu)
+        for (int i = 0; i < KLEAK_FCNT_MAX; ++i) s.family_counters[fam].v[static_cast<size_t>(i)] += pc.v[i];
+    }
+  }
+  s.recursion = read_recursion_misses(fds.progs);
   // A small map (at most KLEAK_MAX_MISSED_SITES): key by key is fine.
   uint64_t key = 0, next = 0, count = 0;
   const uint64_t* prev = nullptr;
@@ -133,6 +173,12 @@ Result<Snapshot> take_snapshot(const MapFds& fds) {
   Snapshot s;
   static_cast<SnapshotInfo&>(s) = *info;
   if (auto st = read_live(fds.live, s.allocs); !st) return st.error();
+  for (int fd : fds.family_live) {
+    if (fd < 0) continue;
+    if (auto st = read_live(fd, [&s](const LiveAlloc* a, size_t n) { s.allocs.insert(s.allocs.end(), a, a + n); });
+        !st)
+      return st.error();
+  }
   return s;
 }
 

@@ -5,6 +5,8 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <string>
+#include <utility>
 #include <unordered_map>
 #include <vector>
 
@@ -27,9 +29,27 @@ struct Counters {
   uint64_t frees_unmatched() const;
 };
 
+// Counters of one family beyond slab (kleak_fcounters).
+struct FamilyCounters {
+  std::array<uint64_t, KLEAK_FCNT_MAX> v{};
+  uint64_t operator[](kleak_fam_counter c) const { return v[c]; }
+  uint64_t frees_unmatched() const;
+};
+
+// Runs the kernel skipped because the program was already running on that
+// CPU (bpf_prog_info.recursion_misses, v5.12+): each skipped free can leave
+// a phantom record behind.
+struct RecursionMisses {
+  bool available = false;  // false: the kernel does not report them
+  uint64_t total = 0;
+  std::vector<std::pair<std::string, uint64_t>> by_program;  // programs with misses
+};
+
 // When a snapshot was taken and what the counters said then.
 struct SnapshotInfo {
   Counters counters;
+  std::array<FamilyCounters, KLEAK_FAMILY_MAX> family_counters;  // page, percpu, vmalloc
+  RecursionMisses recursion;
   // Missed-free evidence: cache pointer or call site -> frees missed there.
   std::unordered_map<uint64_t, uint64_t> missed_sites;
   uint64_t mono_ns = 0;      // CLOCK_MONOTONIC when the read started
@@ -43,6 +63,11 @@ struct SnapshotInfo {
 // a child process not followed): a report may then miss leaks or show
 // phantoms.
 bool counters_complete(const Counters& c);
+// The same for the slab counters and every family's.
+bool snapshot_complete(const SnapshotInfo& s);
+
+// Sums bpf_prog_info.recursion_misses over `progs`.
+RecursionMisses read_recursion_misses(const std::vector<std::pair<std::string, int>>& progs);
 
 struct Snapshot : SnapshotInfo {
   std::vector<LiveAlloc> allocs;
@@ -68,6 +93,9 @@ struct MapFds {
   int live = -1;
   int counters = -1;
   int missed = -1;
+  int fcounters = -1;                                // kleak_fcounters, -1: not read
+  std::array<int, KLEAK_FAMILY_MAX> family_live{-1, -1, -1, -1, -1};  // traced families beyond slab
+  std::vector<std::pair<std::string, int>> progs;    // loaded programs: name, fd
 };
 
 // Reads the counters and missed-free evidence and notes the time: the start

@@ -22,6 +22,7 @@
 #include "privileges.h"
 #include "procfs.h"
 #include "report.h"
+#include "selftest.h"
 #include "snapshot.h"
 #include "stack_reclaim.h"
 #include "sys.h"
@@ -69,6 +70,17 @@ class Session {
 
 }  // namespace
 
+bool selftest_passed() {
+  auto r = run_selftest_checks();
+  if (!r) {
+    log_error("selftest: {}", r.error().message);
+    return false;
+  }
+  fmt::print(stderr, "{}", render_selftest_text(*r));
+  if (!r->passed()) log_error("--selftest failed: not tracing (see the matrix above)");
+  return r->passed();
+}
+
 int report_once(const TraceOptions& opts, const BpfHandles& handles, const TraceStart& start,
                 const LoaderConfig& filters, Ksyms ksyms, Output output, bool final_report) {
   Session session(opts, handles, std::move(ksyms), std::move(output), start);
@@ -88,6 +100,8 @@ Reporter::Reporter(const TraceOptions& opts, const BpfHandles& loader, Ksyms ksy
   ctx_.stack_sample_every = loader.stack_sample_every();
   ctx_.attached = loader.attached();
   ctx_.missing = loader.missing();
+  ctx_.families = loader.families();
+  ctx_.traced_families = loader.traced_families();
   if (start) start_meminfo_ = start->meminfo;
   else if (auto m = load_meminfo()) start_meminfo_ = std::move(*m);
 }
@@ -133,7 +147,7 @@ void Reporter::reclaim_stacks(const std::unordered_set<uint64_t>& referenced) {
 void Reporter::maintain() {
   if (monotonic_ns() - last_sweep_ns_ < static_cast<uint64_t>(kReclaimPeriodS * 1e9)) return;
   Aggregator referenced(monotonic_ns(), 0, false);
-  if (auto read = aggregate_map(loader_.live_fd(), referenced); !read) {
+  if (auto read = aggregate_maps(loader_.live_fds(), referenced); !read) {
     log_warn("stack store sweep: {}", read.error().message);
     last_sweep_ns_ = monotonic_ns();
     return;
@@ -148,7 +162,7 @@ Result<Report> Reporter::next(bool final_report) {
   auto snap = snapshot_info(loader_.fds());
   if (!snap) return snap.error();
   Aggregator aggregator(snap->mono_ns, opts_.min_age_ms * 1000000ull, opts_.show_allocs || opts_.peek_bytes > 0);
-  if (auto read = aggregate_map(loader_.live_fd(), aggregator); !read) return read.error();
+  if (auto read = aggregate_maps(loader_.live_fds(), aggregator); !read) return read.error();
   const uint64_t t1 = monotonic_ns();
   Aggregate agg = std::move(aggregator).finish();
   reclaim_stacks(agg.referenced_stacks);
@@ -197,6 +211,7 @@ Result<LoaderConfig> loader_config(const TraceOptions& opts) {
   cfg.stack_storage_size = opts.stack_storage_size;
   cfg.stack_sample_every = opts.stack_sample_every;
   cfg.btf_path = opts.btf_path;
+  cfg.families = opts.families;
   return cfg;
 }
 
@@ -208,11 +223,15 @@ void describe_filters(const LoaderConfig& config, ReportContext& ctx) {
 
 Result<Tracer> attach_tracer(const LoaderConfig& config) {
   install_libbpf_logger();
-  auto loader = Loader::create(config);
+  // Symbols first: the page family excludes the slab paths by their text ranges.
+  Ksyms ksyms;
+  if (auto loaded = Ksyms::load()) ksyms = std::move(*loaded);
+  else log_warn("{}: frames will be raw addresses", loaded.error().message);
+  LoaderConfig cfg = config;
+  cfg.ksyms = &ksyms;
+  auto loader = Loader::create(cfg);
   if (!loader) return loader.error();
-  Tracer t{std::move(*loader), {}};
-  if (auto ksyms = Ksyms::load()) t.ksyms = std::move(*ksyms);
-  else log_warn("{}: frames will be raw addresses", ksyms.error().message);
+  Tracer t{std::move(*loader), std::move(ksyms)};
   // Loading parsed the kernel's BTF (several MiB) and kallsyms' text: hand
   // those freed pages back, kleak runs on machines already short of memory.
   malloc_trim(0);
@@ -235,6 +254,7 @@ int run_trace(const TraceOptions& opts) {
     log_error("--peek shows kernel memory: root only");
     return kExitFailure;
   }
+  if (opts.selftest && !selftest_passed()) return kExitFailure;
   // Signals are taken synchronously with sigtimedwait; block them before
   // anything is attached so an early Ctrl-C still ends in a clean detach.
   const sigset_t stop_set = block_stop_signals();

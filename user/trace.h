@@ -75,6 +75,10 @@ struct Tracer {
   Ksyms ksyms;  // empty (raw addresses) when /proc/kallsyms is unreadable
 };
 
+// --selftest: runs the self-test, prints its matrix on stderr; false when a
+// family that should work here did not (or kleak cannot run).
+bool selftest_passed();
+
 // The loader settings `opts` asks for; kleak's own process is never traced.
 // Fails (a usage error) when --cache names no cache of this kernel.
 Result<LoaderConfig> loader_config(const TraceOptions& opts);

@@ -49,7 +49,12 @@ class UserLoader {
   // to find malloc and free is an error.
   Status attach(uint32_t slot, uint32_t pid, const AllocatorLibs& libs, const std::string& prefix);
 
-  MapFds fds() const { return MapFds{live_fd(), counters_fd(), -1}; }
+  MapFds fds() const {
+    MapFds m;
+    m.live = live_fd();
+    m.counters = counters_fd();
+    return m;
+  }
   int live_fd() const;
   int stacks_fd() const;
   int counters_fd() const;

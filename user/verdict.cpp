@@ -66,6 +66,12 @@ const std::vector<KnownCache>& known_caches() {
       // the last close: e.g. a /proc/PID inode made by readlink
       // /proc/self/exe (seen under scripts/vmtest on 6.1).
       {"inode security blob", {"security_inode_alloc", "alloc_inode"}},
+      // ... or attached to a slab later, by the memcg hook of its first
+      // accounted object (alloc_slab_obj_exts outside allocate_slab).
+      {"slab metadata", {"alloc_slab_obj_exts"}},
+      // kfree_rcu() batches objects into per-CPU "sheaves" (v6.18): the
+      // empty sheaf it allocates is kept per CPU for the next batch.
+      {"kfree_rcu sheaf", {"__kfree_rcu_sheaf", "alloc_empty_sheaf"}},
   };
   return kCaches;
 }

@@ -2,11 +2,13 @@
 // and what it leaves behind.
 #include <signal.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <map>
 #include <sstream>
 #include <thread>
 
@@ -350,10 +352,53 @@ TEST(Cli, SigkillLeavesNoProgramBehind) {
   KLEAK_REQUIRE_BPF();
   Child kleak({kKleak, "1", "-q"});
   ASSERT_TRUE(kleak.read_line(std::chrono::seconds(30))) << "no first report";
-  // The four hooks and the on-demand peek reader.
+  // The default (--family slab): the four slab hooks and the on-demand peek
+  // reader, nothing of the other families.
   EXPECT_EQ(test::loaded_kleak_programs().size(), 5u);
   kleak.kill(SIGKILL);
   EXPECT_EQ(kleak.wait(), 128 + SIGKILL);
+  EXPECT_TRUE(no_kleak_programs_within(std::chrono::seconds(5)));
+}
+
+TEST(Cli, FamilyAllLoadsEveryFamilyAndReportsIt) {
+  KLEAK_REQUIRE_BPF();
+  Child kleak({kKleak, "1", "-q", "--family", "all", "--format", "json"});
+  auto line = kleak.read_line(std::chrono::seconds(30));
+  ASSERT_TRUE(line) << "no first report";
+  // 4 slab hooks, mm_page_alloc/free, mm_filemap_add_to_page_cache,
+  // percpu alloc/free, vmap alloc/free where the kernel has them, peek.
+  json j = json::parse(*line);
+  const size_t want = 12 - j["missing"].size();
+  EXPECT_EQ(test::loaded_kleak_programs().size(), want) << j["missing"].dump();
+  kleak.kill(SIGKILL);
+  kleak.wait();
+  EXPECT_TRUE(no_kleak_programs_within(std::chrono::seconds(5)));
+  json families = {"slab", "page", "percpu"};
+  if (std::find(j["missing"].begin(), j["missing"].end(), "vmalloc/alloc_vmap_area") == j["missing"].end())
+    families.push_back("vmalloc");
+  EXPECT_EQ(j["families"], families);
+  for (const auto& fam : families)
+    if (fam != "slab") {
+      EXPECT_TRUE(j["family_counters"].contains(fam)) << j["family_counters"].dump();
+    }
+  // Pages are allocated all the time; percpu and vmap areas may not be in 1 s.
+  EXPECT_GT(j["family_counters"]["page"]["allocs_seen"].get<uint64_t>(), 0u);
+  EXPECT_TRUE(j["counters"]["recursion_misses"].is_number()) << "6.18 reports bpf_prog_info.recursion_misses";
+}
+
+// kleak selftest on this kernel: every family it has paired, none missed.
+TEST(Cli, SelftestPairsEveryFamilyHere) {
+  KLEAK_REQUIRE_BPF();
+  auto r = run({kKleak, "selftest", "--format", "json"});
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  json j = json::parse(r.out);
+  EXPECT_EQ(j["schema"], "kleak/selftest/v1");
+  EXPECT_EQ(j["passed"], true);
+  std::map<std::string, std::string> result;
+  for (const auto& row : j["results"]) result[row["family"]] = row["result"];
+  // This kernel (6.18) has every attach point: all six must pair.
+  for (const char* fam : {"kmalloc", "kmem_cache", "page", "percpu", "vmalloc", "rcu"})
+    EXPECT_EQ(result[fam], "ok") << fam << ": " << r.out;
   EXPECT_TRUE(no_kleak_programs_within(std::chrono::seconds(5)));
 }
 

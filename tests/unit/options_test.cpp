@@ -1,5 +1,6 @@
 #include "options.h"
 
+#include <algorithm>
 #include <sstream>
 
 #include <gtest/gtest.h>
@@ -147,6 +148,30 @@ TEST(Options, ValidateRejectsCountWithoutInterval) {
   EXPECT_NE(validate(o), "");
   o.interval_s = 1;
   EXPECT_EQ(validate(o), "");
+}
+
+TEST(Options, FamilyDefaultsToSlabAndParsesLists) {
+  EXPECT_TRUE(parse({}).cl.trace->families.only_slab());
+  Parsed p = parse({"--family", "page,percpu"});
+  ASSERT_TRUE(p.cl.trace) << p.err;
+  EXPECT_EQ(p.cl.trace->families, (FamilySet{false, true, true, false}));
+  EXPECT_EQ(families_text(p.cl.trace->families), "page,percpu");
+  Parsed all = parse({"--family", "all"});
+  ASSERT_TRUE(all.cl.trace);
+  EXPECT_EQ(all.cl.trace->families, (FamilySet{true, true, true, true}));
+}
+
+TEST(Options, BadFamilyIsAUsageError) {
+  for (auto bad : {"pages", "", "slab,", "slab,,page"}) {
+    Parsed p = parse({"--family", bad});
+    EXPECT_FALSE(p.cl.trace) << bad;
+    EXPECT_EQ(p.cl.exit_code, kExitUsage) << bad;
+    EXPECT_NE(p.err.find("--family"), std::string::npos) << p.err;
+    EXPECT_EQ(std::count(p.err.begin(), p.err.end(), '\n'), 1) << "one line: " << p.err;
+  }
+  Parsed cache = parse({"--family", "slab,page", "--cache", "dentry"});
+  EXPECT_EQ(cache.cl.exit_code, kExitUsage);
+  EXPECT_NE(cache.err.find("--cache"), std::string::npos) << cache.err;
 }
 
 }  // namespace

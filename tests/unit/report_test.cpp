@@ -208,5 +208,49 @@ TEST(Report, StripTracingFramesKeepsAllWhenNoneMatch) {
   EXPECT_EQ(kept[0].symbol, "kmalloc");
 }
 
+// Records of a family beyond slab carry their family into the report: a
+// tag in text (pages also counted as pages), a field in JSON, their own
+// counters and totals; slab-only reports keep their old shape.
+TEST(Report, FamiliesBeyondSlabAreLabelledAndCounted) {
+  Fixture f;
+  LiveAlloc page{0xffffea0000001000ull, {}};
+  page.a.family = KLEAK_FAMILY_PAGE;
+  page.a.stack_id = 4;
+  page.a.bytes_alloc = 16384;  // order 2
+  page.a.bytes_req = 2;
+  page.a.ts_ns = 2 * kSec;
+  f.snap.allocs.push_back(page);
+  f.snap.family_counters[KLEAK_FAMILY_PAGE].v[KLEAK_FCNT_ALLOC_SEEN] = 9;
+  f.snap.family_counters[KLEAK_FAMILY_PAGE].v[KLEAK_FCNT_EXCL_MOVABLE] = 5;
+  f.snap.family_counters[KLEAK_FAMILY_PAGE].v[KLEAK_FCNT_EXCL_MOVABLE_BYTES] = 5 * 4096;
+  f.snap.recursion.available = true;
+  f.snap.recursion.total = 3;
+  f.snap.recursion.by_program = {{"kleak_kfree", 3}};
+  std::string before = render_text(f.build());
+  EXPECT_EQ(before.find("page:"), std::string::npos) << "page counters shown only when pages are traced";
+  f.ctx.families = FamilySet{true, true, false, false};
+  f.ctx.traced_families = {KLEAK_FAMILY_PAGE};
+  Report r = f.build();
+  r.page_size = 4096;
+  std::string text = render_text(r);
+  EXPECT_NE(text.find("[page] 16384 bytes (4 pages) in 1 allocations"), std::string::npos) << text;
+  EXPECT_NE(text.find("  page: seen 9 "), std::string::npos) << text;
+  EXPECT_NE(text.find("movable (user/page cache) 5 (20.0 KiB)"), std::string::npos) << text;
+  EXPECT_NE(text.find("the kernel skipped 3 program runs (recursion): up to 3 frees may be missed"),
+            std::string::npos)
+      << text;
+  nlohmann::json j = to_json(r);
+  EXPECT_EQ(j["families"], nlohmann::json({"slab", "page"}));
+  EXPECT_EQ(j["family_counters"]["page"]["allocs_seen"], 9);
+  EXPECT_EQ(j["family_counters"]["page"]["excluded"]["movable"]["bytes"], 5 * 4096);
+  EXPECT_EQ(j["counters"]["recursion_misses"], 3);
+  EXPECT_EQ(j["counters"]["recursion_misses_by_program"]["kleak_kfree"], 3);
+  EXPECT_EQ(j["totals"]["by_family"]["page"]["bytes"], 16384);
+  EXPECT_EQ(j["totals"]["by_family"]["slab"]["count"], 4);
+  bool page_stack = false;
+  for (const auto& s : j["stacks"]) page_stack |= s["family"] == "page" && s["bytes"] == 16384;
+  EXPECT_TRUE(page_stack) << j.dump();
+}
+
 }  // namespace
 }  // namespace kleak
