@@ -110,7 +110,7 @@ def main():
             check(r.returncode == 0 and not out, f"systemd-analyze verify {len(units)} units"
                   + (f": {out}" if out else ""))
 
-    check(len(argvs) >= 3, f"{len(argvs)} kleak command lines found in the recipes")
+    check(len(argvs) >= 7, f"{len(argvs)} kleak command lines found in the recipes")
     for name, argv in argvs:
         r = subprocess.run([kleak] + argv[1:], capture_output=True, text=True, timeout=30,
                            preexec_fn=as_nobody, stdin=subprocess.DEVNULL)
