@@ -37,7 +37,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from stress import KLEAK, WORK, BUILD, Checker, status_kb  # noqa: E402
+from stress import KLEAK, WORK, BUILD, Checker, status_kb, stop_load  # noqa: E402
 
 MSGHOLD = os.path.join(BUILD, "tests", "kleak-msghold")
 
@@ -54,16 +54,6 @@ def start_load(tmp):
         for script in loops:
             procs.append(subprocess.Popen(["/bin/sh", "-c", script], start_new_session=True))
     return procs
-
-
-def stop_load(procs, tmp):
-    open(os.path.join(tmp, "stop"), "w").close()
-    for p in procs:
-        try:
-            p.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
 
 
 def leak_count(report, tgid):
