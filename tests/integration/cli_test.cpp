@@ -23,20 +23,10 @@ namespace {
 
 using nlohmann::json;
 using test::Child;
+using test::no_kleak_programs_within;
 using test::run;
 
 const std::string kKleak = KLEAK_BIN;
-
-// Polls until no kleak program is loaded (program teardown after the last
-// fd closes is deferred by RCU) or the timeout passes.
-bool no_kleak_programs_within(std::chrono::milliseconds timeout) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!test::loaded_kleak_programs().empty()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return true;
-}
 
 bool stack_has(const json& stack, const std::string& fn) {
   for (const auto& f : stack["frames"])

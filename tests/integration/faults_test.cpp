@@ -27,18 +27,10 @@ namespace {
 
 using nlohmann::json;
 using test::Child;
+using test::no_kleak_programs_within;
 using test::run;
 
 const std::string kKleak = KLEAK_BIN;
-
-bool no_kleak_programs_within(std::chrono::milliseconds timeout) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!test::loaded_kleak_programs().empty()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return true;
-}
 
 std::vector<json> json_lines(const std::string& out) {
   std::vector<json> v;

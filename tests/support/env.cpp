@@ -10,6 +10,7 @@
 #include <cstring>
 #include <fstream>
 #include <set>
+#include <thread>
 
 #include "privileges.h"
 
@@ -79,6 +80,15 @@ std::vector<std::string> loaded_kleak_programs() {
     if (!foreign_programs().count(id)) names.emplace_back(info.name);
   });
   return names;
+}
+
+bool no_kleak_programs_within(std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!loaded_kleak_programs().empty()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return true;
 }
 
 }  // namespace kleak::test

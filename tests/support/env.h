@@ -3,6 +3,7 @@
 // CI=true, where a skip would hide a regression.
 #pragma once
 
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,10 @@ bool running_in_ci();
 // already loaded when this test process took the machine lock (not a test's:
 // e.g. bench/soak.py runs for an hour without the lock).
 std::vector<std::string> loaded_kleak_programs();
+
+// Polls until loaded_kleak_programs() is empty (program teardown after the
+// last fd closes is deferred by RCU) or the timeout passes.
+bool no_kleak_programs_within(std::chrono::milliseconds timeout);
 
 }  // namespace kleak::test
 
