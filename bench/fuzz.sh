@@ -13,7 +13,9 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 build=${KLEAK_FUZZ_BUILD_DIR:-$here/build-fuzz}
 secs=${1:-180}
 shift || true
-all=(ksyms meminfo slabinfo smaps_rollup baseline options triage_options triage_report pin_meta)
+# Every tests/fuzz/fuzz_<target>.cpp is a target.
+all=()
+for f in "$here"/tests/fuzz/fuzz_*.cpp; do t=${f##*/fuzz_}; all+=("${t%.cpp}"); done
 targets=("${@:-${all[@]}}")
 
 # KLEAK_FUZZ_CMAKE_ARGS: more configure arguments (scripts/test.sh: -DKLEAK_WERROR=ON).
