@@ -433,6 +433,22 @@ int BPF_PROG(kleak_fork, struct task_struct *parent, struct task_struct *child)
 	return 0;
 }
 
+/* ... and forgotten when their whole thread group is gone, before the
+ * parent can reap it and free the PID: pid_max is 32768 on many machines,
+ * and a later, unrelated process with a reused PID would otherwise be
+ * followed (a CI run once reported a ctest child's exec and pipe page as
+ * the workload's). do_exit() decrements signal->live before this event
+ * in every kernel kleak supports, so 0 means the group is dead. */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(kleak_exit, struct task_struct *p)
+{
+	__u32 tgid = BPF_CORE_READ(p, tgid);
+
+	if (BPF_CORE_READ(p, signal, live.counter) == 0)
+		bpf_map_delete_elem(&kleak_tasks, &tgid);
+	return 0;
+}
+
 /* ---- Families beyond slab: page allocator, percpu, vmalloc ----
  *
  * Each has a live map of its own, so struct page pointers, __percpu

@@ -254,6 +254,7 @@ Status Loader::probe_and_configure() {
   std::copy(config_.cache_name.begin(), config_.cache_name.end(), const_cast<char*>(ro->cache_name));
   if (config_.follow_tgids.size() > KLEAK_MAX_TASKS) return make_error("too many processes to follow", E2BIG);
   bpf_program__set_autoload(skel_->progs.kleak_fork, ro->follow_tasks);
+  bpf_program__set_autoload(skel_->progs.kleak_exit, ro->follow_tasks);
   ro->stack_sample_every = config_.stack_sample_every;
   ro->min_size = config_.min_size_bytes;
   ro->max_size = config_.max_size_bytes;
@@ -332,6 +333,12 @@ Status Loader::attach() {
     if (!link) return make_error("attach sched/sched_process_fork", errno);
     skel_->links.kleak_fork = link;
     attached_.push_back("sched/sched_process_fork");
+  }
+  if (bpf_program__autoload(skel_->progs.kleak_exit)) {
+    bpf_link* link = bpf_program__attach(skel_->progs.kleak_exit);
+    if (!link) return make_error("attach sched/sched_process_exit", errno);
+    skel_->links.kleak_exit = link;
+    attached_.push_back("sched/sched_process_exit");
   }
   for (const Hook& h : kHooks) {
     bpf_program* prog = h.prog(skel_.get());

@@ -2,11 +2,13 @@
 // with the right stack, the same command cleaning up must pass, and the
 // verdict files, thresholds and baseline must say what happened.
 #include <sys/msg.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <iostream>
 #include <map>
 #include <sstream>
+#include <thread>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -189,6 +191,55 @@ TEST(Ci, UnprivilegedIsUnsupported) {
   if (getuid() != 0) GTEST_SKIP() << "needs root to drop privileges";
   auto r = test::run({KLEAK_BIN, "--ci", "-q", "--", "/bin/true"}, Child::Options{false, true});
   EXPECT_EQ(r.status, 4);
+}
+
+// A followed process that exits is forgotten: an unrelated process that
+// gets its PID later is not the command's (pid_max is 32768 here; a CI run
+// once charged a ctest child's exec and pipe page to the workload). The
+// command's child prints its PID and exits; this test then makes a process
+// that holds messages take that PID (ns_last_pid) while the command runs.
+TEST(Ci, ReusedPidOfAnExitedChildIsNotFollowed) {
+  KLEAK_REQUIRE_BPF();
+  const std::string rj = ::testing::TempDir() + "/kleak-reuse.json";
+  Child kleak({KLEAK_BIN, "--ci", "-q", "--settle", "1", "--report-json", rj, "--", "/bin/sh", "-c",
+               "/bin/sh -c 'echo child $$'; read line; echo done"});
+  auto line = kleak.read_line(std::chrono::seconds(20));
+  ASSERT_TRUE(line && line->rfind("child ", 0) == 0) << line.value_or("(nothing)");
+  const pid_t gone = std::stoi(line->substr(6));
+  // The outer shell reaps it before reading: wait until the PID is free.
+  for (int i = 0; i < 200 && access(("/proc/" + std::to_string(gone)).c_str(), F_OK) == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  std::vector<int> queues;
+  bool reused = false;
+  for (int attempt = 0; attempt < 50 && !reused; ++attempt) {
+    {
+      std::ofstream last("/proc/sys/kernel/ns_last_pid");
+      last << gone - 1 << std::flush;
+      ASSERT_TRUE(last.good()) << "cannot write /proc/sys/kernel/ns_last_pid";
+    }
+    Child hold({KLEAK_MSGHOLD_BIN, "4"});
+    reused = hold.pid() == gone;
+    if (!reused) continue;  // another process took the PID first: try again
+    ASSERT_TRUE(hold.read_line().has_value());  // ready
+    hold.send_line("send");
+    auto held = hold.read_line();
+    ASSERT_EQ(held.value_or(""), "held 4");
+    hold.send_line("keep");
+    auto kept = hold.read_line();
+    ASSERT_TRUE(kept && kept->rfind("kept", 0) == 0) << kept.value_or("(nothing)");
+    std::istringstream ids(kept->substr(4));
+    for (int id; ids >> id;) queues.push_back(id);
+  }
+  ASSERT_TRUE(reused) << "no process got PID " << gone << " in 50 attempts";
+  kleak.send_line("go");
+  std::string out = kleak.read_all(std::chrono::seconds(60));
+  int status = kleak.wait().value_or(-1);
+  remove_queues(queues);
+  ASSERT_FALSE(queues.empty());
+  json report = json::parse(slurp(rj), nullptr, false);
+  ASSERT_FALSE(report.is_discarded()) << out;
+  EXPECT_EQ(stack_through(report, "load_msg"), nullptr) << report["stacks"].dump();
+  EXPECT_EQ(status, 0) << out;
 }
 
 // The reverse of a leak, for every family: 20 s of file I/O, loopback TCP,
