@@ -18,94 +18,13 @@
 #include "privileges.h"
 #include "report.h"
 #include "snapshot.h"
+#include "spawn.h"
 #include "sys.h"
 #include "trace.h"
 #include "verdict.h"
 
 namespace kleak {
 namespace {
-
-// The workload, forked before tracing starts and held at a pipe until the
-// programs are attached, so its first allocation is already followed.
-class Command {
- public:
-  ~Command() {
-    if (pid_ > 0 && !reaped_) {
-      ::kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-    for (int fd : {go_, err_})
-      if (fd >= 0) close(fd);
-  }
-
-  // Forks; the child waits for start(). Empty on success, else why not.
-  std::string fork_held(const std::vector<std::string>& argv) {
-    int go[2], err[2];
-    if (pipe2(go, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) return std::strerror(errno);
-    std::vector<char*> cargv;
-    for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
-    cargv.push_back(nullptr);
-    pid_ = fork();
-    if (pid_ < 0) return std::strerror(errno);
-    if (pid_ == 0) {
-      sigset_t none;
-      sigemptyset(&none);
-      sigprocmask(SIG_SETMASK, &none, nullptr);
-      std::signal(SIGPIPE, SIG_DFL);
-      char c;
-      if (read(go[0], &c, 1) != 1) _exit(127);  // kleak went away
-      execvp(cargv[0], cargv.data());
-      int e = errno;
-      ssize_t ignored = write(err[1], &e, sizeof(e));
-      (void)ignored;
-      _exit(127);
-    }
-    close(go[0]);
-    close(err[1]);
-    go_ = go[1];
-    err_ = err[0];
-    return {};
-  }
-
-  // Lets the child exec. Empty on success, else why exec failed.
-  std::string start() {
-    char c = 1;
-    if (write(go_, &c, 1) != 1) return std::strerror(errno);
-    close(go_);
-    go_ = -1;
-    int e = 0;
-    ssize_t n = read(err_, &e, sizeof(e));  // EOF (0) when exec succeeded
-    return n == static_cast<ssize_t>(sizeof(e)) ? std::strerror(e) : std::string();
-  }
-
-  // True once the child has exited (reaped; see status()).
-  bool poll() {
-    if (reaped_) return true;
-    int st = 0;
-    if (waitpid(pid_, &st, WNOHANG) != pid_) return false;
-    reaped_ = true;
-    status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    return true;
-  }
-
-  void kill_and_reap() {
-    if (reaped_ || pid_ <= 0) return;
-    ::kill(pid_, SIGKILL);
-    int st = 0;
-    waitpid(pid_, &st, 0);
-    reaped_ = true;
-    status_ = 128 + SIGKILL;
-  }
-
-  pid_t pid() const { return pid_; }
-  int status() const { return status_; }
-
- private:
-  pid_t pid_ = -1;
-  int go_ = -1, err_ = -1;
-  bool reaped_ = false;
-  int status_ = -1;
-};
 
 // Runs a short process on every online CPU and waits for them. Two kinds of
 // deferred release need other work on a CPU before they happen:
@@ -181,7 +100,9 @@ int run_ci(const TraceOptions& opts) {
   }
   if (opts.selftest && !selftest_passed()) return kCiUnsupported;
   const sigset_t signals = block_stop_signals(SIGCHLD);
-  Command command;
+  // The workload, forked before tracing starts and held until the programs
+  // are attached, so its first allocation is already followed.
+  HeldCommand command(HeldCommand::Trace::none);
   const bool with_command = !ci.command.empty();
   if (with_command) {
     if (auto why = command.fork_held(ci.command); !why.empty()) {

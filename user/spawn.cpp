@@ -52,7 +52,8 @@ std::string HeldCommand::fork_held(const std::vector<std::string>& argv) {
   err_ = err[0];
   // Seize without stopping it: no stop at exec (PTRACE_O_TRACEEXEC unset and
   // seized, so no SIGTRAP either), one stop at exit.
-  traced_ = ptrace(PTRACE_SEIZE, pid_, nullptr, reinterpret_cast<void*>(PTRACE_O_TRACEEXIT)) == 0;
+  if (trace_ == Trace::exit_stop)
+    traced_ = ptrace(PTRACE_SEIZE, pid_, nullptr, reinterpret_cast<void*>(PTRACE_O_TRACEEXIT)) == 0;
   return {};
 }
 

@@ -1,9 +1,10 @@
-// A command kleak starts for `kleak user -c`: forked and held at a pipe
-// until the probes are attached to its pid, then exec'd (PATH searched), so
-// its allocations are traced from the first instruction. kleak follows it
-// with ptrace (PTRACE_SEIZE, PTRACE_O_TRACEEXIT) only to stop it once at
-// exit, while its address space still exists: that is when its memory maps
-// are read for symbolization.
+// A command kleak starts (`kleak user -c`, `kleak --ci -- CMD`): forked and
+// held at a pipe until the programs are attached to its pid, then exec'd
+// (PATH searched), so its allocations are traced from the first
+// instruction. With Trace::exit_stop (kleak user) kleak follows it with
+// ptrace (PTRACE_SEIZE, PTRACE_O_TRACEEXIT) only to stop it once at exit,
+// while its address space still exists: that is when its memory maps are
+// read for symbolization. With Trace::none (--ci) it is not ptraced.
 #pragma once
 
 #include <sys/types.h>
@@ -16,7 +17,8 @@ namespace kleak {
 
 class HeldCommand {
  public:
-  HeldCommand() = default;
+  enum class Trace { exit_stop, none };
+  explicit HeldCommand(Trace trace = Trace::exit_stop) : trace_(trace) {}
   ~HeldCommand();  // kills and reaps a child still running
   HeldCommand(const HeldCommand&) = delete;
   HeldCommand& operator=(const HeldCommand&) = delete;
@@ -27,7 +29,7 @@ class HeldCommand {
   std::string start();
   // Handles the child's ptrace stops without blocking; `at_exit` runs at its
   // exit stop (address space still there). True once the child is reaped.
-  bool poll(const std::function<void(pid_t)>& at_exit);
+  bool poll(const std::function<void(pid_t)>& at_exit = {});
   void kill_and_reap();
 
   pid_t pid() const { return pid_; }
@@ -36,6 +38,7 @@ class HeldCommand {
   bool traced() const { return traced_; }
 
  private:
+  Trace trace_;
   pid_t pid_ = -1;
   int go_ = -1, err_ = -1;
   bool traced_ = false;
