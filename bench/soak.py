@@ -25,7 +25,6 @@ is checked like bench/stress.py checks them (counter identities), and:
   leak     the drip's stack (load_msg/do_msgsnd) holds as many messages as
            were dripped, within one, in the last report
 """
-import json
 import os
 import re
 import shutil
@@ -33,11 +32,11 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from stress import KLEAK, WORK, BUILD, Checker, status_kb, stop_load  # noqa: E402
+from stress import (KLEAK, WORK, BUILD, Checker, checked_reports, parse_args, require_built, status_kb,  # noqa: E402
+                    stop_load, watch_stderr)
 
 MSGHOLD = os.path.join(BUILD, "tests", "kleak-msghold")
 
@@ -68,15 +67,8 @@ def leak_count(report, tgid):
 
 
 def main():
-    args = sys.argv[1:]
-    extra = []
-    if "--" in args:
-        extra = args[args.index("--") + 1:]
-        args = args[:args.index("--")]
-    seconds = float(args[0]) if args else 3600
-    for f in (KLEAK, WORK, MSGHOLD):
-        if not os.access(f, os.X_OK):
-            sys.exit(f"missing {f}: build first (scripts/build.sh)")
+    seconds, extra = parse_args(3600)
+    require_built(KLEAK, WORK, MSGHOLD)
     tmp = tempfile.mkdtemp(prefix="kleak-soak-")
     load = start_load(tmp)
     holder = subprocess.Popen([MSGHOLD, "100000"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -84,17 +76,7 @@ def main():
     kleak = subprocess.Popen([KLEAK, "10", "-o", "0", "--format", "json", "-q", "-v", "-T", "30", "--sort", "bytes"]
                              + extra, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     chk = Checker(os.cpu_count() or 1)
-    errors = []
-
-    def read_stderr():
-        for line in kleak.stderr:
-            m = re.search(r"report #(\d+): .* \(read\+group ([0-9.]+)", line)
-            if m:
-                chk.read_ms[int(m.group(1))] = float(m.group(2))
-            elif "error" in line or "warning" in line:
-                errors.append(line.rstrip())
-
-    threading.Thread(target=read_stderr, daemon=True).start()
+    errors, _ = watch_stderr(kleak, chk)
     time.sleep(1)
     holder.stdin.write("drip 1000\n")
     holder.stdin.flush()
@@ -104,9 +86,7 @@ def main():
     last = None
     dripped = None
     try:
-        for line in kleak.stdout:
-            j = json.loads(line)
-            chk.check(j, kleak.pid)
+        for j in checked_reports(kleak, chk):
             last = j
             if j["final"]:
                 break

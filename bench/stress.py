@@ -56,6 +56,49 @@ def status_kb(pid, field):
     return None
 
 
+def parse_args(default_seconds):
+    """SECONDS and the kleak arguments after `--`, from the command line."""
+    args = sys.argv[1:]
+    extra = []
+    if "--" in args:
+        extra = args[args.index("--") + 1:]
+        args = args[:args.index("--")]
+    return (float(args[0]) if args else default_seconds), extra
+
+
+def require_built(*files):
+    for f in files:
+        if not os.access(f, os.X_OK):
+            sys.exit(f"missing {f}: build first (scripts/build.sh)")
+
+
+def watch_stderr(kleak, chk):
+    """Reads kleak's -v stderr on a thread: each report's read time goes to
+    chk.read_ms, error and warning lines to the returned list."""
+    errors = []
+
+    def read_stderr():
+        for line in kleak.stderr:
+            m = re.search(r"report #(\d+): .* \(read\+group ([0-9.]+)", line)
+            if m:
+                chk.read_ms[int(m.group(1))] = float(m.group(2))
+            elif "error" in line or "warning" in line:
+                errors.append(line.rstrip())
+
+    t = threading.Thread(target=read_stderr, daemon=True)
+    t.start()
+    return errors, t
+
+
+def checked_reports(kleak, chk):
+    """kleak's JSON reports (one a line on stdout) as they arrive, each
+    checked by chk first."""
+    for line in kleak.stdout:
+        j = json.loads(line)
+        chk.check(j, kleak.pid)
+        yield j
+
+
 def kleak_programs():
     out = subprocess.run(["bpftool", "prog", "show"], capture_output=True, text=True).stdout
     return re.findall(r"name (kleak_\w+)", out)
@@ -167,15 +210,8 @@ class Checker:
 
 
 def main():
-    args = sys.argv[1:]
-    extra = []
-    if "--" in args:
-        extra = args[args.index("--") + 1:]
-        args = args[:args.index("--")]
-    seconds = float(args[0]) if args else 300
-    for f in (KLEAK, WORK):
-        if not os.access(f, os.X_OK):
-            sys.exit(f"missing {f}: build first (scripts/build.sh)")
+    seconds, extra = parse_args(300)
+    require_built(KLEAK, WORK)
     if kleak_programs():
         sys.exit("kleak programs already loaded: run under flock /run/lock/kleak-bpf.lock")
     ncpu = os.cpu_count() or 1
@@ -188,26 +224,13 @@ def main():
     kleak = subprocess.Popen([KLEAK, "1", "-o", "0", "--format", "json", "-q", "-v"] + extra,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     chk = Checker(ncpu)
-    errors = []
-
-    def read_stderr():
-        for line in kleak.stderr:
-            m = re.search(r"report #(\d+): .* \(read\+group ([0-9.]+)", line)
-            if m:
-                chk.read_ms[int(m.group(1))] = float(m.group(2))
-            elif "error" in line or "warning" in line:
-                errors.append(line.rstrip())
-
-    t = threading.Thread(target=read_stderr, daemon=True)
-    t.start()
+    errors, t = watch_stderr(kleak, chk)
     start = time.monotonic()
     last = None
     final = None
     quiet_from = None
     try:
-        for line in kleak.stdout:
-            j = json.loads(line)
-            chk.check(j, kleak.pid)
+        for j in checked_reports(kleak, chk):
             last = j
             if j["final"]:
                 final = j
