@@ -1,5 +1,7 @@
 #include "ksyms.h"
 
+#include <string>
+
 #include <gtest/gtest.h>
 
 namespace kleak {
@@ -9,6 +11,12 @@ Ksyms fixture() {
   auto k = Ksyms::load(KLEAK_FIXTURE_DIR "/kallsyms.txt");
   EXPECT_TRUE(k.ok()) << (k.ok() ? "" : k.error().message);
   return k.ok() ? std::move(*k) : Ksyms{};
+}
+
+// The name addr resolves to, or "(unresolved)".
+std::string name_at(const Ksyms& k, uint64_t addr) {
+  auto r = k.resolve(addr);
+  return r ? std::string(r->name) : "(unresolved)";
 }
 
 TEST(Ksyms, KeepsTextSymbolsOnly) {
@@ -29,26 +37,16 @@ TEST(Ksyms, ResolvesInsideAFunction) {
 }
 
 TEST(Ksyms, ExactAddressHasZeroOffset) {
-  Ksyms k = fixture();
-  auto r = k.resolve(0xffffffff81002400);
-  ASSERT_TRUE(r);
-  EXPECT_EQ(r->name, "alloc_msg");
-  EXPECT_EQ(r->offset, 0u);
+  EXPECT_EQ(format_symbol(fixture(), 0xffffffff81002400), "alloc_msg+0x0");
 }
 
 TEST(Ksyms, DataSymbolsDoNotSplitFunctions) {
-  Ksyms k = fixture();
   // some_data_object (D) sits inside load_msg's range: it must not win.
-  auto r = k.resolve(0xffffffff81003050);
-  ASSERT_TRUE(r);
-  EXPECT_EQ(r->name, "load_msg");
+  EXPECT_EQ(name_at(fixture(), 0xffffffff81003050), "load_msg");
 }
 
 TEST(Ksyms, DuplicateAddressesPreferGlobalInFileOrder) {
-  Ksyms k = fixture();
-  auto r = k.resolve(0xffffffff81000008);
-  ASSERT_TRUE(r);
-  EXPECT_EQ(r->name, "srso_alias_untrain_ret");
+  EXPECT_EQ(name_at(fixture(), 0xffffffff81000008), "srso_alias_untrain_ret");
 }
 
 TEST(Ksyms, KeepsModuleNames) {
@@ -59,10 +57,7 @@ TEST(Ksyms, KeepsModuleNames) {
 }
 
 TEST(Ksyms, WeakSymbolsAreText) {
-  Ksyms k = fixture();
-  auto r = k.resolve(0xffffffff81004004);
-  ASSERT_TRUE(r);
-  EXPECT_EQ(r->name, "weak_helper");
+  EXPECT_EQ(name_at(fixture(), 0xffffffff81004004), "weak_helper");
 }
 
 TEST(Ksyms, BelowFirstSymbolIsUnresolved) {
