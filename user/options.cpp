@@ -128,100 +128,83 @@ std::optional<ListenAddress> parse_listen_address(const std::string& text) {
 }
 
 void add_selection_options(CLI::App& app, TraceOptions& o, OptionStrings& s) {
-  auto* what = "Selection";
-  app.add_option("-p,--pid", o.pid, "Only allocations made while process PID runs")->group(what);
-  app.add_option("-z,--min-size", o.min_size_bytes, "Only allocations of at least BYTES (bytes_alloc)")
-      ->group(what);
-  app.add_option("-Z,--max-size", o.max_size_bytes, "Only allocations of at most BYTES (bytes_alloc)")
-      ->group(what);
+  const HelpGroup group(app, "Selection");
+  app.add_option("-p,--pid", o.pid, "Only allocations made while process PID runs");
+  app.add_option("-z,--min-size", o.min_size_bytes, "Only allocations of at least BYTES (bytes_alloc)");
+  app.add_option("-Z,--max-size", o.max_size_bytes, "Only allocations of at most BYTES (bytes_alloc)");
   app.add_option("--size", s.exact_size, "Only allocations of exactly BYTES, e.g. 4096 for kmalloc-4k")
-      ->group(what)
       ->excludes(app.get_option("--min-size"))
       ->excludes(app.get_option("--max-size"));
-  app.add_option("--cache", o.cache,
-                 "Only allocations from slab cache NAME, as slabtop/slabinfo show it (kmalloc-4k, kmalloc-cg-4k, dentry)")
-      ->group(what)
+  app.add_option(
+         "--cache", o.cache,
+         "Only allocations from slab cache NAME, as slabtop/slabinfo show it (kmalloc-4k, kmalloc-cg-4k, dentry)")
       ->excludes(app.get_option("--size"))
       ->excludes(app.get_option("--min-size"))
       ->excludes(app.get_option("--max-size"));
   app.add_option("--family", s.families,
                  "Allocator families to trace, comma-separated: slab (kmalloc, kmem_cache; the default), page "
-                 "(alloc_pages), percpu (alloc_percpu), vmalloc (vmap areas), or all")
-      ->group(what);
+                 "(alloc_pages), percpu (alloc_percpu), vmalloc (vmap areas), or all");
 }
 
 void add_age_option(CLI::App& app, TraceOptions& o, const std::string& names) {
+  const HelpGroup group(app, "Selection");
   app.add_option(names, o.min_age_ms,
                  "Report only allocations older than MS milliseconds (default 10000: longer than "
-                 "kfree_rcu batching and lazy RCU, so deferred frees are not reported)")
-      ->group("Selection");
+                 "kfree_rcu batching and lazy RCU, so deferred frees are not reported)");
 }
 
 void add_report_options(CLI::App& app, TraceOptions& o, OptionStrings& s, bool with_format) {
-  auto* when = "Reporting";
-  app.add_option("-T,--top", o.top, "Show the top N stacks (default 10)")->group(when);
+  const HelpGroup group(app, "Reporting");
+  app.add_option("-T,--top", o.top, "Show the top N stacks (default 10)");
   app.add_option("--peek", o.peek_bytes,
                  "Show the first BYTES (at most 4096) of a few outstanding allocations per stack: hexdump, "
-                 "strings, how many look alike. Root only; the output holds kernel data")
-      ->group(when);
+                 "strings, how many look alike. Root only; the output holds kernel data");
   app.add_option("--peek-addr", s.peek_addr,
                  "Read ADDR[,LEN] (hex address from -a output; LEN default 256, at most 4096) in every report, "
-                 "if it is a live tracked allocation. Root only")
-      ->group(when);
-  app.add_option("--peek-samples", o.peek_samples, "Allocations read per stack with --peek (default 3, at most 64)")
-      ->group(when);
-  app.add_option("--peek-strings", o.peek_min_string, "Shortest printable string --peek lists (default 4)")->group(when);
+                 "if it is a live tracked allocation. Root only");
+  app.add_option("--peek-samples", o.peek_samples, "Allocations read per stack with --peek (default 3, at most 64)");
+  app.add_option("--peek-strings", o.peek_min_string, "Shortest printable string --peek lists (default 4)");
   app.add_option("--sort", s.sort,
                  "Rank stacks by score (default: steady growth first, then bytes), bytes, count or growth (bytes/s)")
-      ->check(CLI::IsMember({"score", "bytes", "count", "growth"}))
-      ->group(when);
-  app.add_flag("-a,--show-allocs", o.show_allocs, "List each outstanding allocation: address, size, age, task")
-      ->group(when);
+      ->check(CLI::IsMember({"score", "bytes", "count", "growth"}));
+  app.add_flag("-a,--show-allocs", o.show_allocs, "List each outstanding allocation: address, size, age, task");
   if (with_format) {
     app.add_option("--format", s.format,
                    "Report format: text, json or jsonl (one JSON document per line), folded (flame graphs), "
                    "pprof (gzipped profile.proto) or prometheus (node_exporter textfile)")
-        ->check(CLI::IsMember({"text", "json", "jsonl", "folded", "pprof", "prometheus"}))
-        ->group(when);
-    app.add_flag("--folded-count", o.folded_count, "With --format folded: count allocations instead of bytes")
-        ->group(when);
+        ->check(CLI::IsMember({"text", "json", "jsonl", "folded", "pprof", "prometheus"}));
+    app.add_flag("--folded-count", o.folded_count, "With --format folded: count allocations instead of bytes");
   }
-  app.add_flag("-q,--quiet", o.quiet, "No banner on stderr")->group(when);
+  app.add_flag("-q,--quiet", o.quiet, "No banner on stderr");
   if (with_format)
     app.add_option("--output", o.output_path,
                    "Write reports to FILE (created 0600, a symlink at FILE is refused) instead of stdout; "
-                   "folded, pprof and prometheus replace FILE atomically with each report")
-        ->group(when);
+                   "folded, pprof and prometheus replace FILE atomically with each report");
   app.add_flag("--hide-addresses", o.hide_addresses,
-               "No raw kernel addresses in reports, only symbol+offset: safe to share (excludes -a and --peek)")
-      ->group(when);
+               "No raw kernel addresses in reports, only symbol+offset: safe to share (excludes -a and --peek)");
 }
 
 void add_limit_options(CLI::App& app, TraceOptions& o, OptionStrings& s) {
-  auto* tuning = "Limits";
+  const HelpGroup group(app, "Limits");
   app.add_option("--max-allocs", o.max_allocs,
-                 "Live-allocation map size (default 262144); a full map is counted, never silent")
-      ->group(tuning);
-  app.add_option("--stack-storage-size", o.stack_storage_size, "Distinct stacks kept (default 8192; unused ones are reclaimed)")->group(tuning);
+                 "Live-allocation map size (default 262144); a full map is counted, never silent");
+  app.add_option("--stack-storage-size", o.stack_storage_size,
+                 "Distinct stacks kept (default 8192; unused ones are reclaimed)");
   app.add_flag("--low-overhead", s.low_overhead,
                "Capture the stack of one allocation in 64 per call site (and of each call site's first): "
-               "several times cheaper; per-call-site bytes stay exact, per-stack bytes are estimated")
-      ->group(tuning);
+               "several times cheaper; per-call-site bytes stay exact, per-stack bytes are estimated");
   app.add_option("--stack-sample", o.stack_sample_every,
                  "Capture the stack of one allocation in N (1 = every one, the default; --low-overhead is 64)")
-      ->group(tuning)
       ->excludes("--low-overhead");
-  app.add_option("--btf", o.btf_path, "Kernel BTF file, for kernels without /sys/kernel/btf/vmlinux")
-      ->group(tuning);
+  app.add_option("--btf", o.btf_path, "Kernel BTF file, for kernels without /sys/kernel/btf/vmlinux");
 }
 
 void add_verbose_option(CLI::App& app, TraceOptions& o) {
+  const HelpGroup group(app, "Limits");
   app.add_flag("--selftest", o.selftest,
                "First check that every family pairs allocations and frees on this kernel (kleak selftest); "
-               "stop with status 1 (4 with --ci) if one that should work does not")
-      ->group("Limits");
-  app.add_flag("-v,--verbose", o.verbosity, "More logging: -v info, -vv libbpf debug and verifier log")
-      ->group("Limits");
+               "stop with status 1 (4 with --ci) if one that should work does not");
+  app.add_flag("-v,--verbose", o.verbosity, "More logging: -v info, -vv libbpf debug and verifier log");
 }
 
 std::string apply_option_strings(TraceOptions& o, const OptionStrings& s, bool top_given) {
@@ -278,53 +261,44 @@ ParsedCommandLine parse_command_line(const std::vector<std::string>& args, std::
   add_selection_options(app, o, strings);
   add_age_option(app, o, "-o,--older");
 
-  auto* when = "Reporting";
-  if (!serve) {
-    app.add_option("interval", o.interval_s, "Seconds between reports (default 10, or only a final report with -d)")
-        ->group(when);
-    app.add_option("count", o.count, "Number of reports, then exit")->group(when);
+  {
+    const HelpGroup group(app, "Reporting");
+    if (!serve) {
+      app.add_option("interval", o.interval_s, "Seconds between reports (default 10, or only a final report with -d)");
+      app.add_option("count", o.count, "Number of reports, then exit");
+    }
+    app.add_option("-d,--duration", o.duration_s, "Trace for SECONDS, print the final report, exit 0");
   }
-  app.add_option("-d,--duration", o.duration_s, "Trace for SECONDS, print the final report, exit 0")->group(when);
   add_report_options(app, o, strings, !serve);
   if (serve) {
-    auto* srv = "Serving";
-    app.add_option("--listen", o.serve.listen, "Answer scrapes of /metrics on ADDR:PORT (default 127.0.0.1:9745)")
-        ->group(srv);
+    const HelpGroup group(app, "Serving");
+    app.add_option("--listen", o.serve.listen, "Answer scrapes of /metrics on ADDR:PORT (default 127.0.0.1:9745)");
     app.add_flag("--listen-any", o.serve.listen_any,
-                 "Allow a --listen address that is not loopback (anyone who reaches it sees kernel stack names)")
-        ->group(srv);
+                 "Allow a --listen address that is not loopback (anyone who reaches it sees kernel stack names)");
   }
   add_limit_options(app, o, strings);
   add_verbose_option(app, o);
 
   if (!serve) {
-    auto* ci = "CI mode (kleak --ci [options] [-- COMMAND ARGS...])";
-    app.add_flag("--ci", o.ci.enabled,
-                 "Judge instead of report: trace COMMAND's process tree (or --duration), wait --settle, exit 1 on a leak")
-        ->group(ci);
+    const HelpGroup group(app, "CI mode (kleak --ci [options] [-- COMMAND ARGS...])");
+    app.add_flag(
+        "--ci", o.ci.enabled,
+        "Judge instead of report: trace COMMAND's process tree (or --duration), wait --settle, exit 1 on a leak");
     app.add_option("--settle", o.ci.settle_s,
-                   "Seconds to wait after COMMAND for deferred frees (default 10; ends early when nothing is left)")
-        ->group(ci);
-    app.add_option("--fail-on-bytes", o.ci.fail_on_bytes, "Leak when at least BYTES are outstanding (default: any)")
-        ->group(ci);
-    app.add_option("--fail-on-count", o.ci.fail_on_count, "Leak when at least N allocations are outstanding")
-        ->group(ci);
-    app.add_option("--baseline", o.ci.baseline_path, "Earlier JSON report: its stacks are not reported again")
-        ->group(ci);
-    app.add_option("--ignore", o.ci.ignore, "Ignore stacks with a function matching PATTERN (fnmatch; repeatable)")
-        ->group(ci);
+                   "Seconds to wait after COMMAND for deferred frees (default 10; ends early when nothing is left)");
+    app.add_option("--fail-on-bytes", o.ci.fail_on_bytes, "Leak when at least BYTES are outstanding (default: any)");
+    app.add_option("--fail-on-count", o.ci.fail_on_count, "Leak when at least N allocations are outstanding");
+    app.add_option("--baseline", o.ci.baseline_path, "Earlier JSON report: its stacks are not reported again");
+    app.add_option("--ignore", o.ci.ignore, "Ignore stacks with a function matching PATTERN (fnmatch; repeatable)");
     app.add_flag("--include-reclaimable", o.ci.include_reclaimable,
-                 "Also judge reclaimable caches (dentries, inodes: freed under memory pressure)")
-        ->group(ci);
+                 "Also judge reclaimable caches (dentries, inodes: freed under memory pressure)");
     app.add_flag("--include-unverified", o.ci.include_unverified,
-                 "Also judge stacks whose cache or call site had frees bypass kleak (bulk frees): may be phantoms")
-        ->group(ci);
+                 "Also judge stacks whose cache or call site had frees bypass kleak (bulk frees): may be phantoms");
     app.add_flag("--no-known-caches", o.ci.no_known_caches,
-                 "Also judge bounded kernel caches kleak knows (e.g. cached thread stacks)")
-        ->group(ci);
-    app.add_option("--report-json", o.ci.report_json_path, "Also write the JSON report to FILE")->group(ci);
-    app.add_option("--junit", o.ci.junit_path, "Write a JUnit XML verdict to FILE")->group(ci);
-    app.add_option("--ktap", o.ci.ktap_path, "Write a KTAP verdict to FILE")->group(ci);
+                 "Also judge bounded kernel caches kleak knows (e.g. cached thread stacks)");
+    app.add_option("--report-json", o.ci.report_json_path, "Also write the JSON report to FILE");
+    app.add_option("--junit", o.ci.junit_path, "Write a JUnit XML verdict to FILE");
+    app.add_option("--ktap", o.ci.ktap_path, "Write a KTAP verdict to FILE");
   }
 
   // Everything after "--" is the command to run (CI mode), kept out of CLI11.

@@ -110,55 +110,49 @@ ParsedUserCommandLine parse_user_command_line(const std::vector<std::string>& ar
 
   std::string pids, command, format = "text", sort = "score";
   std::optional<uint64_t> exact_size;
-  auto* what = "What to trace";
-  app.add_option("-p,--pid", pids, "Processes to trace: PID or PID,PID,... (at most 64)")->group(what);
-  app.add_option("-c,--command", command,
-                 "Start CMD ARGS (split at blanks, quotes kept, PATH searched) with the probes in place; "
-                 "or give the command after --")
-      ->group(what);
-  app.add_option("--obj", o.obj,
-                 "The allocator library to probe (jemalloc, tcmalloc, mimalloc, a static binary); default: "
-                 "the libc the process maps")
-      ->group(what);
-  app.add_option("--symbols-prefix", o.symbols_prefix, "Prefix of the allocator's function names, e.g. je_")
-      ->group(what);
-
-  auto* sel = "Selection";
-  app.add_option("-z,--min-size", r.min_size_bytes, "Only blocks of at least BYTES")->group(sel);
-  app.add_option("-Z,--max-size", r.max_size_bytes, "Only blocks of at most BYTES")->group(sel);
-  app.add_option("--size", exact_size, "Only blocks of exactly BYTES")
-      ->group(sel)
-      ->excludes(app.get_option("--min-size"))
-      ->excludes(app.get_option("--max-size"));
-  app.add_option("-o,--older", r.min_age_ms,
-                 "Report only blocks older than MS milliseconds (default 0 with a command, 5000 with -p)")
-      ->group(sel);
-
-  auto* when = "Reporting";
-  app.add_option("interval", r.interval_s,
-                 "Seconds between reports (default 10 with -p; with a command only the final report)")
-      ->group(when);
-  app.add_option("count", r.count, "Number of reports, then exit")->group(when);
-  app.add_option("-d,--duration", r.duration_s, "Trace for SECONDS, print the final report, exit 0")->group(when);
-  app.add_option("-T,--top", r.top, "Show the top N stacks (default 10)")->group(when);
-  app.add_option("--sort", sort, "Rank stacks by score (default: steady growth first), bytes, count or growth")
-      ->check(CLI::IsMember({"score", "bytes", "count", "growth"}))
-      ->group(when);
-  app.add_flag("-a,--show-allocs", r.show_allocs, "List each outstanding block: address, size, age, thread")
-      ->group(when);
-  app.add_option("--format", format, "Report format: text or json (one JSON document per line)")
-      ->check(CLI::IsMember({"text", "json"}))
-      ->group(when);
-  app.add_flag("-q,--quiet", r.quiet, "No banner on stderr")->group(when);
-  app.add_option("--output", r.output_path, "Write reports to FILE (created 0600) instead of stdout")->group(when);
-  app.add_flag("--hide-addresses", r.hide_addresses, "No raw addresses in reports (excludes -a)")->group(when);
-
-  auto* tuning = "Limits";
-  app.add_option("--max-allocs", r.max_allocs, "Live-block map size (default 262144); a full map is counted")
-      ->group(tuning);
-  app.add_option("--stack-storage-size", r.stack_storage_size, "Stack map size (default 16384)")->group(tuning);
-  app.add_flag("-v,--verbose", r.verbosity, "More logging: -v info, -vv libbpf debug and verifier log")
-      ->group(tuning);
+  {
+    const HelpGroup group(app, "What to trace");
+    app.add_option("-p,--pid", pids, "Processes to trace: PID or PID,PID,... (at most 64)");
+    app.add_option("-c,--command", command,
+                   "Start CMD ARGS (split at blanks, quotes kept, PATH searched) with the probes in place; "
+                   "or give the command after --");
+    app.add_option("--obj", o.obj,
+                   "The allocator library to probe (jemalloc, tcmalloc, mimalloc, a static binary); default: "
+                   "the libc the process maps");
+    app.add_option("--symbols-prefix", o.symbols_prefix, "Prefix of the allocator's function names, e.g. je_");
+  }
+  {
+    const HelpGroup group(app, "Selection");
+    app.add_option("-z,--min-size", r.min_size_bytes, "Only blocks of at least BYTES");
+    app.add_option("-Z,--max-size", r.max_size_bytes, "Only blocks of at most BYTES");
+    app.add_option("--size", exact_size, "Only blocks of exactly BYTES")
+        ->excludes(app.get_option("--min-size"))
+        ->excludes(app.get_option("--max-size"));
+    app.add_option("-o,--older", r.min_age_ms,
+                   "Report only blocks older than MS milliseconds (default 0 with a command, 5000 with -p)");
+  }
+  {
+    const HelpGroup group(app, "Reporting");
+    app.add_option("interval", r.interval_s,
+                   "Seconds between reports (default 10 with -p; with a command only the final report)");
+    app.add_option("count", r.count, "Number of reports, then exit");
+    app.add_option("-d,--duration", r.duration_s, "Trace for SECONDS, print the final report, exit 0");
+    app.add_option("-T,--top", r.top, "Show the top N stacks (default 10)");
+    app.add_option("--sort", sort, "Rank stacks by score (default: steady growth first), bytes, count or growth")
+        ->check(CLI::IsMember({"score", "bytes", "count", "growth"}));
+    app.add_flag("-a,--show-allocs", r.show_allocs, "List each outstanding block: address, size, age, thread");
+    app.add_option("--format", format, "Report format: text or json (one JSON document per line)")
+        ->check(CLI::IsMember({"text", "json"}));
+    app.add_flag("-q,--quiet", r.quiet, "No banner on stderr");
+    app.add_option("--output", r.output_path, "Write reports to FILE (created 0600) instead of stdout");
+    app.add_flag("--hide-addresses", r.hide_addresses, "No raw addresses in reports (excludes -a)");
+  }
+  {
+    const HelpGroup group(app, "Limits");
+    app.add_option("--max-allocs", r.max_allocs, "Live-block map size (default 262144); a full map is counted");
+    app.add_option("--stack-storage-size", r.stack_storage_size, "Stack map size (default 16384)");
+    app.add_flag("-v,--verbose", r.verbosity, "More logging: -v info, -vv libbpf debug and verifier log");
+  }
 
   std::vector<std::string> own(args);
   if (auto dd = std::find(own.begin(), own.end(), "--"); dd != own.end()) {
