@@ -16,22 +16,14 @@
 
 #include "child.h"
 #include "env.h"
-#include "ksyms.h"
-#include "loader.h"
+#include "loader_fixture.h"
 #include "snapshot.h"
 
 namespace kleak {
 namespace {
 
 using test::Child;
-
-const Ksyms& kernel_symbols() {
-  static Ksyms k = [] {
-    auto r = Ksyms::load();
-    return r ? std::move(*r) : Ksyms{};
-  }();
-  return k;
-}
+using test::kernel_symbols;
 
 struct Held {
   uint64_t count = 0;
@@ -39,33 +31,21 @@ struct Held {
   uint32_t bytes_req = 0;  // of the last one seen
 };
 
-class Families : public ::testing::Test {
+class Families : public test::LoaderFixture {
  protected:
-  void SetUp() override {
-    KLEAK_REQUIRE_BPF();
-    install_libbpf_logger();
-    ASSERT_GT(kernel_symbols().size(), 1000u) << "/proc/kallsyms unreadable";
-  }
-
   std::unique_ptr<Loader> attach(FamilySet families) {
     LoaderConfig cfg;
-    cfg.self_tgid = static_cast<uint32_t>(getpid());
     cfg.families = families;
     cfg.ksyms = &kernel_symbols();
-    auto l = Loader::create(cfg);
-    EXPECT_TRUE(l.ok()) << (l.ok() ? "" : l.error().message);
-    return l.ok() ? std::move(*l) : nullptr;
+    return LoaderFixture::attach(cfg);
   }
 
   // Records of `family` made by `tgid` whose stack passes through one of
   // `functions`.
   static Held held(Loader& l, uint32_t family, uint32_t tgid, const std::vector<std::string>& functions) {
-    auto s = take_snapshot(l.fds());
-    EXPECT_TRUE(s.ok()) << (s.ok() ? "" : s.error().message);
     Held h;
-    if (!s.ok()) return h;
     std::unordered_map<uint64_t, bool> through;
-    for (const auto& la : s->allocs) {
+    for (const auto& la : snapshot(l).allocs) {
       if (la.a.family != family || la.a.tgid != tgid) continue;
       auto [it, fresh] = through.try_emplace(la.a.stack_id, false);
       if (fresh && la.a.stack_id != 0) {
@@ -93,12 +73,6 @@ class Families : public ::testing::Test {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
     return h;
-  }
-
-  static void expect_line(Child& c, const std::string& want) {
-    auto line = c.read_line();
-    ASSERT_TRUE(line) << "child said nothing, waiting for '" << want << "'";
-    ASSERT_EQ(*line, want);
   }
 };
 

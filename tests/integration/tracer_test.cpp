@@ -13,8 +13,7 @@
 
 #include "child.h"
 #include "env.h"
-#include "ksyms.h"
-#include "loader.h"
+#include "loader_fixture.h"
 #include "options.h"
 #include "peek.h"
 #include "snapshot.h"
@@ -23,36 +22,10 @@ namespace kleak {
 namespace {
 
 using test::Child;
+using test::kernel_symbols;
 
-const Ksyms& kernel_symbols() {
-  static Ksyms k = [] {
-    auto r = Ksyms::load();
-    return r ? std::move(*r) : Ksyms{};
-  }();
-  return k;
-}
-
-class Tracer : public ::testing::Test {
+class Tracer : public test::LoaderFixture {
  protected:
-  void SetUp() override {
-    KLEAK_REQUIRE_BPF();
-    install_libbpf_logger();
-    ASSERT_GT(kernel_symbols().size(), 1000u) << "/proc/kallsyms unreadable";
-  }
-
-  std::unique_ptr<Loader> attach(LoaderConfig cfg = {}) {
-    cfg.self_tgid = static_cast<uint32_t>(getpid());
-    auto l = Loader::create(cfg);
-    EXPECT_TRUE(l.ok()) << (l.ok() ? "" : l.error().message);
-    return l.ok() ? std::move(*l) : nullptr;
-  }
-
-  static Snapshot snapshot(Loader& l) {
-    auto s = take_snapshot(l.fds());
-    EXPECT_TRUE(s.ok()) << (s.ok() ? "" : s.error().message);
-    return s.ok() ? std::move(*s) : Snapshot{};
-  }
-
   // Function names of a record's stack, or of its call site when the stack
   // walk failed (so a lost stack cannot hide an allocation from the count).
   static std::vector<std::string> functions(Loader& l, const kleak_alloc& a) {
@@ -101,12 +74,6 @@ class Tracer : public ::testing::Test {
       if (la.a.stack_id != 0 && !has(fn, "do_msgsnd")) m.do_msgsnd_in_every_stack = false;
     }
     return m;
-  }
-
-  static void expect_line(Child& c, const std::string& want) {
-    auto line = c.read_line();
-    ASSERT_TRUE(line) << "child said nothing, waiting for '" << want << "'";
-    ASSERT_EQ(*line, want);
   }
 
   static std::string msghold() { return KLEAK_MSGHOLD_BIN; }
