@@ -8,7 +8,6 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <cstring>
 #include <filesystem>
 #include <set>
 #include <algorithm>
@@ -18,6 +17,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "bpf_objects.h"
 #include "child.h"
 #include "env.h"
 #include "pin_meta.h"
@@ -45,40 +45,22 @@ struct KleakIds {
   }
 };
 
-bool is_kleak_prog(uint32_t id) {
-  int fd = bpf_prog_get_fd_by_id(id);
-  if (fd < 0) return false;
-  bpf_prog_info info{};
-  uint32_t len = sizeof(info);
-  bool mine = bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && std::strncmp(info.name, "kleak_", 6) == 0;
-  close(fd);
-  return mine;
-}
-
 KleakIds kleak_ids() {
   KleakIds ids;
-  uint32_t id = 0;
-  while (bpf_prog_get_next_id(id, &id) == 0)
-    if (is_kleak_prog(id)) ids.progs.insert(id);
-  id = 0;
-  while (bpf_link_get_next_id(id, &id) == 0) {
-    int fd = bpf_link_get_fd_by_id(id);
-    if (fd < 0) continue;
-    bpf_link_info info{};
-    uint32_t len = sizeof(info);
-    if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && is_kleak_prog(info.prog_id)) ids.links.insert(id);
-    close(fd);
-  }
-  id = 0;
-  while (bpf_map_get_next_id(id, &id) == 0) {
-    int fd = bpf_map_get_fd_by_id(id);
-    if (fd < 0) continue;
-    bpf_map_info info{};
-    uint32_t len = sizeof(info);
-    if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && std::strncmp(info.name, "kleak_", 6) == 0)
-      ids.maps.insert(id);
-    close(fd);
-  }
+  using test::for_each_bpf_object;
+  using test::kleak_named;
+  for_each_bpf_object<bpf_prog_info>(bpf_prog_get_next_id, bpf_prog_get_fd_by_id,
+                                     [&ids](uint32_t id, const bpf_prog_info& info) {
+                                       if (kleak_named(info.name)) ids.progs.insert(id);
+                                     });
+  for_each_bpf_object<bpf_link_info>(bpf_link_get_next_id, bpf_link_get_fd_by_id,
+                                     [&ids](uint32_t id, const bpf_link_info& info) {
+                                       if (ids.progs.count(info.prog_id)) ids.links.insert(id);
+                                     });
+  for_each_bpf_object<bpf_map_info>(bpf_map_get_next_id, bpf_map_get_fd_by_id,
+                                    [&ids](uint32_t id, const bpf_map_info& info) {
+                                      if (kleak_named(info.name)) ids.maps.insert(id);
+                                    });
   return ids;
 }
 

@@ -7,11 +7,11 @@
 
 #include <cerrno>
 #include <cstdlib>
-#include <cstring>
 #include <fstream>
 #include <set>
 #include <thread>
 
+#include "bpf_objects.h"
 #include "privileges.h"
 
 namespace kleak::test {
@@ -32,15 +32,10 @@ std::set<uint32_t>& foreign_programs() {
 
 template <typename Fn>
 void for_each_kleak_program(Fn fn) {
-  uint32_t id = 0;
-  while (bpf_prog_get_next_id(id, &id) == 0) {
-    int fd = bpf_prog_get_fd_by_id(id);
-    if (fd < 0) continue;  // unloaded meanwhile
-    bpf_prog_info info{};
-    uint32_t len = sizeof(info);
-    if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && std::strncmp(info.name, "kleak_", 6) == 0) fn(id, info);
-    close(fd);
-  }
+  for_each_bpf_object<bpf_prog_info>(bpf_prog_get_next_id, bpf_prog_get_fd_by_id,
+                                     [&fn](uint32_t id, const bpf_prog_info& info) {
+                                       if (kleak_named(info.name)) fn(id, info);
+                                     });
 }
 
 class MachineLock : public ::testing::Environment {
