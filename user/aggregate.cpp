@@ -187,12 +187,12 @@ void Aggregator::share_out_unsampled() {
       hint.stack_id = u.hint_stack_id;
       const uint64_t key = group_key(hint.stack_id, site);
       StackGroup& g = group_for(hint, key);
-      g.stack_inferred = true;
-      g.estimated = true;
+      g.estimate.stack_inferred = true;
+      g.estimate.estimated = true;
       g.bytes += u.bytes;
       g.count += u.count;
-      g.site_bytes = g.bytes;
-      g.site_count = g.count;
+      g.estimate.site_bytes = g.bytes;
+      g.estimate.site_count = g.count;
       g.oldest_ts_ns = std::min(g.oldest_ts_ns, u.oldest_ts_ns);
       g.newest_ts_ns = std::max(g.newest_ts_ns, u.newest_ts_ns);
       g.allocs.insert(g.allocs.end(), u.allocs.begin(), u.allocs.end());
@@ -202,13 +202,15 @@ void Aggregator::share_out_unsampled() {
     size_t biggest = 0;
     for (size_t i = 0; i < groups.size(); ++i) {
       StackGroup& g = agg_.groups[groups[i]];
-      g.estimated = true;
-      g.sampled = counts[i];
-      g.site_sampled = sampled;
-      g.site_count = sampled + u.count;
-      g.site_bytes = sampled_bytes + u.bytes;
+      Estimate& e = g.estimate;
+      e.estimated = true;
+      e.sampled = counts[i];
+      e.site_sampled = sampled;
+      e.site_count = sampled + u.count;
+      e.site_bytes = sampled_bytes + u.bytes;
       double p = static_cast<double>(counts[i]) / static_cast<double>(sampled);
-      g.count_error95 = 1.96 * static_cast<double>(g.site_count) * std::sqrt(p * (1 - p) / static_cast<double>(sampled));
+      e.count_error95 =
+          1.96 * static_cast<double>(e.site_count) * std::sqrt(p * (1 - p) / static_cast<double>(sampled));
       g.count += c[i];
       g.bytes += b[i];
       g.oldest_ts_ns = std::min(g.oldest_ts_ns, u.oldest_ts_ns);
@@ -226,7 +228,7 @@ Aggregate Aggregator::finish() && {
   share_out_unsampled();
   for (size_t i = 0; i < agg_.groups.size(); ++i) {
     StackGroup& g = agg_.groups[i];
-    if (!g.estimated) g.sampled = g.count;
+    if (!g.estimate.estimated) g.estimate.sampled = g.count;
     for (auto& [tgid, t] : tasks_[i]) g.tasks.push_back(std::move(t));
     std::sort(g.tasks.begin(), g.tasks.end(), [](const TaskCount& a, const TaskCount& b) {
       return a.count != b.count ? a.count > b.count : a.tgid < b.tgid;

@@ -24,6 +24,25 @@ struct TaskCount {
   uint64_t count = 0;
 };
 
+// The sampled (low-overhead) mode: a stack's `bytes` and `count` are
+// estimates when `estimated`: the allocations at its call site that carry
+// their own stack (`sampled` of them at this stack, `site_sampled` at the
+// call site) are split by stack, and the call site's exact totals
+// (`site_bytes`, `site_count`) are shared out in those proportions. sizes,
+// tasks and ages describe the sampled allocations. `stack_inferred`: no
+// outstanding allocation at the call site had its own stack; the stack shown
+// is the one last captured there.
+struct Estimate {
+  bool estimated = false;
+  bool stack_inferred = false;
+  uint64_t sampled = 0;
+  uint64_t site_sampled = 0;
+  uint64_t site_bytes = 0;
+  uint64_t site_count = 0;
+  // 95% interval half-width of the count estimate (binomial on the share).
+  double count_error95 = 0;
+};
+
 struct StackGroup {
   // A kleak_stacks key; 0 when the stack was not captured (stack_err says
   // why: -errno) and the group is keyed by call_site instead.
@@ -40,23 +59,7 @@ struct StackGroup {
   std::vector<SizeCount> sizes;  // most common first, at most kMaxSizes, then "other" (bytes_alloc 0)
   std::vector<TaskCount> tasks;  // most allocations first, at most kMaxTasks (exact counts)
   std::vector<LiveAlloc> allocs;  // oldest first, only when asked to keep them
-
-  // The sampled (low-overhead) mode: `bytes` and `count` are estimates when
-  // `estimated`: the allocations at this call site that carry their own
-  // stack (`sampled` of them here, `site_sampled` at the call site) are
-  // split by stack, and the call site's exact totals (`site_bytes`,
-  // `site_count`) are shared out in those proportions. sizes, tasks and ages
-  // describe the sampled allocations. `stack_inferred`: no outstanding
-  // allocation at the call site had its own stack; the stack shown is the
-  // one last captured there.
-  bool estimated = false;
-  bool stack_inferred = false;
-  uint64_t sampled = 0;
-  uint64_t site_sampled = 0;
-  uint64_t site_bytes = 0;
-  uint64_t site_count = 0;
-  // 95% interval half-width of the count estimate (binomial on the share).
-  double count_error95 = 0;
+  Estimate estimate;
 
   static constexpr size_t kMaxSizes = 8;
   static constexpr size_t kMaxTasks = 8;

@@ -210,13 +210,7 @@ Report build_report(const SnapshotInfo& snap, const Aggregate& agg, const TraceO
     s.newest_age_ms = age_ms(g.newest_ts_ns);
     s.call_site = make_frame(ksyms, g.call_site);
     s.reclaimable = g.flags & KLEAK_ALLOC_RECLAIMABLE;
-    s.estimated = g.estimated;
-    s.stack_inferred = g.stack_inferred;
-    s.sampled = g.sampled;
-    s.site_sampled = g.site_sampled;
-    s.site_bytes = g.site_bytes;
-    s.site_count = g.site_count;
-    s.count_error95 = g.count_error95;
+    s.estimate = g.estimate;
     if (growth) {
       s.has_growth = true;
       s.growth = growth->growth(group_key(g));
@@ -338,21 +332,23 @@ std::string render_text(const Report& r) {
     }
     std::string task = s.tasks.empty() ? "" :
         fmt::format(", top task {}/{} ({})", s.tasks[0].comm, s.tasks[0].tgid, s.tasks[0].count);
-    const char* approx = s.estimated ? "~" : "";
-    std::string pages = s.family == KLEAK_FAMILY_PAGE && r.page_size && !s.estimated
+    const Estimate& e = s.estimate;
+    const char* approx = e.estimated ? "~" : "";
+    std::string pages = s.family == KLEAK_FAMILY_PAGE && r.page_size && !e.estimated
                             ? fmt::format(" ({} pages)", s.bytes / r.page_size)
                             : std::string();
     out += fmt::format("\n#{} {}{}{} bytes{} in {}{} allocations [{}sizes {}] oldest {}{}{}\n", s.rank, family_tag(s),
-                       approx, s.bytes, pages, approx, s.count, s.estimated ? "sampled " : "", sizes,
+                       approx, s.bytes, pages, approx, s.count, e.estimated ? "sampled " : "", sizes,
                        age_text(s.oldest_age_ms), task, s.reclaimable ? " [reclaimable cache]" : "");
-    if (s.stack_inferred)
+    if (e.stack_inferred)
       out += fmt::format("    (estimated: none of these {} allocations had its stack sampled; the stack shown is the one "
                          "last captured at their call site)\n",
                          s.count);
-    else if (s.estimated)
-      out += fmt::format("    (estimated, count +-{:.0f} at 95%: {} of the {} sampled allocations at this call site have "
-                         "this stack; the call site holds exactly {} bytes in {} allocations)\n",
-                         s.count_error95, s.sampled, s.site_sampled, s.site_bytes, s.site_count);
+    else if (e.estimated)
+      out += fmt::format(
+          "    (estimated, count +-{:.0f} at 95%: {} of the {} sampled allocations at this call site have "
+          "this stack; the call site holds exactly {} bytes in {} allocations)\n",
+          e.count_error95, e.sampled, e.site_sampled, e.site_bytes, e.site_count);
     if (s.has_growth)
       out += fmt::format("    growth: {}/s, {:+.1f} allocs/s ({}, R2 {:.2f}, {} reports)\n",
                          signed_bytes(s.growth.bytes.slope_per_s), s.growth.count.slope_per_s, growth_label(s.growth),
@@ -520,11 +516,12 @@ nlohmann::json to_json(const Report& r) {
                       {"score", s.growth.score}};
     js["bytes"] = s.bytes;
     js["count"] = s.count;
-    js["estimated"] = s.estimated;
-    if (s.estimated)
-      js["estimate"] = {{"stack_inferred", s.stack_inferred},   {"sampled", s.sampled},
-                        {"site_sampled", s.site_sampled},       {"site_bytes", s.site_bytes},
-                        {"site_count", s.site_count},           {"count_error95", s.count_error95}};
+    const Estimate& e = s.estimate;
+    js["estimated"] = e.estimated;
+    if (e.estimated)
+      js["estimate"] = {{"stack_inferred", e.stack_inferred}, {"sampled", e.sampled},
+                        {"site_sampled", e.site_sampled},     {"site_bytes", e.site_bytes},
+                        {"site_count", e.site_count},         {"count_error95", e.count_error95}};
     json sizes = json::array();
     for (const SizeCount& sc : s.sizes) sizes.push_back({{"bytes_alloc", sc.bytes_alloc}, {"count", sc.count}});
     js["sizes"] = sizes;

@@ -60,14 +60,7 @@ struct StackReport {
   Frame call_site;
   std::vector<Frame> frames;  // innermost first; tracing frames removed
   std::vector<AllocLine> allocs;
-  // The sampled mode (see StackGroup): bytes/count are estimates.
-  bool estimated = false;
-  bool stack_inferred = false;
-  uint64_t sampled = 0;
-  uint64_t site_sampled = 0;
-  uint64_t site_bytes = 0;
-  uint64_t site_count = 0;
-  double count_error95 = 0;
+  Estimate estimate;        // the sampled mode: bytes/count are estimates
   bool has_growth = false;  // trace keeps history; CI and one-shot reports may not
   Growth growth;
   std::vector<PeekResult> peeks;  // --peek samples, oldest allocations first

@@ -163,12 +163,12 @@ TEST(Aggregate, SampledModeSharesCallSiteTotalsByOutstandingSamples) {
   EXPECT_EQ(g2->count, 1u + 3u);
   EXPECT_EQ(g1->bytes + g2->bytes, 3u * 64 + 32 + 12u * 64);
   EXPECT_EQ(g1->bytes, 192u + 658u);  // 768 * 192/224 = 658.3
-  EXPECT_TRUE(g1->estimated);
-  EXPECT_EQ(g1->sampled, 3u);
-  EXPECT_EQ(g1->site_sampled, 4u);
-  EXPECT_EQ(g1->site_count, 16u);
-  EXPECT_EQ(g1->site_bytes, 3u * 64 + 32 + 12u * 64);
-  EXPECT_GT(g1->count_error95, 0);
+  EXPECT_TRUE(g1->estimate.estimated);
+  EXPECT_EQ(g1->estimate.sampled, 3u);
+  EXPECT_EQ(g1->estimate.site_sampled, 4u);
+  EXPECT_EQ(g1->estimate.site_count, 16u);
+  EXPECT_EQ(g1->estimate.site_bytes, 3u * 64 + 32 + 12u * 64);
+  EXPECT_GT(g1->estimate.count_error95, 0);
   // The report's totals count every allocation once.
   EXPECT_EQ(a.count, 16u);
   EXPECT_EQ(a.bytes, 3u * 64 + 32 + 12u * 64);
@@ -184,7 +184,7 @@ TEST(Aggregate, SampledModeWithoutOutstandingSampleInfersTheHintStack) {
   Aggregate a = aggregate(v, 10 * kSec, 0, false);
   ASSERT_EQ(a.groups.size(), 1u);
   EXPECT_EQ(a.groups[0].stack_id, 42u);
-  EXPECT_TRUE(a.groups[0].stack_inferred);
+  EXPECT_TRUE(a.groups[0].estimate.stack_inferred);
   EXPECT_EQ(a.groups[0].count, 5u);
   EXPECT_EQ(a.groups[0].bytes, 640u);
 }
@@ -193,8 +193,8 @@ TEST(Aggregate, ExactModeGroupsAreNotEstimates) {
   std::vector<LiveAlloc> v = {make(1, 3, 10, kSec), make(2, 3, 10, kSec)};
   Aggregate a = aggregate(v, 10 * kSec, 0, false);
   ASSERT_EQ(a.groups.size(), 1u);
-  EXPECT_FALSE(a.groups[0].estimated);
-  EXPECT_EQ(a.groups[0].sampled, 2u);
+  EXPECT_FALSE(a.groups[0].estimate.estimated);
+  EXPECT_EQ(a.groups[0].estimate.sampled, 2u);
 }
 
 TEST(Aggregate, SampledModeYoungHintsCountOnlyInTotals) {
