@@ -253,18 +253,22 @@ TEST_F(Pinned, KilledStartLeavesNothingAfterStop) {
   ASSERT_EQ(start().status, 0);  // make sure bpffs is mounted before timing kills
   ASSERT_EQ(run({kKleak, "stop", "-q"}).status, 0);
   int complete = 0, half = 0, runs = 0;
-  for (int delay_ms = 0; delay_ms <= 200; delay_ms += 10, ++runs) {
-    Child k({kKleak, "start", "-q"});
-    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+  // Kills k, counts what it got to, and checks that stop clears whatever it left.
+  auto kill_then_stop = [&](Child& k, const std::string& when) {
     k.kill(SIGKILL);
     auto status = k.wait();
-    ASSERT_TRUE(status);
+    ASSERT_TRUE(status) << when;
     complete += *status == 0;
     for (const auto& name : kleak_pins()) half += name.rfind("kleak-new-", 0) == 0;
     auto stop = run({kKleak, "stop", "-q"});
-    EXPECT_TRUE(stop.status == 0 || stop.status == 3) << delay_ms << " ms: " << stop.err;
-    EXPECT_TRUE(kleak_pins().empty()) << delay_ms << " ms";
-    EXPECT_TRUE(nothing_left()) << delay_ms << " ms";
+    EXPECT_TRUE(stop.status == 0 || stop.status == 3) << when << ": " << stop.err;
+    EXPECT_TRUE(kleak_pins().empty()) << when;
+    EXPECT_TRUE(nothing_left()) << when;
+  };
+  for (int delay_ms = 0; delay_ms <= 200; delay_ms += 10, ++runs) {
+    Child k({kKleak, "start", "-q"});
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+    ASSERT_NO_FATAL_FAILURE(kill_then_stop(k, std::to_string(delay_ms) + " ms"));
   }
   // And killed the moment its half-built directory shows up.
   for (int i = 0; i < 5; ++i, ++runs) {
@@ -275,15 +279,7 @@ TEST_F(Pinned, KilledStartLeavesNothingAfterStop) {
       for (const auto& name : kleak_pins()) seen |= name.rfind("kleak-new-", 0) == 0 || name == "kleak";
       if (!seen) std::this_thread::yield();
     }
-    k.kill(SIGKILL);
-    auto status = k.wait();
-    ASSERT_TRUE(status);
-    complete += *status == 0;
-    for (const auto& name : kleak_pins()) half += name.rfind("kleak-new-", 0) == 0;
-    auto stop = run({kKleak, "stop", "-q"});
-    EXPECT_TRUE(stop.status == 0 || stop.status == 3) << stop.err;
-    EXPECT_TRUE(kleak_pins().empty());
-    EXPECT_TRUE(nothing_left());
+    ASSERT_NO_FATAL_FAILURE(kill_then_stop(k, "at the half-built directory, run " + std::to_string(i)));
   }
   std::cout << "[ info     ] of " << runs << " starts killed, " << complete << " had finished, " << half
             << " left a half-built directory\n";
