@@ -17,12 +17,14 @@
 
 #include "child.h"
 #include "env.h"
+#include "msghold.h"
 
 namespace kleak {
 namespace {
 
 using nlohmann::json;
 using test::Child;
+using test::MsgHold;
 using test::no_kleak_programs_within;
 using test::run;
 
@@ -100,15 +102,14 @@ TEST(Cli, DurationPrintsOneFinalJsonReportAndDetaches) {
 TEST(Cli, SigintPrintsFinalReportWithTheHeldMessages) {
   KLEAK_REQUIRE_BPF();
   const int n = 40;
-  Child holder({KLEAK_MSGHOLD_BIN, std::to_string(n)});
-  ASSERT_TRUE(holder.read_line());
+  MsgHold holder(n);
+  ASSERT_TRUE(holder.ready());
   Child kleak({kKleak, "1", "-o", "0", "-p", std::to_string(holder.pid()), "--format", "json", "-q"});
   auto first = kleak.read_line(std::chrono::seconds(30));
   ASSERT_TRUE(first) << "no first report";
   EXPECT_EQ(json::parse(*first)["final"], false);
   EXPECT_FALSE(test::loaded_kleak_programs().empty());
-  holder.send_line("send");
-  ASSERT_EQ(holder.read_line(), "held " + std::to_string(n));
+  ASSERT_TRUE(holder.send());
   auto last = kleak.last_line_after(SIGINT);
   ASSERT_TRUE(last) << "kleak did not end with a final report and status 0";
   json fin = json::parse(*last);
@@ -151,14 +152,12 @@ uint64_t count_for(const json& report, pid_t tgid, const std::string& fn) {
 TEST(Cli, LowOverheadNamesTheLeakStackWithExactCallSiteTotals) {
   KLEAK_REQUIRE_BPF();
   const int n = 2000;
-  Child holder({KLEAK_MSGHOLD_BIN, std::to_string(n)});
-  ASSERT_TRUE(holder.read_line());
+  MsgHold holder(n);
+  ASSERT_TRUE(holder.ready());
   // -p: the call site's totals are the holder's alone (other tests may hold
   // messages too: the triage tests run beside these).
-  json fin = trace_around({"--low-overhead", "--sort", "bytes", "-p", std::to_string(holder.pid())}, [&] {
-    holder.send_line("send");
-    ASSERT_EQ(holder.read_line(), "held " + std::to_string(n));
-  });
+  json fin = trace_around({"--low-overhead", "--sort", "bytes", "-p", std::to_string(holder.pid())},
+                          [&] { ASSERT_TRUE(holder.send()); });
   ASSERT_TRUE(fin.is_object()) << "no final report";
   EXPECT_EQ(fin["stack_sample_every"], 64);
   ASSERT_FALSE(fin["stacks"].empty());
@@ -183,12 +182,9 @@ TEST(Cli, CacheSelectsOneSlabtopRow) {
   const bool buckets = all.find("\nmsg_msg-4k ") != std::string::npos;
   const std::string home = buckets ? "msg_msg-4k" : "kmalloc-cg-4k";
   for (const std::string& cache : {home, std::string("kmalloc-rcl-4k")}) {
-    Child holder({KLEAK_MSGHOLD_BIN, std::to_string(n)});
-    ASSERT_TRUE(holder.read_line());
-    json fin = trace_around({"--cache", cache}, [&] {
-      holder.send_line("send");
-      ASSERT_EQ(holder.read_line(), "held " + std::to_string(n));
-    });
+    MsgHold holder(n);
+    ASSERT_TRUE(holder.ready());
+    json fin = trace_around({"--cache", cache}, [&] { ASSERT_TRUE(holder.send()); });
     ASSERT_TRUE(fin.is_object()) << "kleak --cache " << cache << " gave no final report";
     EXPECT_EQ(fin["filters"]["min_size_bytes"], 4096) << cache;
     uint64_t held = count_for(fin, holder.pid(), "load_msg");
@@ -225,12 +221,10 @@ TEST(Cli, CacheByNameTracesOnlyThatCache) {
 TEST(Cli, PeekShowsTheLeakedBuffersAndGroupsThem) {
   KLEAK_REQUIRE_BPF();
   const int n = 12;
-  Child holder({KLEAK_MSGHOLD_BIN, std::to_string(n)});
-  ASSERT_TRUE(holder.read_line());
-  json fin = trace_around({"--peek", "256", "--peek-samples", "5", "-p", std::to_string(holder.pid())}, [&] {
-    holder.send_line("send");
-    ASSERT_EQ(holder.read_line(), "held " + std::to_string(n));
-  });
+  MsgHold holder(n);
+  ASSERT_TRUE(holder.ready());
+  json fin = trace_around({"--peek", "256", "--peek-samples", "5", "-p", std::to_string(holder.pid())},
+                          [&] { ASSERT_TRUE(holder.send()); });
   ASSERT_TRUE(fin.is_object());
   const json* msg = nullptr;
   for (const auto& s : fin["stacks"])
@@ -264,8 +258,8 @@ TEST(Cli, HideAddressesPrintsNoKernelAddress) {
   KLEAK_REQUIRE_BPF();
   for (const char* format : {"json", "text"}) {
     // Something to report: messages held while kleak runs.
-    Child holder({KLEAK_MSGHOLD_BIN, "10000"});
-    ASSERT_TRUE(holder.read_line());
+    MsgHold holder(10000);
+    ASSERT_TRUE(holder.ready());
     holder.send_line("drip 20");
     auto r = run({kKleak, "-q", "-d", "2", "-o", "0", "-T", "20", "--hide-addresses", "--format", format});
     holder.send_line("stop");

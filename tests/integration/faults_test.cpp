@@ -21,12 +21,14 @@
 
 #include "child.h"
 #include "env.h"
+#include "msghold.h"
 
 namespace kleak {
 namespace {
 
 using nlohmann::json;
 using test::Child;
+using test::MsgHold;
 using test::no_kleak_programs_within;
 using test::run;
 
@@ -165,10 +167,9 @@ std::string wchan(pid_t pid) {
 TEST(Faults, SigkillMidReportLeavesNoProgram) {
   KLEAK_REQUIRE_BPF();
   const int n = 200;
-  Child holder({KLEAK_MSGHOLD_BIN, std::to_string(n)});
-  ASSERT_TRUE(holder.read_line());
-  holder.send_line("send");
-  ASSERT_EQ(holder.read_line(), "held " + std::to_string(n));
+  MsgHold holder(n);
+  ASSERT_TRUE(holder.ready());
+  ASSERT_TRUE(holder.send());
 
   int out[2];
   ASSERT_EQ(pipe2(out, O_CLOEXEC), 0);

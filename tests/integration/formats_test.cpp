@@ -22,6 +22,7 @@
 
 #include "child.h"
 #include "env.h"
+#include "msghold.h"
 #include "report.h"
 
 namespace kleak {
@@ -30,6 +31,7 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 using test::Child;
+using test::MsgHold;
 using test::run;
 
 const std::string kKleak = KLEAK_BIN;
@@ -92,9 +94,9 @@ bool wait_for(const std::function<bool()>& ok, std::chrono::milliseconds timeout
 // --output FILE -p HOLDER EXTRA...` traces; then SIGINT. Returns the file as
 // the final report left it ("" on failure, reported to gtest).
 std::string trace_held(const std::string& format, const std::vector<std::string>& extra, const fs::path& file) {
-  Child holder({KLEAK_MSGHOLD_BIN, std::to_string(kHeld)});
-  if (!holder.read_line()) {
-    ADD_FAILURE() << "kleak-msghold did not start";
+  MsgHold holder(kHeld);
+  if (auto ready = holder.ready(); !ready) {
+    ADD_FAILURE() << ready.message();
     return "";
   }
   std::vector<std::string> argv = {
@@ -108,8 +110,7 @@ std::string trace_held(const std::string& format, const std::vector<std::string>
     ADD_FAILURE() << "no first report in " << file;
     return "";
   }
-  holder.send_line("send");
-  EXPECT_EQ(holder.read_line(), "held " + std::to_string(kHeld));
+  EXPECT_TRUE(holder.send());
   kleak.kill(SIGINT);
   EXPECT_EQ(kleak.wait(), 0);
   return slurp(file);
@@ -297,8 +298,8 @@ TEST(Serve, PrometheusScrapesTheHeldBytes) {
   KLEAK_REQUIRE_BPF();
   KLEAK_REQUIRE_TOOL("prometheus");
   TempDir dir;
-  Child holder({KLEAK_MSGHOLD_BIN, std::to_string(kHeld)});
-  ASSERT_TRUE(holder.read_line());
+  MsgHold holder(kHeld);
+  ASSERT_TRUE(holder.ready());
   Child kleak({kKleak, "serve", "--listen", "127.0.0.1:0", "-o", "0", "-p", std::to_string(holder.pid()), "--cache",
                message_cache()},
               Child::Options{true, false});
@@ -325,8 +326,7 @@ TEST(Serve, PrometheusScrapesTheHeldBytes) {
   ASSERT_TRUE(wait_for([&] { return http_get(prom_port, "/-/ready").first == 200; }, std::chrono::seconds(30)))
       << "prometheus did not become ready: " << prom.read_stderr(std::chrono::seconds(1));
 
-  holder.send_line("send");
-  ASSERT_EQ(holder.read_line(), "held " + std::to_string(kHeld));
+  ASSERT_TRUE(holder.send());
   // URL-encoded: kleak_stack_outstanding_bytes{function="load_msg"}
   const std::string query = "/api/v1/query?query=kleak_stack_outstanding_bytes%7Bfunction%3D%22load_msg%22%7D";
   json last;

@@ -20,6 +20,7 @@
 #include "bpf_objects.h"
 #include "child.h"
 #include "env.h"
+#include "msghold.h"
 #include "pin_meta.h"
 
 namespace kleak {
@@ -27,6 +28,7 @@ namespace {
 
 using nlohmann::json;
 using test::Child;
+using test::MsgHold;
 using test::run;
 
 const std::string kKleak = KLEAK_BIN;
@@ -130,8 +132,8 @@ class Pinned : public ::testing::Test {
 
 TEST_F(Pinned, StartThenReportsFromNewProcessesThenStopLeavesNothing) {
   const int n = 25;
-  Child holder({KLEAK_MSGHOLD_BIN, std::to_string(n)});
-  ASSERT_TRUE(holder.read_line());
+  MsgHold holder(n);
+  ASSERT_TRUE(holder.ready());
   // -p: other processes on this machine may send messages too.
   auto s = start({"--size", "4096", "-p", std::to_string(holder.pid())});
   ASSERT_EQ(s.status, 0) << s.err;
@@ -145,8 +147,7 @@ TEST_F(Pinned, StartThenReportsFromNewProcessesThenStopLeavesNothing) {
   for (uint32_t id : now.links) links += before_.links.count(id) == 0;
   EXPECT_EQ(links, 4u);  // kmalloc, kfree, kmem_cache_alloc, kmem_cache_free
 
-  holder.send_line("send");
-  ASSERT_EQ(holder.read_line(), "held " + std::to_string(n));
+  ASSERT_TRUE(holder.send());
   for (int i = 0; i < 2; ++i) {  // any number of times
     auto r = run({kKleak, "report", "--format", "json", "-o", "0", "-T", "50"});
     ASSERT_EQ(r.status, 0) << r.err;

@@ -13,6 +13,7 @@
 
 #include "child.h"
 #include "env.h"
+#include "msghold.h"
 #include "stack_reclaim.h"
 
 namespace kleak {
@@ -56,15 +57,14 @@ TEST(StackReclaim, DeletesOnlyStacksUnreferencedAtTwoSweeps) {
 TEST(StackReclaim, KleakKeepsTheStoreFromFillingWithDeadStacks) {
   KLEAK_REQUIRE_BPF();
   const int n = 50;
-  test::Child holder({KLEAK_MSGHOLD_BIN, std::to_string(n)});
-  ASSERT_TRUE(holder.read_line());
+  test::MsgHold holder(n);
+  ASSERT_TRUE(holder.ready());
   test::Child work({KLEAK_CHURN_BIN, "proc", "40000"});
   ASSERT_TRUE(work.read_line());
   test::Child kleak({KLEAK_BIN, "1", "-o", "0", "--format", "json", "-q", "-T", "100", "--sort", "bytes",
                      "--stack-storage-size", "512"});
   ASSERT_TRUE(kleak.read_line(std::chrono::seconds(30)));
-  holder.send_line("send");
-  ASSERT_EQ(holder.read_line(), "held " + std::to_string(n));
+  ASSERT_TRUE(holder.send());
   work.send_line("go");
   ASSERT_TRUE(work.read_line(std::chrono::seconds(120)));  // "done OPS"
   std::this_thread::sleep_for(std::chrono::seconds(4));  // more sweeps

@@ -14,6 +14,7 @@
 #include "child.h"
 #include "env.h"
 #include "loader_fixture.h"
+#include "msghold.h"
 #include "options.h"
 #include "peek.h"
 #include "snapshot.h"
@@ -22,6 +23,7 @@ namespace kleak {
 namespace {
 
 using test::Child;
+using test::MsgHold;
 using test::kernel_symbols;
 
 class Tracer : public test::LoaderFixture {
@@ -76,7 +78,6 @@ class Tracer : public test::LoaderFixture {
     return m;
   }
 
-  static std::string msghold() { return KLEAK_MSGHOLD_BIN; }
   static std::string churn() { return KLEAK_CHURN_BIN; }
 };
 
@@ -86,14 +87,13 @@ class HeldMessages : public Tracer, public ::testing::WithParamInterface<std::tu
 
 TEST_P(HeldMessages, ExactCountAtLoadMsgThenGone) {
   const auto [n, sample_every] = GetParam();
-  Child holder({msghold(), std::to_string(n)});
-  expect_line(holder, "ready " + std::to_string(holder.pid()));
+  MsgHold holder(n);
+  ASSERT_TRUE(holder.ready());
   LoaderConfig cfg;
   cfg.stack_sample_every = sample_every;
   auto loader = attach(cfg);
   ASSERT_TRUE(loader);
-  holder.send_line("send");
-  expect_line(holder, "held " + std::to_string(n));
+  ASSERT_TRUE(holder.send());
 
   Snapshot held = snapshot(*loader);
   MsgCount m = msg_allocations(*loader, held, static_cast<uint32_t>(holder.pid()));
@@ -134,18 +134,16 @@ INSTANTIATE_TEST_SUITE_P(Counts, HeldMessages,
 
 TEST_F(Tracer, PidFilterRecordsOnlyThatProcess) {
   const int n = 20;
-  Child target({msghold(), std::to_string(n)});
-  Child other({msghold(), std::to_string(n)});
-  expect_line(target, "ready " + std::to_string(target.pid()));
-  expect_line(other, "ready " + std::to_string(other.pid()));
+  MsgHold target(n);
+  MsgHold other(n);
+  ASSERT_TRUE(target.ready());
+  ASSERT_TRUE(other.ready());
   LoaderConfig cfg;
   cfg.target_tgid = static_cast<uint32_t>(target.pid());
   auto loader = attach(cfg);
   ASSERT_TRUE(loader);
-  other.send_line("send");
-  expect_line(other, "held " + std::to_string(n));
-  target.send_line("send");
-  expect_line(target, "held " + std::to_string(n));
+  ASSERT_TRUE(other.send());
+  ASSERT_TRUE(target.send());
 
   Snapshot s = snapshot(*loader);
   EXPECT_EQ(msg_allocations(*loader, s, static_cast<uint32_t>(target.pid())).count, static_cast<uint64_t>(n));
@@ -160,9 +158,9 @@ TEST_F(Tracer, PidFilterRecordsOnlyThatProcess) {
 
 TEST_F(Tracer, SizeFilterRecordsOnlyThatSize) {
   const int n = 15;
-  Child holder({msghold(), std::to_string(n)});
+  MsgHold holder(n);
   Child load({churn(), "proc", "500"});
-  expect_line(holder, "ready " + std::to_string(holder.pid()));
+  ASSERT_TRUE(holder.ready());
   expect_line(load, "ready " + std::to_string(load.pid()));
   LoaderConfig cfg;
   cfg.min_size_bytes = cfg.max_size_bytes = 4096;
@@ -170,8 +168,7 @@ TEST_F(Tracer, SizeFilterRecordsOnlyThatSize) {
   ASSERT_TRUE(loader);
   load.send_line("go");
   ASSERT_TRUE(load.read_line());  // "done OPS"
-  holder.send_line("send");
-  expect_line(holder, "held " + std::to_string(n));
+  ASSERT_TRUE(holder.send());
 
   Snapshot s = snapshot(*loader);
   EXPECT_EQ(msg_allocations(*loader, s, static_cast<uint32_t>(holder.pid())).count, static_cast<uint64_t>(n));
@@ -242,12 +239,11 @@ INSTANTIATE_TEST_SUITE_P(Workloads, Churn,
 // track is never read.
 TEST_F(Tracer, PeekReadsLiveTrackedAllocationsOnly) {
   const int n = 6;
-  Child holder({msghold(), std::to_string(n)});
-  expect_line(holder, "ready " + std::to_string(holder.pid()));
+  MsgHold holder(n);
+  ASSERT_TRUE(holder.ready());
   auto loader = attach();
   ASSERT_TRUE(loader);
-  holder.send_line("send");
-  expect_line(holder, "held " + std::to_string(n));
+  ASSERT_TRUE(holder.send());
   Snapshot s = snapshot(*loader);
   std::vector<std::pair<uint64_t, uint32_t>> reqs;
   for (const auto& la : s.allocs) {
@@ -288,8 +284,8 @@ TEST_F(Tracer, PeekReadsLiveTrackedAllocationsOnly) {
 
 TEST_F(Tracer, StackStoreFullIsCountedAndCallSitesRemain) {
   const int n = 40;
-  Child holder({msghold(), std::to_string(n)});
-  expect_line(holder, "ready " + std::to_string(holder.pid()));
+  MsgHold holder(n);
+  ASSERT_TRUE(holder.ready());
   Child load({churn(), "proc", "300"});
   expect_line(load, "ready " + std::to_string(load.pid()));
   LoaderConfig cfg;
@@ -298,8 +294,7 @@ TEST_F(Tracer, StackStoreFullIsCountedAndCallSitesRemain) {
   ASSERT_TRUE(loader);
   load.send_line("go");
   ASSERT_TRUE(load.read_line());
-  holder.send_line("send");
-  expect_line(holder, "held " + std::to_string(n));
+  ASSERT_TRUE(holder.send());
   Snapshot s = snapshot(*loader);
   EXPECT_GT(s.counters[KLEAK_CNT_STACK_ENOMEM], 0u);
   // Every message is still recorded and found, by its call site where the
@@ -321,15 +316,14 @@ TEST_F(Tracer, OwnAllocationsAreNeverRecorded) {
 
 TEST_F(Tracer, MapFullIsCountedNotSilent) {
   const int n = 50;
-  Child holder({msghold(), std::to_string(n)});
-  expect_line(holder, "ready " + std::to_string(holder.pid()));
+  MsgHold holder(n);
+  ASSERT_TRUE(holder.ready());
   LoaderConfig cfg;
   cfg.max_allocs = 8;
   cfg.target_tgid = static_cast<uint32_t>(holder.pid());
   auto loader = attach(cfg);
   ASSERT_TRUE(loader);
-  holder.send_line("send");
-  expect_line(holder, "held " + std::to_string(n));
+  ASSERT_TRUE(holder.send());
   Snapshot s = snapshot(*loader);
   EXPECT_LE(s.allocs.size(), 8u);
   EXPECT_GE(s.counters[KLEAK_CNT_LIVE_FULL], static_cast<uint64_t>(n - 8));

@@ -15,12 +15,14 @@
 #include <nlohmann/json.hpp>
 
 #include "child.h"
+#include "msghold.h"
 
 namespace kleak {
 namespace {
 
 using nlohmann::json;
 using test::Child;
+using test::MsgHold;
 using test::run;
 
 const std::string kKleak = KLEAK_BIN;
@@ -113,8 +115,8 @@ TEST(TriageLive, FindsAGrowingSlabCacheAndNamesIt) {
   std::string slabinfo((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   // v6.11+ keeps messages in kmalloc buckets (msg_msg-4k), older kernels in kmalloc-cg-4k.
   const std::string cache = slabinfo.find("\nmsg_msg-4k ") != std::string::npos ? "msg_msg-4k" : "kmalloc-cg-4k";
-  Child leak({KLEAK_MSGHOLD_BIN, "100000"});
-  ASSERT_TRUE(leak.read_line());
+  MsgHold leak(100000);
+  ASSERT_TRUE(leak.ready());
   leak.send_line("drip 20");
   auto r = run({kKleak, "triage", "--interval", "0.5", "--duration", "5", "--format", "json", "-q"});
   leak.send_line("stop");
