@@ -16,11 +16,10 @@
 #include "child.h"
 #include "env.h"
 
-namespace kleak {
+namespace kleak::test {
 namespace {
 
 using nlohmann::json;
-using test::Child;
 
 struct CiRun {
   int status = -1;
@@ -170,26 +169,26 @@ TEST(Ci, BaselineSuppressesKnownStacksByName) {
 }
 
 TEST(Ci, UsageErrors) {
-  auto none = test::run({KLEAK_BIN, "--ci"});
+  auto none = run({KLEAK_BIN, "--ci"});
   EXPECT_EQ(none.status, 2);
   EXPECT_NE(none.err.find("--ci needs a command"), std::string::npos) << none.err;
-  auto stray = test::run({KLEAK_BIN, "--", "/bin/true"});
+  auto stray = run({KLEAK_BIN, "--", "/bin/true"});
   EXPECT_EQ(stray.status, 2);
-  auto bad_baseline = test::run({KLEAK_BIN, "--ci", "--baseline", "/nonexistent.json", "--", "/bin/true"});
+  auto bad_baseline = run({KLEAK_BIN, "--ci", "--baseline", "/nonexistent.json", "--", "/bin/true"});
   EXPECT_EQ(bad_baseline.status, 2);
   EXPECT_NE(bad_baseline.err.find("/nonexistent.json"), std::string::npos) << bad_baseline.err;
 }
 
 TEST(Ci, CommandThatCannotRunIsAUsageError) {
   KLEAK_REQUIRE_BPF();
-  auto r = test::run({KLEAK_BIN, "--ci", "-q", "--", "/nonexistent/workload"});
+  auto r = run({KLEAK_BIN, "--ci", "-q", "--", "/nonexistent/workload"});
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.err.find("cannot run /nonexistent/workload"), std::string::npos) << r.err;
 }
 
 TEST(Ci, UnprivilegedIsUnsupported) {
   if (getuid() != 0) GTEST_SKIP() << "needs root to drop privileges";
-  auto r = test::run({KLEAK_BIN, "--ci", "-q", "--", "/bin/true"}, Child::Options{false, true});
+  auto r = run({KLEAK_BIN, "--ci", "-q", "--", "/bin/true"}, Child::Options{false, true});
   EXPECT_EQ(r.status, 4);
 }
 
@@ -303,4 +302,4 @@ TEST(Ci, BusyWorkloadLeavesNothingInAnyFamily) {
 }
 
 }  // namespace
-}  // namespace kleak
+}  // namespace kleak::test

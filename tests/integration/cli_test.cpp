@@ -19,14 +19,10 @@
 #include "env.h"
 #include "msghold.h"
 
-namespace kleak {
+namespace kleak::test {
 namespace {
 
 using nlohmann::json;
-using test::Child;
-using test::MsgHold;
-using test::no_kleak_programs_within;
-using test::run;
 
 const std::string kKleak = KLEAK_BIN;
 
@@ -108,7 +104,7 @@ TEST(Cli, SigintPrintsFinalReportWithTheHeldMessages) {
   auto first = kleak.read_line(std::chrono::seconds(30));
   ASSERT_TRUE(first) << "no first report";
   EXPECT_EQ(json::parse(*first)["final"], false);
-  EXPECT_FALSE(test::loaded_kleak_programs().empty());
+  EXPECT_FALSE(loaded_kleak_programs().empty());
   ASSERT_TRUE(holder.send());
   auto last = kleak.last_line_after(SIGINT);
   ASSERT_TRUE(last) << "kleak did not end with a final report and status 0";
@@ -338,7 +334,7 @@ TEST(Cli, SigkillLeavesNoProgramBehind) {
   ASSERT_TRUE(kleak.read_line(std::chrono::seconds(30))) << "no first report";
   // The default (--family slab): the four slab hooks and the on-demand peek
   // reader, nothing of the other families.
-  EXPECT_EQ(test::loaded_kleak_programs().size(), 5u);
+  EXPECT_EQ(loaded_kleak_programs().size(), 5u);
   kleak.kill(SIGKILL);
   EXPECT_EQ(kleak.wait(), 128 + SIGKILL);
   EXPECT_TRUE(no_kleak_programs_within(std::chrono::seconds(5)));
@@ -353,7 +349,7 @@ TEST(Cli, FamilyAllLoadsEveryFamilyAndReportsIt) {
   // percpu alloc/free, vmap alloc/free where the kernel has them, peek.
   json j = json::parse(*line);
   const size_t want = 12 - j["missing"].size();
-  EXPECT_EQ(test::loaded_kleak_programs().size(), want) << j["missing"].dump();
+  EXPECT_EQ(loaded_kleak_programs().size(), want) << j["missing"].dump();
   kleak.kill(SIGKILL);
   kleak.wait();
   EXPECT_TRUE(no_kleak_programs_within(std::chrono::seconds(5)));
@@ -397,4 +393,4 @@ TEST(Cli, ClosedPipeEndsQuietly) {
 }
 
 }  // namespace
-}  // namespace kleak
+}  // namespace kleak::test

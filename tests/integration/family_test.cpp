@@ -19,11 +19,8 @@
 #include "loader_fixture.h"
 #include "snapshot.h"
 
-namespace kleak {
+namespace kleak::test {
 namespace {
-
-using test::Child;
-using test::kernel_symbols;
 
 struct Held {
   uint64_t count = 0;
@@ -31,7 +28,7 @@ struct Held {
   uint32_t bytes_req = 0;  // of the last one seen
 };
 
-class Families : public test::LoaderFixture {
+class Families : public LoaderFixture {
  protected:
   std::unique_ptr<Loader> attach(FamilySet families) {
     LoaderConfig cfg;
@@ -160,4 +157,4 @@ TEST_F(Families, OnlyAskedFamiliesAreLoaded) {
 }
 
 }  // namespace
-}  // namespace kleak
+}  // namespace kleak::test

@@ -23,14 +23,10 @@
 #include "env.h"
 #include "msghold.h"
 
-namespace kleak {
+namespace kleak::test {
 namespace {
 
 using nlohmann::json;
-using test::Child;
-using test::MsgHold;
-using test::no_kleak_programs_within;
-using test::run;
 
 const std::string kKleak = KLEAK_BIN;
 
@@ -195,7 +191,7 @@ TEST(Faults, SigkillMidReportLeavesNoProgram) {
   }
   EXPECT_TRUE(where.ends_with("pipe_write")) << "kleak never blocked in a report: " << where;
   EXPECT_GT(queued, 0);
-  EXPECT_EQ(test::loaded_kleak_programs().size(), 5u) << "still attached while blocked";
+  EXPECT_EQ(loaded_kleak_programs().size(), 5u) << "still attached while blocked";
   kill(k, SIGKILL);
   int st = 0;
   ASSERT_EQ(waitpid(k, &st, 0), k);
@@ -360,4 +356,4 @@ TEST(Faults, NoTracefsNoBpffsStillTraces) {
 }
 
 }  // namespace
-}  // namespace kleak
+}  // namespace kleak::test

@@ -25,14 +25,11 @@
 #include "msghold.h"
 #include "report.h"
 
-namespace kleak {
+namespace kleak::test {
 namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-using test::Child;
-using test::MsgHold;
-using test::run;
 
 const std::string kKleak = KLEAK_BIN;
 constexpr int kHeld = 40;
@@ -356,8 +353,8 @@ TEST(Serve, PrometheusScrapesTheHeldBytes) {
   prom.wait(std::chrono::seconds(10));
   kleak.kill(SIGINT);
   EXPECT_EQ(kleak.wait(std::chrono::seconds(10)), 0) << kleak.read_stderr(std::chrono::seconds(1));
-  EXPECT_TRUE(wait_for([] { return test::loaded_kleak_programs().empty(); }, std::chrono::seconds(3)));
+  EXPECT_TRUE(wait_for([] { return loaded_kleak_programs().empty(); }, std::chrono::seconds(3)));
 }
 
 }  // namespace
-}  // namespace kleak
+}  // namespace kleak::test

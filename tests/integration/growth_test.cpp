@@ -16,11 +16,10 @@
 #include "child.h"
 #include "env.h"
 
-namespace kleak {
+namespace kleak::test {
 namespace {
 
 using nlohmann::json;
-using test::Child;
 
 bool has_frame(const json& stack, const std::string& fn) {
   for (const auto& f : stack["frames"])
@@ -84,4 +83,4 @@ TEST(Growth, LeakRanksFirstCacheAndChurnAreNotLeaks) {
 }
 
 }  // namespace
-}  // namespace kleak
+}  // namespace kleak::test

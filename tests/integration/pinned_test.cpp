@@ -23,13 +23,10 @@
 #include "msghold.h"
 #include "pin_meta.h"
 
-namespace kleak {
+namespace kleak::test {
 namespace {
 
 using nlohmann::json;
-using test::Child;
-using test::MsgHold;
-using test::run;
 
 const std::string kKleak = KLEAK_BIN;
 const std::string kDir = "/sys/fs/bpf/kleak";
@@ -49,8 +46,6 @@ struct KleakIds {
 
 KleakIds kleak_ids() {
   KleakIds ids;
-  using test::for_each_bpf_object;
-  using test::kleak_named;
   for_each_bpf_object<bpf_prog_info>(bpf_prog_get_next_id, bpf_prog_get_fd_by_id,
                                      [&ids](uint32_t id, const bpf_prog_info& info) {
                                        if (kleak_named(info.name)) ids.progs.insert(id);
@@ -115,7 +110,7 @@ class Pinned : public ::testing::Test {
     before_ = kleak_ids();
   }
   void TearDown() override {
-    if (!test::bpf_unavailable_reason().empty()) return;
+    if (!bpf_unavailable_reason().empty()) return;
     auto r = run({kKleak, "stop", "--force", "-q"});
     EXPECT_TRUE(r.status == 0 || r.status == 3) << r.err;
     EXPECT_TRUE(nothing_left_within(before_, std::chrono::seconds(5)));
@@ -123,7 +118,7 @@ class Pinned : public ::testing::Test {
   }
   bool nothing_left() const { return nothing_left_within(before_, std::chrono::seconds(5)); }
   KleakIds before_;
-  static test::RunResult start(std::vector<std::string> extra = {}) {
+  static RunResult start(std::vector<std::string> extra = {}) {
     std::vector<std::string> argv = {kKleak, "start", "--mount-bpffs", "-q"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     return run(argv);
@@ -287,4 +282,4 @@ TEST_F(Pinned, KilledStartLeavesNothingAfterStop) {
 }
 
 }  // namespace
-}  // namespace kleak
+}  // namespace kleak::test

@@ -16,7 +16,7 @@
 #include "msghold.h"
 #include "stack_reclaim.h"
 
-namespace kleak {
+namespace kleak::test {
 namespace {
 
 using nlohmann::json;
@@ -57,12 +57,12 @@ TEST(StackReclaim, DeletesOnlyStacksUnreferencedAtTwoSweeps) {
 TEST(StackReclaim, KleakKeepsTheStoreFromFillingWithDeadStacks) {
   KLEAK_REQUIRE_BPF();
   const int n = 50;
-  test::MsgHold holder(n);
+  MsgHold holder(n);
   ASSERT_TRUE(holder.ready());
-  test::Child work({KLEAK_CHURN_BIN, "proc", "40000"});
+  Child work({KLEAK_CHURN_BIN, "proc", "40000"});
   ASSERT_TRUE(work.read_line());
-  test::Child kleak({KLEAK_BIN, "1", "-o", "0", "--format", "json", "-q", "-T", "100", "--sort", "bytes",
-                     "--stack-storage-size", "512"});
+  Child kleak({KLEAK_BIN, "1", "-o", "0", "--format", "json", "-q", "-T", "100", "--sort", "bytes",
+               "--stack-storage-size", "512"});
   ASSERT_TRUE(kleak.read_line(std::chrono::seconds(30)));
   ASSERT_TRUE(holder.send());
   work.send_line("go");
@@ -86,4 +86,4 @@ TEST(StackReclaim, KleakKeepsTheStoreFromFillingWithDeadStacks) {
 }
 
 }  // namespace
-}  // namespace kleak
+}  // namespace kleak::test

@@ -19,14 +19,10 @@
 #include "peek.h"
 #include "snapshot.h"
 
-namespace kleak {
+namespace kleak::test {
 namespace {
 
-using test::Child;
-using test::MsgHold;
-using test::kernel_symbols;
-
-class Tracer : public test::LoaderFixture {
+class Tracer : public LoaderFixture {
  protected:
   // Function names of a record's stack, or of its call site when the stack
   // walk failed (so a lost stack cannot hide an allocation from the count).
@@ -330,4 +326,4 @@ TEST_F(Tracer, MapFullIsCountedNotSilent) {
 }
 
 }  // namespace
-}  // namespace kleak
+}  // namespace kleak::test

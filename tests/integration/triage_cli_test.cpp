@@ -17,13 +17,10 @@
 #include "child.h"
 #include "msghold.h"
 
-namespace kleak {
+namespace kleak::test {
 namespace {
 
 using nlohmann::json;
-using test::Child;
-using test::MsgHold;
-using test::run;
 
 const std::string kKleak = KLEAK_BIN;
 
@@ -169,7 +166,7 @@ TEST(TriageLive, TextReportAndUsageError) {
 
 TEST(TriageLive, WorksWithoutRoot) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root to drop privileges to nobody";
-  test::Child::Options o;
+  Child::Options o;
   o.drop_privileges = true;
   auto r = run({kKleak, "triage", "--interval", "0.5", "--duration", "1", "--format", "json", "-q"}, o);
   ASSERT_EQ(r.status, 0) << r.err;
@@ -186,4 +183,4 @@ TEST(TriageLive, WorksWithoutRoot) {
 }
 
 }  // namespace
-}  // namespace kleak
+}  // namespace kleak::test

@@ -16,12 +16,10 @@
 #include "child.h"
 #include "env.h"
 
-namespace kleak {
+namespace kleak::test {
 namespace {
 
 using nlohmann::json;
-using test::Child;
-using test::run;
 
 const std::string kKleak = KLEAK_BIN;
 const std::string kUleak = KLEAK_ULEAK_BIN;
@@ -95,7 +93,7 @@ TEST(User, CommandLeaksNamedWithExactCountsFromMainsFirstStatement) {
   EXPECT_FALSE(rep["user"]["shallow_stacks"].get<bool>());
   // malloc(1 MiB) mmaps inside malloc: counted once, as the malloc.
   EXPECT_GT(rep["user"]["nested_calls"].get<uint64_t>(), 0u);
-  EXPECT_TRUE(test::loaded_kleak_programs().empty());
+  EXPECT_TRUE(loaded_kleak_programs().empty());
 }
 
 // exec replaces the address space: what the shell allocated before it
@@ -140,7 +138,7 @@ TEST(User, AgreesWithValgrindInUseAtExit) {
   KLEAK_REQUIRE_BPF();
   auto vg = run({"/usr/bin/valgrind", "--leak-check=full", "--show-leak-kinds=all", kUleak});
   if (vg.status == 127 || vg.err.find("in use at exit") == std::string::npos) {
-    if (test::running_in_ci()) FAIL() << "CI=true but valgrind did not run: " << vg.err;
+    if (running_in_ci()) FAIL() << "CI=true but valgrind did not run: " << vg.err;
     GTEST_SKIP() << "valgrind not installed";
   }
   std::smatch m;
@@ -185,8 +183,8 @@ TEST(User, CommandThatCannotRunIsStatus2AndGoneProcessStatus1) {
   auto g = run({kKleak, "user", "-q", "-p", "999999999"});
   EXPECT_EQ(g.status, 1) << g.err;
   EXPECT_NE(g.err.find("no process 999999999"), std::string::npos) << g.err;
-  EXPECT_TRUE(test::loaded_kleak_programs().empty());
+  EXPECT_TRUE(loaded_kleak_programs().empty());
 }
 
 }  // namespace
-}  // namespace kleak
+}  // namespace kleak::test
