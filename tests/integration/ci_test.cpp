@@ -15,6 +15,7 @@
 
 #include "child.h"
 #include "env.h"
+#include "msghold.h"
 
 namespace kleak::test {
 namespace {
@@ -216,13 +217,11 @@ TEST(Ci, ReusedPidOfAnExitedChildIsNotFollowed) {
       last << gone - 1 << std::flush;
       ASSERT_TRUE(last.good()) << "cannot write /proc/sys/kernel/ns_last_pid";
     }
-    Child hold({KLEAK_MSGHOLD_BIN, "4"});
+    MsgHold hold(4);
     reused = hold.pid() == gone;
     if (!reused) continue;  // another process took the PID first: try again
-    ASSERT_TRUE(hold.read_line().has_value());  // ready
-    hold.send_line("send");
-    auto held = hold.read_line();
-    ASSERT_EQ(held.value_or(""), "held 4");
+    ASSERT_TRUE(hold.ready());
+    ASSERT_TRUE(hold.send());
     hold.send_line("keep");
     auto kept = hold.read_line();
     ASSERT_TRUE(kept && kept->rfind("kept", 0) == 0) << kept.value_or("(nothing)");
