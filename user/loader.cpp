@@ -117,6 +117,26 @@ bool kmem_cache_alloc_has_cache(const btf* b) {
   return arg && btf_is_ptr(arg);
 }
 
+// Whether this kernel's verifier lets a tp_btf program load an argument
+// typed `const void *` directly (v6.16+, see bpf/compat.bpf.h): loads a
+// three-instruction program on kmalloc that does `r0 = ctx[1]`. Any failure
+// means no, and the programs copy such arguments with a helper instead.
+bool direct_void_ptr_args_allowed() {
+  int btf_id = libbpf_find_vmlinux_btf_id("kmalloc", BPF_TRACE_RAW_TP);
+  if (btf_id <= 0) return false;
+  const bpf_insn insns[] = {
+      {.code = BPF_LDX | BPF_MEM | BPF_DW, .dst_reg = BPF_REG_0, .src_reg = BPF_REG_1, .off = 8, .imm = 0},
+      {.code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0, .src_reg = 0, .off = 0, .imm = 0},
+      {.code = BPF_JMP | BPF_EXIT, .dst_reg = 0, .src_reg = 0, .off = 0, .imm = 0},
+  };
+  LIBBPF_OPTS(bpf_prog_load_opts, opts, .expected_attach_type = BPF_TRACE_RAW_TP,
+              .attach_btf_id = static_cast<uint32_t>(btf_id));
+  int fd = bpf_prog_load(BPF_PROG_TYPE_TRACING, "kleak_probe", "GPL", insns, std::size(insns), &opts);
+  if (fd < 0) return false;
+  close(fd);
+  return true;
+}
+
 // The value of enumerator `name` in any enum of `btf`, anonymous ones too.
 std::optional<int64_t> enum_value(const btf* b, const char* name) {
   for (uint32_t id = 1; id < btf__type_cnt(b); ++id) {
@@ -244,6 +264,8 @@ Status Loader::probe_and_configure() {
 
   auto* ro = skel_->rodata;
   ro->gfp_account = gfp_account_;
+  // Only against the running kernel's own BTF (a --btf file may describe another).
+  ro->direct_ptr_args = config_.btf_path.empty() && direct_void_ptr_args_allowed();
   ro->self_tgid = config_.self_tgid;
   ro->target_tgid = config_.target_tgid;
   ro->follow_tasks = !config_.follow_tgids.empty();
