@@ -14,7 +14,10 @@
 #
 # Environment:
 #   KLEAK_BENCH_TRACERS  which to run, in this order (default: every one
-#                        available): kleak kleak-low memleak bpftrace ftrace ftrace-stacks
+#                        available): empty kleak kleak-low memleak bpftrace ftrace ftrace-stacks
+#                        (empty: programs that do nothing on the four
+#                        kmem tracepoints, bench/empty_hooks.c: the dispatch
+#                        floor every BPF tracer of these events pays)
 #                        (ftrace: the kmem events read raw from tracefs, as
 #                        trace-cmd record does; -stacks adds a kernel stack each)
 #   KLEAK_BENCH_MEMLEAK  path to a libbpf-tools memleak binary (bcc's
@@ -48,7 +51,7 @@ if [ ! -e $tracefs/trace ]; then mount -t tracefs nodev $tracefs 2>/dev/null || 
 if [ -n "${KLEAK_BENCH_TRACERS:-}" ]; then
   read -r -a tracers <<<"$KLEAK_BENCH_TRACERS"
 else
-  tracers=(kleak kleak-low)
+  tracers=(empty kleak kleak-low)
   [ -n "$memleak" ] && tracers+=(memleak)
   command -v bpftrace >/dev/null && tracers+=(bpftrace)
   [ -e $tracefs/trace ] && tracers+=(ftrace ftrace-stacks)
@@ -82,6 +85,7 @@ wait_attached() {
 start_tracer() {
   local t=$1
   case $t in
+    empty) "$build/bench/kleak-bench-empty" 2>"$tmp/tracer.err" & ;;
     kleak) "$kleak" -q --format json -d 3600 >"$tmp/report.json" 2>"$tmp/tracer.err" & ;;
     kleak-low) "$kleak" -q --format json -d 3600 --low-overhead >"$tmp/report.json" 2>"$tmp/tracer.err" & ;;
     memleak) "$memleak" 3600 >/dev/null 2>"$tmp/tracer.err" & ;;
