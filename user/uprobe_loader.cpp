@@ -14,6 +14,7 @@
 #include "abi.h"
 #include "kleak_user.skel.h"
 #include "log.h"
+#include "probe_site.h"
 #include "usyms.h"
 
 namespace kleak {
@@ -140,6 +141,20 @@ Status UserLoader::attach(uint32_t slot, uint32_t pid, const AllocatorLibs& libs
     uint64_t off = 0;
     if (vaddr) off = (*f)->file_offset(*vaddr).value_or(0);
     std::string label = base_name(path) + ":" + name;
+    ProbeSite site;
+    if (off != 0) {
+      std::vector<uint8_t> code = (*f)->function_code(*vaddr);
+      site = choose_probe_site(code.data(), code.size(), *vaddr);
+      if (site.offset != 0) {
+        label += fmt::format("+{}", site.offset);
+        if (slot == 0)
+          log_info("{}: probed at +{} ({}, emulated) instead of its entry ({}, single-stepped)", name,
+                   site.offset, site.insn, site.entry_insn);
+      } else if (!site.emulated && slot == 0) {
+        log_info("{}: probed at its entry ({}, single-stepped: each hit costs a second trap)", name,
+                 site.entry_insn.empty() ? "not decoded" : site.entry_insn);
+      }
+    }
     if (off == 0) {
       if (fn == KLEAK_UFN_MALLOC || fn == KLEAK_UFN_FREE)
         return make_error(fmt::format("{} has no function {}: is it the allocator? (--obj, --symbols-prefix)", path,
@@ -156,7 +171,9 @@ Status UserLoader::attach(uint32_t slot, uint32_t pid, const AllocatorLibs& libs
       if (slot == 0) attached_[it->second] += "=" + name;
       continue;
     }
-    if (auto st = attach_one(slot, pid, fmt::format("/proc/{}/root{}", pid, path), off, fn); !st) return st;
+    if (slot == 0 && !site.emulated) ++single_stepped_;
+    if (auto st = attach_one(slot, pid, fmt::format("/proc/{}/root{}", pid, path), off + site.offset, fn); !st)
+      return st;
     seen[key] = attached_.size();
     if (slot == 0) attached_.push_back(label);
   }

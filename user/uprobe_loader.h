@@ -63,9 +63,12 @@ class UserLoader {
   uint32_t live_capacity() const { return config_.max_allocs; }
   uint32_t stack_capacity() const { return config_.stack_storage_size; }
   // "libc.so.6:malloc", ... (aliases at one address are attached once, as
-  // "libc.so.6:memalign=aligned_alloc").
+  // "libc.so.6:memalign=aligned_alloc"; "libc.so.6:free+3": probed past
+  // the entry, see probe_site.h).
   const std::vector<std::string>& attached() const { return attached_; }
   const std::vector<std::string>& missing() const { return missing_; }
+  // Probed functions whose probe the kernel single-steps (see probe_site.h).
+  uint32_t single_stepped() const { return single_stepped_; }
 
  private:
   explicit UserLoader(UserLoaderConfig config);
@@ -84,6 +87,7 @@ class UserLoader {
   std::vector<std::unique_ptr<bpf_link, LinkDeleter>> links_;
   std::vector<std::string> attached_;
   std::vector<std::string> missing_;
+  uint32_t single_stepped_ = 0;
 };
 
 // Per-CPU user-only counters, summed (enum kleak_user_counter order).

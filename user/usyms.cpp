@@ -209,6 +209,17 @@ uint64_t ElfFile::vaddr_of_offset(uint64_t off) const {
   return off;  // no program headers: offsets are addresses (ET_REL)
 }
 
+std::vector<uint8_t> ElfFile::function_code(uint64_t vaddr) const {
+  const Sym* s = find(vaddr);
+  auto off = file_offset(vaddr);
+  constexpr uint64_t kMaxFunctionBytes = 1 << 20;  // a symbol size past this is not a function
+  if (!s || s->addr != vaddr || s->size == 0 || s->size > kMaxFunctionBytes || !off) return {};
+  std::vector<uint8_t> code(s->size);
+  ssize_t n = pread(fd_, code.data(), code.size(), static_cast<off_t>(*off));
+  if (n != static_cast<ssize_t>(code.size())) return {};
+  return code;
+}
+
 std::string ElfFile::source_line(uint64_t vaddr) const {
 #ifdef KLEAK_HAVE_LIBDW
   if (!dwarf_) return {};

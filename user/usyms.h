@@ -61,6 +61,9 @@ class ElfFile {
   // ELF virtual address <-> file offset, through the PT_LOAD segments.
   std::optional<uint64_t> file_offset(uint64_t vaddr) const;
   uint64_t vaddr_of_offset(uint64_t file_offset) const;
+  // The bytes of the function that starts at vaddr (its symbol's size), as
+  // the file holds them; empty when no sized symbol starts there.
+  std::vector<uint8_t> function_code(uint64_t vaddr) const;
   // "dir/file.c:42", or empty without debug info for vaddr.
   std::string source_line(uint64_t vaddr) const;
   bool has_debug_info() const { return dwarf_ != nullptr; }
