@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "aggregate.h"
+#include "ci_report.h"
 #include "loader.h"
 #include "log.h"
 #include "privileges.h"
@@ -216,42 +217,12 @@ int run_ci(const TraceOptions& opts) {
   Report r = build_report(*info, judged, shown, ctx, syms, stacks);
   if (auto st = add_peeks(r, loader->peek_prog_fd(), loader->peek_map_fd()); !st)
     log_warn("--peek: {}", st.error().message);
-  nlohmann::json j = to_json(r);
-  j["ci"] = verdict_json(v, ci);
-  j["ci"]["command_status"] = with_command ? nlohmann::json(command.status()) : nlohmann::json(nullptr);
-  j["ci"]["traced_s"] = static_cast<double>(traced_ns) / 1e9;
-  const std::string json_line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
-  std::string text = render_text(r);
-  text += fmt::format("\nkleak --ci: {}", v.summary);
-  if (v.suppressed_baseline + v.suppressed_ignored + v.suppressed_reclaimable + v.suppressed_unverified +
-          v.suppressed_known_cache >
-      0)
-    text += fmt::format(
-        " (not judged: {} baseline, {} ignored, {} reclaimable-cache, {} unverified, {} known-cache stacks)",
-        v.suppressed_baseline, v.suppressed_ignored, v.suppressed_reclaimable, v.suppressed_unverified,
-        v.suppressed_known_cache);
-  if (with_command) text += fmt::format("; command exited {}", command.status());
-  text += "\n";
-
-  const bool as_json = opts.format == OutputFormat::json || opts.format == OutputFormat::jsonl;
-  if (!output->write(as_json ? json_line : text) && errno != EPIPE) {
-    const int err = errno;  // before anything else can change it
-    const std::string where = output->path().empty() ? "" : " to " + output->path();
-    log_error("{}", make_error("write report" + where, err).message);
-    return kCiIncomplete;
-  }
-  const double secs = static_cast<double>(monotonic_ns() - start) / 1e9;
-  for (const auto& [path, body] : {std::pair{ci.report_json_path, json_line},
-                                   std::pair{ci.junit_path, junit_xml(v, text, secs)},
-                                   std::pair{ci.ktap_path, ktap(v, text)}}) {
-    if (path.empty()) continue;
-    if (auto why = write_file(path, body); !why.empty()) {
-      log_error("{}", why);
-      return kCiIncomplete;
-    }
-  }
-  if (as_json && !opts.quiet) fmt::print(stderr, "kleak --ci: {}\n", v.summary);
-  return v.status;
+  CiRun run;
+  run.tool = "kleak --ci";
+  if (with_command) run.command_status = command.status();
+  run.traced_s = static_cast<double>(traced_ns) / 1e9;
+  run.elapsed_s = static_cast<double>(monotonic_ns() - start) / 1e9;
+  return write_ci_verdict(r, v, opts, run, *output);
 }
 
 }  // namespace kleak

@@ -199,6 +199,16 @@ void add_limit_options(CLI::App& app, TraceOptions& o, OptionStrings& s) {
   app.add_option("--btf", o.btf_path, "Kernel BTF file, for kernels without /sys/kernel/btf/vmlinux");
 }
 
+void add_ci_verdict_options(CLI::App& app, CiOptions& ci) {
+  app.add_option("--fail-on-bytes", ci.fail_on_bytes, "Leak when at least BYTES are outstanding (default: any)");
+  app.add_option("--fail-on-count", ci.fail_on_count, "Leak when at least N allocations are outstanding");
+  app.add_option("--baseline", ci.baseline_path, "Earlier JSON report: its stacks are not reported again");
+  app.add_option("--ignore", ci.ignore, "Ignore stacks with a function matching PATTERN (fnmatch; repeatable)");
+  app.add_option("--report-json", ci.report_json_path, "Also write the JSON report to FILE");
+  app.add_option("--junit", ci.junit_path, "Write a JUnit XML verdict to FILE");
+  app.add_option("--ktap", ci.ktap_path, "Write a KTAP verdict to FILE");
+}
+
 void add_verbose_option(CLI::App& app, TraceOptions& o) {
   const HelpGroup group(app, "Limits");
   app.add_flag("--selftest", o.selftest,
@@ -286,19 +296,13 @@ ParsedCommandLine parse_command_line(const std::vector<std::string>& args, std::
         "Judge instead of report: trace COMMAND's process tree (or --duration), wait --settle, exit 1 on a leak");
     app.add_option("--settle", o.ci.settle_s,
                    "Seconds to wait after COMMAND for deferred frees (default 10; ends early when nothing is left)");
-    app.add_option("--fail-on-bytes", o.ci.fail_on_bytes, "Leak when at least BYTES are outstanding (default: any)");
-    app.add_option("--fail-on-count", o.ci.fail_on_count, "Leak when at least N allocations are outstanding");
-    app.add_option("--baseline", o.ci.baseline_path, "Earlier JSON report: its stacks are not reported again");
-    app.add_option("--ignore", o.ci.ignore, "Ignore stacks with a function matching PATTERN (fnmatch; repeatable)");
+    add_ci_verdict_options(app, o.ci);
     app.add_flag("--include-reclaimable", o.ci.include_reclaimable,
                  "Also judge reclaimable caches (dentries, inodes: freed under memory pressure)");
     app.add_flag("--include-unverified", o.ci.include_unverified,
                  "Also judge stacks whose cache or call site had frees bypass kleak (bulk frees): may be phantoms");
     app.add_flag("--no-known-caches", o.ci.no_known_caches,
                  "Also judge bounded kernel caches kleak knows (e.g. cached thread stacks)");
-    app.add_option("--report-json", o.ci.report_json_path, "Also write the JSON report to FILE");
-    app.add_option("--junit", o.ci.junit_path, "Write a JUnit XML verdict to FILE");
-    app.add_option("--ktap", o.ci.ktap_path, "Write a KTAP verdict to FILE");
   }
 
   // Everything after "--" is the command to run (CI mode), kept out of CLI11.

@@ -175,6 +175,10 @@ void add_report_options(CLI::App& app, TraceOptions& o, OptionStrings& s, bool w
 // --max-allocs, --stack-storage-size, --low-overhead, --stack-sample, --btf.
 void add_limit_options(CLI::App& app, TraceOptions& o, OptionStrings& s);
 void add_verbose_option(CLI::App& app, TraceOptions& o);
+// The verdict options every CI mode has: --fail-on-bytes, --fail-on-count,
+// --baseline, --ignore, --report-json, --junit, --ktap (in the caller's
+// HelpGroup).
+void add_ci_verdict_options(CLI::App& app, CiOptions& ci);
 // Empty, or the one-line reason `s` is invalid. top_given: -T was on the
 // command line (else folded and pprof show every stack).
 std::string apply_option_strings(TraceOptions& o, const OptionStrings& s, bool top_given);

@@ -22,6 +22,7 @@
 #include "privileges.h"
 #include "procfs.h"
 #include "report.h"
+#include "report_schedule.h"
 #include "selftest.h"
 #include "snapshot.h"
 #include "stack_reclaim.h"
@@ -281,17 +282,10 @@ int run_trace(const TraceOptions& opts) {
                                    : std::string("Ctrl-C for the final report."));
   }
 
-  const uint64_t start = session.start_ns();
-  const uint64_t deadline = opts.duration_s > 0 ? start + static_cast<uint64_t>(opts.duration_s * 1e9) : 0;
-  const uint64_t step = opts.interval_s > 0 ? static_cast<uint64_t>(opts.interval_s * 1e9) : 0;
-  uint64_t next = step ? start + step : 0;
-  uint64_t reports = 0;
+  ReportSchedule schedule(session.start_ns(), opts.interval_s, opts.count, opts.duration_s);
   const uint64_t maint_step = static_cast<uint64_t>(kReclaimPeriodS * 1e9);
   for (;;) {
-    uint64_t wake = next && deadline ? std::min(next, deadline) : (next ? next : deadline);
-    const uint64_t maint = monotonic_ns() + maint_step;
-    wake = wake ? std::min(wake, maint) : maint;
-    int sig = wait_until(stop_set, wake);
+    int sig = wait_until(stop_set, schedule.wake(monotonic_ns() + maint_step));
     if (sig != 0) {
       // A second Ctrl-C while the final report is printed ends kleak at once;
       // fd-based links detach with the process.
@@ -301,19 +295,18 @@ int run_trace(const TraceOptions& opts) {
       return rc < 0 ? kExitOk : rc;
     }
     uint64_t now = monotonic_ns();
-    if (deadline && now >= deadline) {
+    if (schedule.deadline_passed(now)) {
       int rc = session.report(true);
       return rc < 0 ? kExitOk : rc;
     }
-    if (!next || now < next) session.maintain();
-    if (next && now >= next) {
-      ++reports;
-      bool last = opts.count > 0 && reports >= opts.count;
-      if (int rc = session.report(last); rc >= 0) return rc;
-      if (last) return kExitOk;
-      // Skip intervals a slow report overran instead of firing them back to back.
-      while (next <= monotonic_ns()) next += step;
+    if (!schedule.report_due(now)) {
+      session.maintain();
+      continue;
     }
+    const bool last = schedule.next_is_last();
+    if (int rc = session.report(last); rc >= 0) return rc;
+    if (last) return kExitOk;
+    schedule.reported(monotonic_ns());
   }
 }
 

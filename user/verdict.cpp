@@ -143,6 +143,14 @@ std::string suppression(const std::vector<Frame>& frames, const std::string& key
   return {};
 }
 
+void count_suppressed(Verdict& v, const std::string& why) {
+  if (why == "reclaimable") ++v.suppressed_reclaimable;
+  else if (why == "unverified") ++v.suppressed_unverified;
+  else if (why == "known-cache") ++v.suppressed_known_cache;
+  else if (why == "baseline") ++v.suppressed_baseline;
+  else if (why == "ignored") ++v.suppressed_ignored;
+}
+
 Aggregate judged_groups(const Aggregate& agg, const SnapshotInfo& snap, const CiOptions& ci,
                         const std::set<std::string>& baseline, const Ksyms& ksyms, const StackSource& stacks,
                         Verdict& v) {
@@ -155,11 +163,7 @@ Aggregate judged_groups(const Aggregate& agg, const SnapshotInfo& snap, const Ci
     auto missed = snap.missed_sites.find(missed_free_key(g));
     std::string why = suppression(frames, stack_key(frames), g.flags & KLEAK_ALLOC_RECLAIMABLE,
                                   missed == snap.missed_sites.end() ? 0 : missed->second, ci, baseline);
-    if (why == "reclaimable") ++v.suppressed_reclaimable;
-    else if (why == "unverified") ++v.suppressed_unverified;
-    else if (why == "known-cache") ++v.suppressed_known_cache;
-    else if (why == "baseline") ++v.suppressed_baseline;
-    else if (why == "ignored") ++v.suppressed_ignored;
+    count_suppressed(v, why);
     if (!why.empty()) continue;
     out.groups.push_back(g);
     out.bytes += g.bytes;
@@ -217,7 +221,7 @@ nlohmann::json verdict_json(const Verdict& v, const CiOptions& ci) {
   return j;
 }
 
-std::string junit_xml(const Verdict& v, const std::string& details, double seconds) {
+std::string junit_xml(const Verdict& v, const std::string& details, double seconds, const std::string& testcase) {
   std::string body;
   if (v.status == kCiLeak)
     body = fmt::format("<failure type=\"leak\" message=\"{}\">{}</failure>", xml_escape(v.summary), xml_escape(details));
@@ -228,18 +232,19 @@ std::string junit_xml(const Verdict& v, const std::string& details, double secon
       "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
       "<testsuites>\n"
       "  <testsuite name=\"kleak\" tests=\"1\" failures=\"{}\" errors=\"{}\" skipped=\"0\" time=\"{:.3f}\">\n"
-      "    <testcase classname=\"kleak\" name=\"kernel-memory-leaks\" time=\"{:.3f}\">{}</testcase>\n"
+      "    <testcase classname=\"kleak\" name=\"{}-memory-leaks\" time=\"{:.3f}\">{}</testcase>\n"
       "  </testsuite>\n"
       "</testsuites>\n",
-      v.status == kCiLeak ? 1 : 0, v.status != kCiLeak && v.status != kCiPass ? 1 : 0, seconds, seconds, body);
+      v.status == kCiLeak ? 1 : 0, v.status != kCiLeak && v.status != kCiPass ? 1 : 0, seconds, testcase, seconds,
+      body);
 }
 
-std::string ktap(const Verdict& v, const std::string& details) {
+std::string ktap(const Verdict& v, const std::string& details, const std::string& testcase) {
   std::string out = "KTAP version 1\n1..1\n";
   std::istringstream in(details);
   std::string line;
   while (std::getline(in, line)) out += "# " + line + "\n";
-  out += fmt::format("{} 1 kleak_kernel_memory_leaks # {}\n", v.status == kCiPass ? "ok" : "not ok", v.summary);
+  out += fmt::format("{} 1 kleak_{}_memory_leaks # {}\n", v.status == kCiPass ? "ok" : "not ok", testcase, v.summary);
   return out;
 }
 

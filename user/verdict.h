@@ -48,6 +48,9 @@ struct Verdict {
   std::string interrupted;  // why the run was cut short, if it was
 };
 
+// Counts a stack set aside for `why` (a suppression() reason; empty: none).
+void count_suppressed(Verdict& v, const std::string& why);
+
 // Splits `agg` into the groups that are judged (returned, ranked, totals
 // recomputed) and tallies the rest into `v`.
 Aggregate judged_groups(const Aggregate& agg, const SnapshotInfo& snap, const CiOptions& ci,
@@ -58,7 +61,10 @@ Aggregate judged_groups(const Aggregate& agg, const SnapshotInfo& snap, const Ci
 void decide(Verdict& v, const CiOptions& ci);
 
 nlohmann::json verdict_json(const Verdict& v, const CiOptions& ci);
-std::string junit_xml(const Verdict& v, const std::string& details, double seconds);
-std::string ktap(const Verdict& v, const std::string& details);
+// `testcase`: what was judged, "kernel" or "user" (kernel-memory-leaks,
+// kleak_kernel_memory_leaks).
+std::string junit_xml(const Verdict& v, const std::string& details, double seconds,
+                      const std::string& testcase = "kernel");
+std::string ktap(const Verdict& v, const std::string& details, const std::string& testcase = "kernel");
 
 }  // namespace kleak
