@@ -25,12 +25,16 @@ Examples:
   kleak user -c "./server --port 80"   start the command with the probes in place; report at its exit
   kleak user -- ./a.out arg1 'arg 2'   the same, arguments given as they are
   kleak user -p 1234 --obj /usr/lib/x86_64-linux-gnu/libjemalloc.so.2
+  kleak user --ci --junit leaks.xml -- ./unit-tests   CI: fail if the tests leave blocks behind
+  kleak user --format folded -- ./a.out > a.folded   flame graph input (flamegraph.pl, inferno)
   kleak triage                         first: which process's memory grows?
 
 Stacks are walked with frame pointers: build with -fno-omit-frame-pointer for
 deep stacks. With -c (or --) the final report is what was outstanding when the
 command exited, like valgrind's "definitely + indirectly + still reachable".
-Exit status: 0 ok, 1 runtime failure (privileges, attach, a process gone), 2 usage.)";
+Exit status: 0 ok, 1 runtime failure (privileges, attach, a process gone), 2 usage.
+With --ci: 0 no leak, 1 leak found, 2 usage, 3 incomplete (blocks lost, or
+interrupted), 4 cannot trace here (privileges, attach).)";
 
 bool parse_pids(const std::string& s, std::vector<uint32_t>& out) {
   size_t pos = 0;
@@ -96,6 +100,13 @@ std::string validate(const UserOptions& o) {
   if (r.max_allocs == 0) return "--max-allocs must be at least 1";
   if (r.stack_storage_size == 0) return "--stack-storage-size must be at least 1";
   if (!o.obj.empty() && o.obj[0] != '/') return "--obj wants an absolute path";
+  if (r.ci.enabled && o.command.empty() && r.duration_s <= 0) return "--ci needs a command (-c or --) or --duration";
+  if (r.ci.enabled && (r.interval_s > 0 || r.count > 0)) return "--ci takes no interval or count";
+  if (r.ci.enabled && is_snapshot_format(r.format)) return "--ci reports as text or json (--report-json for a file)";
+  if (!r.ci.enabled && (r.ci.fail_on_bytes || r.ci.fail_on_count || !r.ci.baseline_path.empty() ||
+                        !r.ci.ignore.empty() || !r.ci.report_json_path.empty() || !r.ci.junit_path.empty() ||
+                        !r.ci.ktap_path.empty()))
+    return "the CI options need --ci";
   return {};
 }
 
@@ -108,8 +119,8 @@ ParsedUserCommandLine parse_user_command_line(const std::vector<std::string>& ar
   app.footer(kExamples);
   app.get_formatter()->column_width(34);
 
-  std::string pids, command, format = "text", sort = "score";
-  std::optional<uint64_t> exact_size;
+  std::string pids, command;
+  OptionStrings strings;  // --format, --sort, --size: applied as kleak trace applies them
   {
     const HelpGroup group(app, "What to trace");
     app.add_option("-p,--pid", pids, "Processes to trace: PID or PID,PID,... (at most 64)");
@@ -125,7 +136,7 @@ ParsedUserCommandLine parse_user_command_line(const std::vector<std::string>& ar
     const HelpGroup group(app, "Selection");
     app.add_option("-z,--min-size", r.min_size_bytes, "Only blocks of at least BYTES");
     app.add_option("-Z,--max-size", r.max_size_bytes, "Only blocks of at most BYTES");
-    app.add_option("--size", exact_size, "Only blocks of exactly BYTES")
+    app.add_option("--size", strings.exact_size, "Only blocks of exactly BYTES")
         ->excludes(app.get_option("--min-size"))
         ->excludes(app.get_option("--max-size"));
     app.add_option("-o,--older", r.min_age_ms,
@@ -138,13 +149,18 @@ ParsedUserCommandLine parse_user_command_line(const std::vector<std::string>& ar
     app.add_option("count", r.count, "Number of reports, then exit");
     app.add_option("-d,--duration", r.duration_s, "Trace for SECONDS, print the final report, exit 0");
     app.add_option("-T,--top", r.top, "Show the top N stacks (default 10)");
-    app.add_option("--sort", sort, "Rank stacks by score (default: steady growth first), bytes, count or growth")
+    app.add_option("--sort", strings.sort, "Rank stacks by score (default: steady growth first), bytes, count or growth")
         ->check(CLI::IsMember({"score", "bytes", "count", "growth"}));
     app.add_flag("-a,--show-allocs", r.show_allocs, "List each outstanding block: address, size, age, thread");
-    app.add_option("--format", format, "Report format: text or json (one JSON document per line)")
-        ->check(CLI::IsMember({"text", "json"}));
+    app.add_option("--format", strings.format,
+                   "Report format: text, json or jsonl (one JSON document per line), folded (flame graphs), "
+                   "pprof (gzipped profile.proto) or prometheus (node_exporter textfile)")
+        ->check(CLI::IsMember({"text", "json", "jsonl", "folded", "pprof", "prometheus"}));
+    app.add_flag("--folded-count", r.folded_count, "With --format folded: count blocks instead of bytes");
     app.add_flag("-q,--quiet", r.quiet, "No banner on stderr");
-    app.add_option("--output", r.output_path, "Write reports to FILE (created 0600) instead of stdout");
+    app.add_option("--output", r.output_path,
+                   "Write reports to FILE (created 0600) instead of stdout; folded, pprof and prometheus replace "
+                   "FILE atomically with each report");
     app.add_flag("--hide-addresses", r.hide_addresses, "No raw addresses in reports (excludes -a)");
   }
   {
@@ -152,6 +168,13 @@ ParsedUserCommandLine parse_user_command_line(const std::vector<std::string>& ar
     app.add_option("--max-allocs", r.max_allocs, "Live-block map size (default 262144); a full map is counted");
     app.add_option("--stack-storage-size", r.stack_storage_size, "Stack map size (default 16384)");
     app.add_flag("-v,--verbose", r.verbosity, "More logging: -v info, -vv libbpf debug and verifier log");
+  }
+
+  {
+    const HelpGroup group(app, "CI mode (kleak user --ci [options] -- COMMAND ARGS...)");
+    app.add_flag("--ci", r.ci.enabled,
+                 "Judge instead of report: run COMMAND (or trace -p for --duration), exit 1 if blocks are left");
+    add_ci_verdict_options(app, r.ci);
   }
 
   std::vector<std::string> own(args);
@@ -181,13 +204,11 @@ ParsedUserCommandLine parse_user_command_line(const std::vector<std::string>& ar
     if (words->empty()) return usage("-c: empty command");
     o.command = std::move(*words);
   }
-  if (exact_size) r.min_size_bytes = r.max_size_bytes = *exact_size;
-  r.format = format == "json" ? OutputFormat::json : OutputFormat::text;
-  r.sort = sort == "bytes" ? SortKey::bytes : sort == "count" ? SortKey::count : sort == "growth" ? SortKey::growth
-                                                                                                 : SortKey::score;
+  if (auto why = apply_option_strings(r, strings, app.count("--top") > 0); !why.empty()) return usage(why);
   if (app.count("--older") == 0) r.min_age_ms = o.command.empty() ? 5000 : 0;
   if (app.count("interval") > 0 && r.interval_s <= 0) return usage("interval must be positive");
-  if (r.interval_s == 0 && r.duration_s == 0 && app.count("interval") == 0 && o.command.empty()) r.interval_s = 10;
+  if (r.interval_s == 0 && r.duration_s == 0 && app.count("interval") == 0 && o.command.empty() && !r.ci.enabled)
+    r.interval_s = 10;
   if (auto why = validate(o); !why.empty()) return usage(why);
   result.user = std::move(o);
   return result;

@@ -5,6 +5,9 @@
 #include <signal.h>
 
 #include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <regex>
 #include <sstream>
@@ -160,6 +163,89 @@ TEST(User, AgreesWithValgrindInUseAtExit) {
   }
   EXPECT_EQ(bytes, vg_bytes);
   EXPECT_EQ(blocks, vg_blocks);
+}
+
+uint64_t expected_total_bytes() {
+  uint64_t total = 0;
+  for (const auto& [fn, e] : expected_leaks()) total += e.bytes;
+  return total;
+}
+
+// --ci: a command that leaves blocks behind fails (status 1) with exactly
+// its leaked bytes and a JUnit failure; one that frees everything passes.
+TEST(UserCi, LeakingCommandFailsCleanOnePasses) {
+  KLEAK_REQUIRE_BPF();
+  const std::string junit = ::testing::TempDir() + "/kleak-user-ci.xml";
+  std::remove(junit.c_str());
+  auto r = run({kKleak, "user", "--ci", "--format", "json", "-q", "--junit", junit, "--", kUleak});
+  ASSERT_EQ(r.status, 1) << r.err;
+  json rep = json::parse(r.out);
+  EXPECT_EQ(rep["ci"]["verdict"], "leak");
+  EXPECT_EQ(rep["ci"]["leak_bytes"].get<uint64_t>(), expected_total_bytes());
+  EXPECT_EQ(rep["ci"]["leak_stacks"].get<uint64_t>(), expected_leaks().size());
+  EXPECT_EQ(rep["ci"]["command_status"], 0);
+  expect_counts(leaks_by_function(rep), expected_leaks());
+  std::ifstream junit_file(junit);
+  const std::string xml((std::istreambuf_iterator<char>(junit_file)), std::istreambuf_iterator<char>());
+  EXPECT_NE(xml.find("failures=\"1\""), std::string::npos) << xml;
+  EXPECT_NE(xml.find("user-memory-leaks"), std::string::npos) << xml;
+
+  auto clean = run({kKleak, "user", "--ci", "-q", "--", kUleak, "--clean"});
+  EXPECT_EQ(clean.status, 0) << clean.out << clean.err;
+  EXPECT_NE(clean.out.find("kleak user --ci: no leak: 0 bytes"), std::string::npos) << clean.out;
+
+  // Under the threshold: the leak is reported, the verdict passes.
+  auto under = run({kKleak, "user", "--ci", "-q", "--fail-on-bytes", "2000000", "--", kUleak});
+  EXPECT_EQ(under.status, 0) << under.out << under.err;
+  EXPECT_TRUE(test::loaded_kleak_programs().empty());
+}
+
+// --format folded: one line per stack, leaf last, adding up to the bytes
+// the leaker left.
+TEST(UserFormats, FoldedSumsToTheLeakedBytes) {
+  KLEAK_REQUIRE_BPF();
+  auto r = run({kKleak, "user", "--format", "folded", "-q", "--", kUleak});
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto want = expected_leaks();
+  std::istringstream in(r.out);
+  std::string line;
+  uint64_t total = 0;
+  size_t lines = 0;
+  while (std::getline(in, line)) {
+    size_t sp = line.rfind(' ');
+    ASSERT_NE(sp, std::string::npos) << line;
+    total += std::stoull(line.substr(sp + 1));
+    std::string stack = line.substr(0, sp);
+    std::string leaf = stack.substr(stack.rfind(';') + 1);
+    leaf = leaf.substr(0, leaf.find(' '));
+    EXPECT_TRUE(want.count(leaf)) << line;
+    EXPECT_LT(stack.find("main [kleak-uleak]"), stack.find(leaf)) << "root first: " << line;
+    ++lines;
+  }
+  EXPECT_EQ(lines, want.size()) << r.out;
+  EXPECT_EQ(total, expected_total_bytes()) << r.out;
+}
+
+// A -p run reclaims the stacks of freed blocks (the churn's) from the
+// stack store, and keeps those the leaks use.
+TEST(User, StackStoreReclaimsTheStacksOfFreedBlocks) {
+  KLEAK_REQUIRE_BPF();
+  Child target({kUleak, "--hold"});
+  Child kleak({kKleak, "user", "-p", std::to_string(target.pid()), "0.5", "-o", "0", "--format", "json", "-q", "-T",
+               "50"});
+  ASSERT_TRUE(kleak.read_line(std::chrono::seconds(30))) << "no first report";
+  target.send_line("go");
+  ASSERT_EQ(target.read_line(), "leaked");
+  // A stack goes at the second sweep that finds it unused: two more reports.
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(kleak.read_line(std::chrono::seconds(10)));
+  auto last = kleak.last_line_after(SIGINT);
+  ASSERT_TRUE(last);
+  json rep = json::parse(*last);
+  EXPECT_GT(rep["live"]["stacks_reclaimed"].get<uint64_t>(), 0u) << rep["live"].dump();
+  auto want = expected_leaks();
+  want.erase("leak_first");
+  expect_counts(leaks_by_function(rep), want);
+  for (const auto& s : rep["stacks"]) EXPECT_TRUE(s["stack_error"].is_null()) << s.dump();
 }
 
 TEST(User, UsageErrorsAreOneLineAndStatus2) {

@@ -7,6 +7,7 @@
 //   kleak-uleak           leak, then exit (kleak user -c / valgrind / heaptrack)
 //   kleak-uleak --hold    wait for a line on stdin, leak, print "leaked",
 //                         wait for stdin to close (kleak user -p)
+//   kleak-uleak --clean   allocate through every path, free it all, exit
 //
 // What stays outstanding at exit (also printed with --expect):
 //   leak_first        1 x malloc(77)                 (first statement of main)
@@ -134,6 +135,12 @@ static void leak_all(void)
 int main(int argc, char **argv)
 {
 	leak_first();
+	if (argc > 1 && strcmp(argv[1], "--clean") == 0) {
+		/* Everything allocated is freed: nothing may be reported. */
+		free(sink[0]);
+		churn();
+		return 0;
+	}
 	int hold = argc > 1 && strcmp(argv[1], "--hold") == 0;
 	if (argc > 1 && strcmp(argv[1], "--expect") == 0) {
 		printf("leak_first 1 77\nleak_malloc 10 1000\nleak_calloc 5 1000\nleak_realloc 3 9000\n"
