@@ -96,15 +96,7 @@ struct {
 	__uint(max_entries, 1);
 } kleak_counters SEC(".maps");
 
-/* The sampled mode's per-CPU cache of call sites: direct-mapped, so one
- * inlined array access per allocation decides whether its site is new. */
-struct kleak_site_cache {
-	struct {
-		__u64 call_site;
-		__u64 stack_id; /* last stack captured there on this CPU */
-	} slot[KLEAK_SITE_CACHE_SLOTS];
-};
-
+/* The sampled mode's per-CPU call-site cache (stack_store.bpf.h). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);
@@ -173,26 +165,12 @@ static __always_inline __u64 capture_stack(void *ctx, int *err)
 /* The sampled mode: see stack_sample_every. */
 static __always_inline void sampled_stack(void *ctx, struct kleak_alloc *a)
 {
-	__u32 zero = 0;
-	struct kleak_site_cache *sc = bpf_map_lookup_elem(&kleak_sites, &zero);
-	__u64 site = a->call_site;
-	__u32 idx = (__u32)((site >> 4) ^ (site >> 16)) & (KLEAK_SITE_CACHE_SLOTS - 1);
+	bool hint;
 
-	if (!sc) {
-		a->stack_err = -ENOMEM;
-		return;
-	}
-	if (sc->slot[idx].call_site == site && sc->slot[idx].stack_id &&
-	    bpf_get_prandom_u32() % stack_sample_every) {
-		a->stack_id = sc->slot[idx].stack_id;
+	a->stack_id = kleak_sampled_stack(ctx, &kleak_sites, &kleak_scratch, &kleak_stacks, 0, a->call_site,
+					  stack_sample_every, &hint, &a->stack_err);
+	if (hint)
 		a->flags |= KLEAK_ALLOC_STACK_HINT;
-		return;
-	}
-	a->stack_id = capture_stack(ctx, &a->stack_err);
-	if (a->stack_err)
-		return;
-	sc->slot[idx].call_site = site;
-	sc->slot[idx].stack_id = a->stack_id;
 }
 
 /* kmalloc_type() of v5.x/6.x: which kmalloc cache family gfp picks. */

@@ -28,6 +28,10 @@
 /* Set by the loader before load; see user/uprobe_loader.cpp. */
 const volatile __u64 min_size = 0; /* bytes bounds, inclusive */
 const volatile __u64 max_size = ~0ULL;
+/* 1: every block gets its own stack. N > 1 (--stack-sample N): the sampled
+ * mode of kleak.bpf.c's stack_sample_every, per call site (the return
+ * address in the caller) and traced process. */
+const volatile __u32 stack_sample_every = 1;
 
 /* Outstanding allocations: key is the address | slot << KLEAK_USER_SLOT_SHIFT.
  * max_entries of both maps are set from options at load time. */
@@ -51,6 +55,14 @@ struct {
 	__type(value, struct kleak_stack);
 	__uint(max_entries, 1);
 } kleak_uscratch SEC(".maps");
+
+/* The sampled mode's per-CPU call-site cache (stack_store.bpf.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct kleak_site_cache);
+	__uint(max_entries, 1);
+} kleak_usites SEC(".maps");
 
 /* An allocator call in flight on one thread: its arguments until it returns.
  * BPF-only, not ABI. */
@@ -170,11 +182,25 @@ static __always_inline void record(struct pt_regs *ctx, __u64 slot, __u32 fn, __
 	a.tgid = id >> 32;
 	a.pid = (__u32)id;
 	a.family = KLEAK_FAMILY_USER_BASE + fn;
-	a.stack_id = kleak_store_stack(ctx, &kleak_uscratch, &kleak_ustacks, BPF_F_USER_STACK_FLAG,
-				       &a.stack_err);
+	if (stack_sample_every <= 1) {
+		a.stack_id = kleak_store_stack(ctx, &kleak_uscratch, &kleak_ustacks, BPF_F_USER_STACK_FLAG,
+					       &a.stack_err);
+	} else {
+		bool hint;
+
+		/* Code at one address in two traced processes may be two
+		 * programs: the slot keeps their sites apart. */
+		a.stack_id = kleak_sampled_stack(ctx, &kleak_usites, &kleak_uscratch, &kleak_ustacks,
+						 BPF_F_USER_STACK_FLAG, a.call_site ^ (slot << KLEAK_USER_SLOT_SHIFT),
+						 stack_sample_every, &hint, &a.stack_err);
+		if (hint)
+			a.flags |= KLEAK_ALLOC_STACK_HINT;
+	}
 	if (a.stack_err)
 		count_stack_error(a.stack_err);
-	bpf_get_current_comm(a.comm, sizeof(a.comm));
+	/* Reports take task names from blocks with their own stack. */
+	if (!(a.flags & KLEAK_ALLOC_STACK_HINT))
+		bpf_get_current_comm(a.comm, sizeof(a.comm));
 
 	err = map_result(bpf_map_update_elem(&kleak_ulive, &key, &a, BPF_NOEXIST));
 	if (err == -EEXIST) {

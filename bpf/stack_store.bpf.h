@@ -82,4 +82,45 @@ static __always_inline __u64 kleak_store_stack(void *ctx, void *scratch, void *s
 	return h;
 }
 
+/* The sampled mode's per-CPU cache of call sites: direct-mapped, so one
+ * inlined array access per allocation decides whether its site is new.
+ * Each object declares a one-entry per-CPU array of it. */
+struct kleak_site_cache {
+	struct {
+		__u64 call_site;
+		__u64 stack_id; /* last stack captured there on this CPU */
+	} slot[KLEAK_SITE_CACHE_SLOTS];
+};
+
+/* The sampled (low-overhead) mode: captures the stack when `site` is new to
+ * this CPU's cache in `sites`, else with probability 1/`every`; otherwise
+ * returns the stack last captured at `site` and sets *hint (the caller
+ * flags the record KLEAK_ALLOC_STACK_HINT). Errors as kleak_store_stack. */
+static __always_inline __u64 kleak_sampled_stack(void *ctx, void *sites, void *scratch, void *stacks,
+						 __u64 flags, __u64 site, __u32 every, bool *hint,
+						 int *err)
+{
+	__u32 zero = 0;
+	struct kleak_site_cache *sc = bpf_map_lookup_elem(sites, &zero);
+	__u32 idx = (__u32)((site >> 4) ^ (site >> 16)) & (KLEAK_SITE_CACHE_SLOTS - 1);
+	__u64 id;
+
+	*hint = false;
+	if (!sc) {
+		*err = -ENOMEM;
+		return 0;
+	}
+	if (sc->slot[idx].call_site == site && sc->slot[idx].stack_id && bpf_get_prandom_u32() % every) {
+		*hint = true;
+		*err = 0;
+		return sc->slot[idx].stack_id;
+	}
+	id = kleak_store_stack(ctx, scratch, stacks, flags, err);
+	if (*err)
+		return 0;
+	sc->slot[idx].call_site = site;
+	sc->slot[idx].stack_id = id;
+	return id;
+}
+
 #endif /* KLEAK_STACK_STORE_BPF_H */

@@ -78,6 +78,7 @@ Status UserLoader::open() {
   skel_.reset(skel);
   skel_->rodata->min_size = config_.min_size_bytes;
   skel_->rodata->max_size = config_.max_size_bytes;
+  skel_->rodata->stack_sample_every = config_.stack_sample_every;
   if (int err = bpf_map__set_max_entries(skel_->maps.kleak_ulive, config_.max_allocs); err)
     return make_error("size map kleak_ulive", err);
   if (int err = bpf_map__set_max_entries(skel_->maps.kleak_ustacks, config_.stack_storage_size); err)
@@ -185,6 +186,7 @@ int UserLoader::stacks_fd() const { return bpf_map__fd(skel_->maps.kleak_ustacks
 int UserLoader::counters_fd() const { return bpf_map__fd(skel_->maps.kleak_ucounters); }
 int UserLoader::extra_counters_fd() const { return bpf_map__fd(skel_->maps.kleak_uextra); }
 int UserLoader::exec_fd() const { return bpf_map__fd(skel_->maps.kleak_uexec); }
+int UserLoader::sites_fd() const { return bpf_map__fd(skel_->maps.kleak_usites); }
 
 Result<std::vector<uint64_t>> read_user_counters(int fd) {
   int ncpus = libbpf_num_possible_cpus();

@@ -22,6 +22,7 @@ struct UserLoaderConfig {
   uint64_t max_size_bytes = ~0ULL;
   uint32_t max_allocs = 262144;
   uint32_t stack_storage_size = 16384;
+  uint32_t stack_sample_every = 1;  // see TraceOptions
 };
 
 // Where the allocator of one process lives.
@@ -60,8 +61,10 @@ class UserLoader {
   int counters_fd() const;
   int extra_counters_fd() const;
   int exec_fd() const;
+  int sites_fd() const;  // the sampled mode's call-site cache
   uint32_t live_capacity() const { return config_.max_allocs; }
   uint32_t stack_capacity() const { return config_.stack_storage_size; }
+  uint32_t stack_sample_every() const { return config_.stack_sample_every; }
   // "libc.so.6:malloc", ... (aliases at one address are attached once, as
   // "libc.so.6:memalign=aligned_alloc"; "libc.so.6:free+3": probed past
   // the entry, see probe_site.h).

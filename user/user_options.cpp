@@ -99,6 +99,7 @@ std::string validate(const UserOptions& o) {
   if (r.min_size_bytes > r.max_size_bytes) return "--min-size is larger than --max-size";
   if (r.max_allocs == 0) return "--max-allocs must be at least 1";
   if (r.stack_storage_size == 0) return "--stack-storage-size must be at least 1";
+  if (r.stack_sample_every == 0 || r.stack_sample_every > 1000000) return "--stack-sample must be 1 to 1000000";
   if (!o.obj.empty() && o.obj[0] != '/') return "--obj wants an absolute path";
   if (r.ci.enabled && o.command.empty() && r.duration_s <= 0) return "--ci needs a command (-c or --) or --duration";
   if (r.ci.enabled && (r.interval_s > 0 || r.count > 0)) return "--ci takes no interval or count";
@@ -167,6 +168,12 @@ ParsedUserCommandLine parse_user_command_line(const std::vector<std::string>& ar
     const HelpGroup group(app, "Limits");
     app.add_option("--max-allocs", r.max_allocs, "Live-block map size (default 262144); a full map is counted");
     app.add_option("--stack-storage-size", r.stack_storage_size, "Stack map size (default 16384)");
+    app.add_flag("--low-overhead", strings.low_overhead,
+                 "Walk the stack of one block in 64 per call site (and of each call site's first): per-caller "
+                 "bytes stay exact, per-stack bytes are estimated");
+    app.add_option("--stack-sample", r.stack_sample_every,
+                   "Walk the stack of one block in N (1 = every one, the default; --low-overhead is 64)")
+        ->excludes("--low-overhead");
     app.add_flag("-v,--verbose", r.verbosity, "More logging: -v info, -vv libbpf debug and verifier log");
   }
 

@@ -73,6 +73,7 @@ class UserSession {
     ctx_.start_mono_ns = monotonic_ns();
     ctx_.live_capacity = loader.live_capacity();
     ctx_.stack_capacity = loader.stack_capacity();
+    ctx_.stack_sample_every = loader.stack_sample_every();
     ctx_.attached = loader.attached();
     ctx_.missing = loader.missing();
     ctx_.min_size_bytes = opts.report.min_size_bytes;
@@ -180,7 +181,7 @@ class UserSession {
   // as stack ENOMEM).
   void reclaim_stacks(const std::unordered_set<uint64_t>& referenced) {
     last_sweep_ns_ = monotonic_ns();
-    auto r = reclaimer_.sweep(loader_.stacks_fd(), -1, referenced);
+    auto r = reclaimer_.sweep(loader_.stacks_fd(), loader_.sites_fd(), referenced);
     if (!r) {
       log_warn("stack store sweep: {}", r.error().message);
       return;
@@ -359,6 +360,7 @@ int run_user(const UserOptions& opts) {
   cfg.max_size_bytes = ro.max_size_bytes;
   cfg.max_allocs = ro.max_allocs;
   cfg.stack_storage_size = ro.stack_storage_size;
+  cfg.stack_sample_every = ro.stack_sample_every;
   auto loader = UserLoader::create(cfg);
   if (!loader) {
     log_error("{}", loader.error().message);

@@ -248,6 +248,24 @@ TEST(User, StackStoreReclaimsTheStacksOfFreedBlocks) {
   for (const auto& s : rep["stacks"]) EXPECT_TRUE(s["stack_error"].is_null()) << s.dump();
 }
 
+// --stack-sample: most blocks take their call site's last stack instead of
+// walking their own; every leaking function is still named with exact bytes
+// (per-caller totals are exact, and each leaking caller has one stack).
+TEST(User, SampledStacksKeepExactPerCallerBytes) {
+  KLEAK_REQUIRE_BPF();
+  auto r = run({kKleak, "user", "--format", "json", "-q", "-T", "50", "--stack-sample", "1000", "--", kUleak});
+  ASSERT_EQ(r.status, 0) << r.err;
+  json rep = json::parse(r.out);
+  EXPECT_EQ(rep["stack_sample_every"], 1000);
+  expect_counts(leaks_by_function(rep), expected_leaks());
+  bool sampled = false;
+  for (const auto& s : rep["stacks"])
+    if (s["estimated"].get<bool>() && s["estimate"]["sampled"].get<uint64_t>() < s["count"].get<uint64_t>())
+      sampled = true;
+  EXPECT_TRUE(sampled) << "no stack shared out from hints: was the stack walk sampled at all?";
+  EXPECT_FALSE(any_frame(rep, "churn"));
+}
+
 TEST(User, UsageErrorsAreOneLineAndStatus2) {
   for (const std::vector<std::string>& args :
        {std::vector<std::string>{"user"}, {"user", "-p", "abc"}, {"user", "-p", "1", "-c", "true"},
