@@ -272,6 +272,13 @@ int kleak_u_enter(struct pt_regs *ctx)
 		unmap(slot, PT_REGS_PARM1(ctx), PT_REGS_PARM2(ctx));
 		return 0;
 	}
+	if (fn == KLEAK_UFN_MMAP && !(PT_REGS_PARM4(ctx) & KLEAK_MAP_ANONYMOUS)) {
+		/* A file mapping (locale data, a shared library, a data
+		 * file) is not an allocation: counted, not recorded. */
+		count(KLEAK_CNT_ALLOC_SEEN);
+		count(KLEAK_CNT_ALLOC_FILTERED);
+		return 0;
+	}
 	in.arg[0] = PT_REGS_PARM1(ctx);
 	in.arg[1] = PT_REGS_PARM2(ctx);
 	in.arg[2] = PT_REGS_PARM3(ctx);

@@ -47,7 +47,9 @@ enum kleak_user_fn {
 #define KLEAK_USER_ADDR_MASK ((1ULL << KLEAK_USER_SLOT_SHIFT) - 1)
 #define KLEAK_USER_MAX_PIDS 64
 
-/* mmap'ed blocks are recorded in whole pages, as the kernel maps them. */
+/* mmap'ed blocks are recorded in whole pages, as the kernel maps them;
+ * only anonymous ones (MAP_ANONYMOUS: 0x20 on x86-64 and arm64). */
+#define KLEAK_MAP_ANONYMOUS 0x20
 #define KLEAK_USER_PAGE_SIZE 4096
 
 /* Counters only the user-space tracer has, next to struct kleak_counters. */
