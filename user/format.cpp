@@ -5,6 +5,7 @@
 #include "format_folded.h"
 #include "format_pprof.h"
 #include "format_prometheus.h"
+#include "log.h"
 
 namespace kleak {
 
@@ -42,6 +43,19 @@ Status write_report(const Report& r, const FormatOptions& f, Output& out) {
     return make_error(out.path().empty() ? "write report" : "write report to " + out.path(), err);
   }
   return {};
+}
+
+int print_report(Result<Report> r, const FormatOptions& f, Output& out) {
+  if (!r) {
+    log_error("{}", r.error().message);
+    return kExitFailure;
+  }
+  if (auto st = write_report(*r, f, out); !st) {
+    if (st.error().err == EPIPE) return kExitOk;
+    log_error("{}", st.error().message);
+    return kExitFailure;
+  }
+  return -1;
 }
 
 }  // namespace kleak

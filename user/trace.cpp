@@ -49,19 +49,7 @@ class Session {
   void maintain() { reporter_.maintain(); }
 
   // Prints one report. Returns an exit status to stop with, or -1 to go on.
-  int report(bool final_report) {
-    auto r = reporter_.next(final_report);
-    if (!r) {
-      log_error("{}", r.error().message);
-      return kExitFailure;
-    }
-    if (auto st = write_report(*r, format_, output_); !st) {
-      if (st.error().err == EPIPE) return kExitOk;  // the reader (e.g. head) has what it wanted
-      log_error("{}", st.error().message);
-      return kExitFailure;
-    }
-    return -1;
-  }
+  int report(bool final_report) { return print_report(reporter_.next(final_report), format_, output_); }
 
  private:
   Reporter reporter_;
