@@ -184,18 +184,22 @@ void add_report_options(CLI::App& app, TraceOptions& o, OptionStrings& s, bool w
                "No raw kernel addresses in reports, only symbol+offset: safe to share (excludes -a and --peek)");
 }
 
-void add_limit_options(CLI::App& app, TraceOptions& o, OptionStrings& s) {
-  const HelpGroup group(app, "Limits");
+void add_map_size_options(CLI::App& app, TraceOptions& o, OptionStrings& s, const std::string& what) {
   app.add_option("--max-allocs", o.max_allocs,
-                 "Live-allocation map size (default 262144); a full map is counted, never silent");
+                 "Live-" + what + " map size (default 262144); a full map is counted, never silent");
   app.add_option("--stack-storage-size", o.stack_storage_size,
                  "Distinct stacks kept (default 8192; unused ones are reclaimed)");
   app.add_flag("--low-overhead", s.low_overhead,
-               "Capture the stack of one allocation in 64 per call site (and of each call site's first): "
+               "Capture the stack of one " + what + " in 64 per call site (and of each call site's first): "
                "several times cheaper; per-call-site bytes stay exact, per-stack bytes are estimated");
   app.add_option("--stack-sample", o.stack_sample_every,
-                 "Capture the stack of one allocation in N (1 = every one, the default; --low-overhead is 64)")
+                 "Capture the stack of one " + what + " in N (1 = every one, the default; --low-overhead is 64)")
       ->excludes("--low-overhead");
+}
+
+void add_limit_options(CLI::App& app, TraceOptions& o, OptionStrings& s) {
+  const HelpGroup group(app, "Limits");
+  add_map_size_options(app, o, s, "allocation");
   app.add_option("--btf", o.btf_path, "Kernel BTF file, for kernels without /sys/kernel/btf/vmlinux");
 }
 

@@ -172,7 +172,10 @@ void add_age_option(CLI::App& app, TraceOptions& o, const std::string& names);
 // --folded-count, --output (kleak serve has neither: it always serves
 // prometheus).
 void add_report_options(CLI::App& app, TraceOptions& o, OptionStrings& s, bool with_format = true);
-// --max-allocs, --stack-storage-size, --low-overhead, --stack-sample, --btf.
+// --max-allocs, --stack-storage-size, --low-overhead, --stack-sample; `what`
+// names a record in the help ("allocation", "block"). In the caller's help group.
+void add_map_size_options(CLI::App& app, TraceOptions& o, OptionStrings& s, const std::string& what);
+// Those and --btf, in the "Limits" group.
 void add_limit_options(CLI::App& app, TraceOptions& o, OptionStrings& s);
 void add_verbose_option(CLI::App& app, TraceOptions& o);
 // The verdict options every CI mode has: --fail-on-bytes, --fail-on-count,

@@ -166,15 +166,7 @@ ParsedUserCommandLine parse_user_command_line(const std::vector<std::string>& ar
   }
   {
     const HelpGroup group(app, "Limits");
-    app.add_option("--max-allocs", r.max_allocs, "Live-block map size (default 262144); a full map is counted");
-    app.add_option("--stack-storage-size", r.stack_storage_size,
-                   "Distinct stacks kept (default 8192; unused ones are reclaimed)");
-    app.add_flag("--low-overhead", strings.low_overhead,
-                 "Walk the stack of one block in 64 per call site (and of each call site's first): per-caller "
-                 "bytes stay exact, per-stack bytes are estimated");
-    app.add_option("--stack-sample", r.stack_sample_every,
-                   "Walk the stack of one block in N (1 = every one, the default; --low-overhead is 64)")
-        ->excludes("--low-overhead");
+    add_map_size_options(app, r, strings, "block");
     app.add_flag("-v,--verbose", r.verbosity, "More logging: -v info, -vv libbpf debug and verifier log");
   }
 
