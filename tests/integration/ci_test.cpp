@@ -201,7 +201,10 @@ TEST(Ci, UnprivilegedIsUnsupported) {
 TEST(Ci, ReusedPidOfAnExitedChildIsNotFollowed) {
   KLEAK_REQUIRE_BPF();
   const std::string rj = ::testing::TempDir() + "/kleak-reuse.json";
-  Child kleak({KLEAK_BIN, "--ci", "-q", "--settle", "1", "--report-json", rj, "--", "/bin/sh", "-c",
+  // --settle 12: the shells' own creds go back through call_rcu, which lazy
+  // RCU may batch for up to 10 s (once a cred was still out after 1 s). The
+  // wait ends as soon as nothing is left.
+  Child kleak({KLEAK_BIN, "--ci", "-q", "--settle", "12", "--report-json", rj, "--", "/bin/sh", "-c",
                "/bin/sh -c 'echo child $$'; read line; echo done"});
   auto line = kleak.read_line(std::chrono::seconds(20));
   ASSERT_TRUE(line && line->rfind("child ", 0) == 0) << line.value_or("(nothing)");
