@@ -82,15 +82,12 @@ int run_ci(const TraceOptions& opts) {
     log_error("{}", output.error().message);
     return kCiUsage;
   }
-  std::set<std::string> baseline;
-  if (!ci.baseline_path.empty()) {
-    auto b = load_baseline(ci.baseline_path);
-    if (!b) {
-      log_error("{}", b.error().message);
-      return kCiUsage;
-    }
-    baseline = std::move(*b);
+  auto loaded = load_baseline(ci.baseline_path);
+  if (!loaded) {
+    log_error("{}", loaded.error().message);
+    return kCiUsage;
   }
+  const std::set<std::string> baseline = std::move(*loaded);
   if (auto why = missing_privileges(); !why.empty()) {
     log_error("{}", why);
     return kCiUnsupported;

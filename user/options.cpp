@@ -153,6 +153,17 @@ void add_age_option(CLI::App& app, TraceOptions& o, const std::string& names) {
                  "kfree_rcu batching and lazy RCU, so deferred frees are not reported)");
 }
 
+void add_output_options(CLI::App& app, TraceOptions& o, OptionStrings& s, const std::string& what) {
+  app.add_option("--format", s.format,
+                 "Report format: text, json or jsonl (one JSON document per line), folded (flame graphs), "
+                 "pprof (gzipped profile.proto) or prometheus (node_exporter textfile)")
+      ->check(CLI::IsMember({"text", "json", "jsonl", "folded", "pprof", "prometheus"}));
+  app.add_flag("--folded-count", o.folded_count, "With --format folded: count " + what + " instead of bytes");
+  app.add_option("--output", o.output_path,
+                 "Write reports to FILE (created 0600, a symlink at FILE is refused) instead of stdout; "
+                 "folded, pprof and prometheus replace FILE atomically with each report");
+}
+
 void add_report_options(CLI::App& app, TraceOptions& o, OptionStrings& s, bool with_format) {
   const HelpGroup group(app, "Reporting");
   app.add_option("-T,--top", o.top, "Show the top N stacks (default 10)");
@@ -168,18 +179,8 @@ void add_report_options(CLI::App& app, TraceOptions& o, OptionStrings& s, bool w
                  "Rank stacks by score (default: steady growth first, then bytes), bytes, count or growth (bytes/s)")
       ->check(CLI::IsMember({"score", "bytes", "count", "growth"}));
   app.add_flag("-a,--show-allocs", o.show_allocs, "List each outstanding allocation: address, size, age, task");
-  if (with_format) {
-    app.add_option("--format", s.format,
-                   "Report format: text, json or jsonl (one JSON document per line), folded (flame graphs), "
-                   "pprof (gzipped profile.proto) or prometheus (node_exporter textfile)")
-        ->check(CLI::IsMember({"text", "json", "jsonl", "folded", "pprof", "prometheus"}));
-    app.add_flag("--folded-count", o.folded_count, "With --format folded: count allocations instead of bytes");
-  }
+  if (with_format) add_output_options(app, o, s, "allocations");
   app.add_flag("-q,--quiet", o.quiet, "No banner on stderr");
-  if (with_format)
-    app.add_option("--output", o.output_path,
-                   "Write reports to FILE (created 0600, a symlink at FILE is refused) instead of stdout; "
-                   "folded, pprof and prometheus replace FILE atomically with each report");
   app.add_flag("--hide-addresses", o.hide_addresses,
                "No raw kernel addresses in reports, only symbol+offset: safe to share (excludes -a and --peek)");
 }

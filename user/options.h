@@ -172,6 +172,9 @@ void add_age_option(CLI::App& app, TraceOptions& o, const std::string& names);
 // --folded-count, --output (kleak serve has neither: it always serves
 // prometheus).
 void add_report_options(CLI::App& app, TraceOptions& o, OptionStrings& s, bool with_format = true);
+// --format, --folded-count, --output; `what` names the records counted
+// ("allocations", "blocks"). In the caller's help group.
+void add_output_options(CLI::App& app, TraceOptions& o, OptionStrings& s, const std::string& what);
 // --max-allocs, --stack-storage-size, --low-overhead, --stack-sample; `what`
 // names a record in the help ("allocation", "block"). In the caller's help group.
 void add_map_size_options(CLI::App& app, TraceOptions& o, OptionStrings& s, const std::string& what);

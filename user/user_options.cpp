@@ -153,15 +153,8 @@ ParsedUserCommandLine parse_user_command_line(const std::vector<std::string>& ar
     app.add_option("--sort", strings.sort, "Rank stacks by score (default: steady growth first), bytes, count or growth")
         ->check(CLI::IsMember({"score", "bytes", "count", "growth"}));
     app.add_flag("-a,--show-allocs", r.show_allocs, "List each outstanding block: address, size, age, thread");
-    app.add_option("--format", strings.format,
-                   "Report format: text, json or jsonl (one JSON document per line), folded (flame graphs), "
-                   "pprof (gzipped profile.proto) or prometheus (node_exporter textfile)")
-        ->check(CLI::IsMember({"text", "json", "jsonl", "folded", "pprof", "prometheus"}));
-    app.add_flag("--folded-count", r.folded_count, "With --format folded: count blocks instead of bytes");
+    add_output_options(app, r, strings, "blocks");
     app.add_flag("-q,--quiet", r.quiet, "No banner on stderr");
-    app.add_option("--output", r.output_path,
-                   "Write reports to FILE (created 0600) instead of stdout; folded, pprof and prometheus replace "
-                   "FILE atomically with each report");
     app.add_flag("--hide-addresses", r.hide_addresses, "No raw addresses in reports (excludes -a)");
   }
   {

@@ -310,15 +310,12 @@ int run_user(const UserOptions& opts) {
     log_error("{}", output.error().message);
     return setup_rc;
   }
-  std::set<std::string> baseline;
-  if (!ro.ci.baseline_path.empty()) {
-    auto b = load_baseline(ro.ci.baseline_path);
-    if (!b) {
-      log_error("{}", b.error().message);
-      return kCiUsage;
-    }
-    baseline = std::move(*b);
+  auto loaded = load_baseline(ro.ci.baseline_path);
+  if (!loaded) {
+    log_error("{}", loaded.error().message);
+    return kCiUsage;
   }
+  const std::set<std::string> baseline = std::move(*loaded);
   if (auto why = missing_privileges(); !why.empty()) {
     log_error("{}", why);
     return cannot_rc;

@@ -121,6 +121,7 @@ std::set<std::string> parse_baseline(const std::string& text, std::string* error
 }
 
 Result<std::set<std::string>> load_baseline(const std::string& path) {
+  if (path.empty()) return std::set<std::string>{};  // no --baseline
   std::ifstream in(path);
   if (!in) return make_error("cannot read baseline " + path, errno);
   std::ostringstream buf;

@@ -19,7 +19,7 @@
 namespace kleak {
 
 // Stack keys of an earlier kleak JSON report (one document, or JSON lines:
-// every stack of every report counts).
+// every stack of every report counts). An empty path (no --baseline): none.
 Result<std::set<std::string>> load_baseline(const std::string& path);
 std::set<std::string> parse_baseline(const std::string& text, std::string* error);
 
