@@ -14,7 +14,9 @@
 #
 # Environment:
 #   KLEAK_BENCH_TRACERS  which to run, in this order (default: every one
-#                        available): empty kleak kleak-low memleak bpftrace ftrace ftrace-stacks
+#                        available): empty kleak kleak-walk kleak-low memleak bpftrace ftrace ftrace-stacks
+#                        (kleak-walk: exact mode without the verified stack
+#                        cache, every stack walked)
 #                        (empty: programs that do nothing on the four
 #                        kmem tracepoints, bench/empty_hooks.c: the dispatch
 #                        floor every BPF tracer of these events pays)
@@ -51,7 +53,7 @@ if [ ! -e $tracefs/trace ]; then mount -t tracefs nodev $tracefs 2>/dev/null || 
 if [ -n "${KLEAK_BENCH_TRACERS:-}" ]; then
   read -r -a tracers <<<"$KLEAK_BENCH_TRACERS"
 else
-  tracers=(empty kleak kleak-low)
+  tracers=(empty kleak kleak-walk kleak-low)
   [ -n "$memleak" ] && tracers+=(memleak)
   command -v bpftrace >/dev/null && tracers+=(bpftrace)
   [ -e $tracefs/trace ] && tracers+=(ftrace ftrace-stacks)
@@ -88,6 +90,7 @@ start_tracer() {
     empty) "$build/bench/kleak-bench-empty" 2>"$tmp/tracer.err" & ;;
     kleak) "$kleak" -q --format json -d 3600 >"$tmp/report.json" 2>"$tmp/tracer.err" & ;;
     kleak-low) "$kleak" -q --format json -d 3600 --low-overhead >"$tmp/report.json" 2>"$tmp/tracer.err" & ;;
+    kleak-walk) "$kleak" -q --format json -d 3600 --stack-cache off >"$tmp/report.json" 2>"$tmp/tracer.err" & ;;
     memleak) "$memleak" 3600 >/dev/null 2>"$tmp/tracer.err" & ;;
     bpftrace) BPFTRACE_MAP_KEYS_MAX=262144 bpftrace "$tmp/live.bt" >/dev/null 2>"$tmp/tracer.err" & ;;
     ftrace|ftrace-stacks) start_ftrace "$t"; return ;;
