@@ -11,6 +11,7 @@
 #include "kleak.h"
 #include "compat.bpf.h"
 #include "stack_store.bpf.h"
+#include "stack_cache.bpf.h"
 
 #define EFAULT 14
 #define ENOMEM 12
@@ -155,11 +156,28 @@ static __always_inline bool task_wanted(__u32 tgid)
 	return !target_tgid || tgid == target_tgid;
 }
 
-/* Captures the current kernel stack into kleak_stacks (stack_store.bpf.h).
+/* Captures the current kernel stack into kleak_stacks (stack_store.bpf.h),
+ * through the verified stack cache when it is on (stack_cache.bpf.h).
  * Returns its key, or 0 with *err set to -errno. */
-static __always_inline __u64 capture_stack(void *ctx, int *err)
+static __always_inline __u64 capture_stack(void *ctx, __u64 call_site, int *err)
 {
-	return kleak_store_stack(ctx, &kleak_scratch, &kleak_stacks, 0, err);
+	struct kleak_counters *c;
+	int outcome = KLEAK_SC_UNCACHED;
+	bool mismatch = false;
+	__u64 key;
+
+	if (stack_cache_mode == KLEAK_SC_OFF || !KLEAK_SC_ARCH)
+		return kleak_store_stack(ctx, &kleak_scratch, &kleak_stacks, KLEAK_SC_SKIP, err);
+	key = kleak_cached_stack(ctx, call_site, &kleak_scratch, &kleak_stacks, err, &outcome, &mismatch);
+	c = counters();
+	if (c) {
+		/* enum kleak_sc_outcome is in the counters' order */
+		if (outcome >= KLEAK_SC_HIT && outcome <= KLEAK_SC_NESTED)
+			count(c, KLEAK_CNT_SC_HIT + outcome);
+		if (mismatch)
+			count(c, KLEAK_CNT_SC_MISMATCH);
+	}
+	return key;
 }
 
 /* The sampled mode: see stack_sample_every. */
@@ -167,7 +185,7 @@ static __always_inline void sampled_stack(void *ctx, struct kleak_alloc *a)
 {
 	bool hint;
 
-	a->stack_id = kleak_sampled_stack(ctx, &kleak_sites, &kleak_scratch, &kleak_stacks, 0, a->call_site,
+	a->stack_id = kleak_sampled_stack(ctx, &kleak_sites, &kleak_scratch, &kleak_stacks, KLEAK_SC_SKIP, a->call_site,
 					  stack_sample_every, &hint, &a->stack_err);
 	if (hint)
 		a->flags |= KLEAK_ALLOC_STACK_HINT;
@@ -246,7 +264,7 @@ static __always_inline void record_alloc(void *ctx, const void *ptr, __u64 bytes
 	a.cache = cache;
 	/* Without a stack the record keeps call_site, and the error is counted. */
 	if (stack_sample_every <= 1) {
-		a.stack_id = capture_stack(ctx, &a.stack_err);
+		a.stack_id = capture_stack(ctx, call_site, &a.stack_err);
 	} else {
 		sampled_stack(ctx, &a);
 	}
@@ -517,7 +535,7 @@ static __always_inline void record_family_alloc(void *ctx, void *live, struct kl
 	a.bytes_alloc = bytes;
 	a.bytes_req = bytes_req;
 	a.family = family;
-	a.stack_id = capture_stack(ctx, &a.stack_err);
+	a.stack_id = capture_stack(ctx, call_site, &a.stack_err);
 	if (a.stack_err)
 		fcount(c, KLEAK_FCNT_STACK_ERROR, 1);
 	bpf_get_current_comm(a.comm, sizeof(a.comm));

@@ -83,7 +83,23 @@ enum kleak_counter {
 	KLEAK_CNT_FREE_MATCHED,     /* ... that removed a live record */
 	KLEAK_CNT_TASKS_FULL,       /* followed-task set full: a child not followed */
 	KLEAK_CNT_FREE_ERROR,       /* delete failed other than -ENOENT (e.g. -EBUSY) */
+	/* The verified stack cache (bpf/stack_cache.bpf.h), every family's
+	 * stack captures: where a capture's stack came from. */
+	KLEAK_CNT_SC_HIT,           /* from the cache, no walk */
+	KLEAK_CNT_SC_MISS,          /* walked, then cached */
+	KLEAK_CNT_SC_UNCACHED,      /* walked, stack not cacheable */
+	KLEAK_CNT_SC_NOT_TASK,      /* walked: not on the task's stack (interrupt) */
+	KLEAK_CNT_SC_NESTED,        /* walked: nested in a cache use on this CPU */
+	KLEAK_CNT_SC_MISMATCH,      /* verify mode: a hit whose walk differs */
 	KLEAK_CNT_MAX,
+};
+
+/* rodata stack_cache_mode: the verified stack cache, see
+ * bpf/stack_cache.bpf.h. */
+enum kleak_stack_cache_mode {
+	KLEAK_SC_OFF = 0,
+	KLEAK_SC_ON = 1,
+	KLEAK_SC_VERIFY = 2, /* also walk on every hit and count mismatches */
 };
 
 /* struct kleak_alloc.flags */

@@ -4,6 +4,8 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
+#include <algorithm>
+#include <bit>
 #include <optional>
 #include <iterator>
 #include <string>
@@ -278,6 +280,7 @@ Status Loader::probe_and_configure() {
   bpf_program__set_autoload(skel_->progs.kleak_fork, ro->follow_tasks);
   bpf_program__set_autoload(skel_->progs.kleak_exit, ro->follow_tasks);
   ro->stack_sample_every = config_.stack_sample_every;
+  if (auto st = configure_stack_cache(); !st) return st;
   ro->min_size = config_.min_size_bytes;
   ro->max_size = config_.max_size_bytes;
   if (int err = bpf_map__set_max_entries(skel_->maps.kleak_live, config_.families.slab ? config_.max_allocs : 1); err)
@@ -285,6 +288,26 @@ Status Loader::probe_and_configure() {
   if (auto st = configure_families(gfp_movable); !st) return st;
   if (int err = bpf_map__set_max_entries(skel_->maps.kleak_stacks, config_.stack_storage_size); err)
     return make_error("size map kleak_stacks", err);
+  return {};
+}
+
+// The verified stack cache (bpf/stack_cache.bpf.h): a per-CPU map of
+// KLEAK_SC_SLOTS entries as compiled, fewer where that would pass 4 MiB over
+// all CPUs, and 4 (one set) when nothing uses it.
+Status Loader::configure_stack_cache() {
+  constexpr uint64_t kBudget = 4ull << 20;
+  constexpr uint32_t kWays = 4, kMinSlots = 64;
+  auto* ro = skel_->rodata;
+  bpf_map* map = skel_->maps.kleak_sc;
+  bool used = config_.stack_cache != KLEAK_SC_OFF && config_.stack_sample_every <= 1;
+  ro->stack_cache_mode = used ? config_.stack_cache : uint32_t{KLEAK_SC_OFF};
+  int ncpus = libbpf_num_possible_cpus();
+  if (ncpus <= 0) return make_error("count possible CPUs", ncpus);
+  uint64_t fit = kBudget / (static_cast<uint64_t>(ncpus) * bpf_map__value_size(map));
+  uint32_t slots = std::bit_floor(static_cast<uint32_t>(std::min<uint64_t>(bpf_map__max_entries(map), fit)));
+  slots = used ? std::max(slots, kMinSlots) : kWays;
+  ro->sc_sets_mask = slots / kWays - 1;
+  if (int err = bpf_map__set_max_entries(map, slots); err) return make_error("size map kleak_sc", err);
   return {};
 }
 

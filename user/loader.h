@@ -41,6 +41,7 @@ struct LoaderConfig {
   uint32_t max_allocs = 262144;
   uint32_t stack_storage_size = 8192;
   uint32_t stack_sample_every = 1;  // see TraceOptions
+  uint32_t stack_cache = 1;         // KLEAK_SC_*, see TraceOptions
   std::string btf_path;  // empty: running kernel's BTF
   // For the page family's slab/kmalloc exclusions (function ranges); null:
   // the loader reads /proc/kallsyms itself. Not owned.
@@ -81,6 +82,7 @@ class Loader : public BpfHandles {
   Status open();
   Status probe_and_configure();
   Status configure_families(uint64_t gfp_movable);
+  Status configure_stack_cache();
   Status load();
   Status attach();
   bpf_map* family_map(uint32_t family) const;

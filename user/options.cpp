@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <map>
 #include <ostream>
 
 #include <CLI/CLI.hpp>
@@ -201,6 +202,11 @@ void add_map_size_options(CLI::App& app, TraceOptions& o, OptionStrings& s, cons
 void add_limit_options(CLI::App& app, TraceOptions& o, OptionStrings& s) {
   const HelpGroup group(app, "Limits");
   add_map_size_options(app, o, s, "allocation");
+  app.add_option("--stack-cache", o.stack_cache,
+                 "Reuse a stack already walked when the stack words the walk reads are unchanged: on (default), "
+                 "off, or verify (also walk every reused stack and count mismatches)")
+      ->transform(CLI::CheckedTransformer(
+          std::map<std::string, uint32_t>{{"off", KLEAK_SC_OFF}, {"on", KLEAK_SC_ON}, {"verify", KLEAK_SC_VERIFY}}));
   app.add_option("--btf", o.btf_path, "Kernel BTF file, for kernels without /sys/kernel/btf/vmlinux");
 }
 

@@ -120,6 +120,10 @@ struct TraceOptions {
   // first allocation on a CPU and then one in N; per-stack totals are
   // estimated from them, per-call-site totals stay exact.
   uint32_t stack_sample_every = 1;
+  // --stack-cache: the verified stack cache (bpf/stack_cache.bpf.h), a
+  // KLEAK_SC_* of bpf/kleak.h: on (default), off, or verify (also walk
+  // every cached stack and count mismatches: for tests and benchmarks).
+  uint32_t stack_cache = 1;
   std::string btf_path;  // empty: the running kernel's /sys/kernel/btf/vmlinux
   CiOptions ci;
   ServeOptions serve;

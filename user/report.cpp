@@ -123,6 +123,17 @@ std::string recursion_line(const RecursionMisses& m) {
                      m.total, m.total);
 }
 
+// The verified stack cache's line, when it was used (bpf/stack_cache.bpf.h).
+std::string stack_cache_line(const Counters& c) {
+  uint64_t walked = c[KLEAK_CNT_SC_MISS] + c[KLEAK_CNT_SC_UNCACHED] + c[KLEAK_CNT_SC_NOT_TASK] + c[KLEAK_CNT_SC_NESTED];
+  if (c[KLEAK_CNT_SC_HIT] + walked == 0) return {};
+  std::string out = fmt::format(
+      "  stack cache: hits {} walked {} (cached {} uncacheable {} | not task stack {} nested {})", c[KLEAK_CNT_SC_HIT],
+      walked, c[KLEAK_CNT_SC_MISS], c[KLEAK_CNT_SC_UNCACHED], c[KLEAK_CNT_SC_NOT_TASK], c[KLEAK_CNT_SC_NESTED]);
+  if (c[KLEAK_CNT_SC_MISMATCH] > 0) out += fmt::format(" | verify MISMATCHES {}", c[KLEAK_CNT_SC_MISMATCH]);
+  return out + "\n";
+}
+
 }  // namespace
 
 std::vector<Frame> strip_tracing_frames(std::vector<Frame> frames) {
@@ -276,6 +287,7 @@ std::string render_text(const Report& r) {
                      c[KLEAK_CNT_FREE_SEEN], c[KLEAK_CNT_FREE_MATCHED], c.frees_unmatched(), c[KLEAK_CNT_FREE_ERROR],
                      c[KLEAK_CNT_STACK_EFAULT], c[KLEAK_CNT_STACK_ENOMEM],
                      c[KLEAK_CNT_STACK_OTHER], c[KLEAK_CNT_TASKS_FULL]);
+  out += stack_cache_line(c);
   out += family_counter_lines(r);
   out += recursion_line(r.recursion);
   if (const Reconciliation& rc = r.reconciliation; rc.available) {
@@ -430,7 +442,13 @@ nlohmann::json to_json(const Report& r) {
                    {"free_errors", c[KLEAK_CNT_FREE_ERROR]},
                    {"stack_errors", {{"EFAULT", c[KLEAK_CNT_STACK_EFAULT]},
                                      {"ENOMEM", c[KLEAK_CNT_STACK_ENOMEM]},
-                                     {"other", c[KLEAK_CNT_STACK_OTHER]}}}};
+                                     {"other", c[KLEAK_CNT_STACK_OTHER]}}},
+                   {"stack_cache", {{"hits", c[KLEAK_CNT_SC_HIT]},
+                                    {"cached", c[KLEAK_CNT_SC_MISS]},
+                                    {"uncacheable", c[KLEAK_CNT_SC_UNCACHED]},
+                                    {"not_task_stack", c[KLEAK_CNT_SC_NOT_TASK]},
+                                    {"nested", c[KLEAK_CNT_SC_NESTED]},
+                                    {"verify_mismatches", c[KLEAK_CNT_SC_MISMATCH]}}}};
   j["counters"]["recursion_misses"] = r.recursion.available ? json(r.recursion.total) : json(nullptr);
   json by_prog = json::object();
   for (const auto& [name, n] : r.recursion.by_program) by_prog[name] = n;

@@ -199,6 +199,7 @@ Result<LoaderConfig> loader_config(const TraceOptions& opts) {
   cfg.max_allocs = opts.max_allocs;
   cfg.stack_storage_size = opts.stack_storage_size;
   cfg.stack_sample_every = opts.stack_sample_every;
+  cfg.stack_cache = opts.stack_cache;
   cfg.btf_path = opts.btf_path;
   cfg.families = opts.families;
   return cfg;

@@ -128,6 +128,37 @@ INSTANTIATE_TEST_SUITE_P(Counts, HeldMessages,
                                   std::to_string(std::get<1>(info.param));
                          });
 
+// The verified stack cache (bpf/stack_cache.bpf.h) in verify mode: every
+// cached stack is also walked, and any difference counted. Held messages are
+// one call path repeated, so most of their stacks come from the cache, and
+// each must be the stack the walk finds.
+TEST_F(Tracer, StackCacheHitsAreTheWalkedStacks) {
+  const int n = 2000;
+  MsgHold holder(n);
+  ASSERT_TRUE(holder.ready());
+  LoaderConfig cfg;
+  cfg.stack_cache = KLEAK_SC_VERIFY;
+  auto loader = attach(cfg);
+  ASSERT_TRUE(loader);
+  ASSERT_TRUE(holder.send());
+
+  Snapshot held = snapshot(*loader);
+  MsgCount m = msg_allocations(*loader, held, static_cast<uint32_t>(holder.pid()));
+  EXPECT_EQ(m.count, static_cast<uint64_t>(n));
+  EXPECT_EQ(m.sizes, std::set<uint64_t>{4096});
+  EXPECT_TRUE(m.do_msgsnd_in_every_stack);
+  const Counters& c = held.counters;
+  EXPECT_GT(c[KLEAK_CNT_SC_HIT], static_cast<uint64_t>(n) / 2) << "the held messages' stacks were not reused";
+  EXPECT_EQ(c[KLEAK_CNT_SC_MISMATCH], 0u) << "a cached stack differed from the walked one";
+  EXPECT_EQ(c[KLEAK_CNT_STACK_EFAULT] + c[KLEAK_CNT_STACK_ENOMEM] + c[KLEAK_CNT_STACK_OTHER], 0u);
+
+  holder.send_line("release");
+  expect_line(holder, "released " + std::to_string(n));
+  Snapshot released = snapshot(*loader);
+  EXPECT_EQ(msg_allocations(*loader, released, static_cast<uint32_t>(holder.pid())).count, 0u);
+  EXPECT_EQ(released.counters[KLEAK_CNT_SC_MISMATCH], 0u);
+}
+
 TEST_F(Tracer, PidFilterRecordsOnlyThatProcess) {
   const int n = 20;
   MsgHold target(n);

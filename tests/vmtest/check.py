@@ -124,6 +124,18 @@ def check_fixed(doc, reads, problems, out):
         problems.append(f"fixed: kleak did not see the {reads} open/close pairs (counters {c})")
 
 
+def check_stack_cache(name, doc, problems, out):
+    """Both cases run with --stack-cache verify: the cache must have been
+    used, and every stack it gave must be the one the walk gave."""
+    sc = doc.get("counters", {}).get("stack_cache", {})
+    out.append(f"{name}: stack cache: hits {sc.get('hits')}, cached {sc.get('cached')}, "
+               f"uncacheable {sc.get('uncacheable')}, verify mismatches {sc.get('verify_mismatches')}")
+    if not sc.get("hits"):
+        problems.append(f"{name}: the stack cache never hit ({sc})")
+    if sc.get("verify_mismatches") != 0:
+        problems.append(f"{name}: {sc.get('verify_mismatches')} cached stacks differed from the walk")
+
+
 def check_ci(docs, status, reads, problems, out):
     for name, want in (("ci-leak", "1"), ("ci-fixed", "0")):
         st = status.get(name, "?")
@@ -204,9 +216,11 @@ def main():
         out.append(f"kernel {leak.get('kernel')}, attached {', '.join(leak.get('attached', []))}"
                    + (f", missing {', '.join(leak['missing'])}" if leak.get("missing") else ""))
         check_leak(leak, reads, comm, problems, out)
+        check_stack_cache("leak", leak, problems, out)
     fixed = load_case("fixed", docs, errs, status, problems, out)
     if fixed:
         check_fixed(fixed, reads, problems, out)
+        check_stack_cache("fixed", fixed, problems, out)
     check_ci(docs, status, reads, problems, out)
     check_selftest(docs, status, (leak or {}).get("kernel"), problems, out)
     for line in out:
