@@ -172,7 +172,7 @@ static __always_inline __u64 capture_stack(void *ctx, __u64 call_site, int *err)
 	c = counters();
 	if (c) {
 		/* enum kleak_sc_outcome is in the counters' order */
-		if (outcome >= KLEAK_SC_HIT && outcome <= KLEAK_SC_NESTED)
+		if (outcome >= KLEAK_SC_HIT && outcome <= KLEAK_SC_PAUSED)
 			count(c, KLEAK_CNT_SC_HIT + outcome);
 		if (mismatch)
 			count(c, KLEAK_CNT_SC_MISMATCH);

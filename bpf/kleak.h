@@ -90,6 +90,7 @@ enum kleak_counter {
 	KLEAK_CNT_SC_UNCACHED,      /* walked, stack not cacheable */
 	KLEAK_CNT_SC_NOT_TASK,      /* walked: not on the task's stack (interrupt) */
 	KLEAK_CNT_SC_NESTED,        /* walked: nested in a cache use on this CPU */
+	KLEAK_CNT_SC_PAUSED,        /* walked: the cache paused on this CPU (too few hits) */
 	KLEAK_CNT_SC_MISMATCH,      /* verify mode: a hit whose walk differs */
 	KLEAK_CNT_MAX,
 };

@@ -131,6 +131,9 @@ struct kleak_sc_work {
 	__u64 lo, hi; /* range of the frames' addresses */
 	__u32 span;   /* words of the stack in buf */
 	__u32 victim; /* the next way a miss replaces */
+	__u32 win_n;      /* captures in this window (KLEAK_SC_WINDOW) */
+	__u32 win_hits;   /* ... that hit */
+	__u32 pause;      /* captures left that walk without the cache */
 	__u32 fill_fails; /* misses in a row whose stack could not be cached */
 	__u32 fill_skip;  /* misses left that walk without trying to cache */
 	__u32 start;  /* first word of the region a miss records */
@@ -173,7 +176,16 @@ enum kleak_sc_outcome {
 	KLEAK_SC_UNCACHED,    /* walked, not cacheable */
 	KLEAK_SC_NOT_TASK,    /* not on the task's stack: walked */
 	KLEAK_SC_NESTED,      /* nested in another cache use on this CPU: walked */
+	KLEAK_SC_PAUSED,      /* the cache is paused on this CPU: walked */
 };
+
+/* A CPU whose captures hit less than half the time over a window pays more
+ * for misses (a fill copies and scans the stack: several walks' worth) than
+ * hits save: there the cache pauses (plain walks) for a while, then learns
+ * again. A cache too small for its hot paths (many CPUs sharing the 4 MiB)
+ * thrashes that way. */
+#define KLEAK_SC_WINDOW 4096
+#define KLEAK_SC_PAUSE 65536
 
 /* What a miss's bpf_loop callback works on. */
 struct kleak_sc_scan {
@@ -468,10 +480,9 @@ static __always_inline bool kleak_sc_check(struct kleak_sc_work *w, const struct
 	return true;
 }
 
-/* kleak_store_stack() (stack_store.bpf.h) through the cache. *outcome says
- * what happened; in KLEAK_SC_VERIFY mode *mismatch is set when a hit's key
- * differs from the walk's (the walk's key is returned). */
-static __always_inline __u64 kleak_cached_stack(void *ctx, __u64 call_site, void *scratch, void *stacks,
+/* kleak_cached_stack() without the pause: looks the stack up, walks and
+ * caches it on a miss. */
+static __always_inline __u64 kleak_cached_stack_once(void *ctx, __u64 call_site, void *scratch, void *stacks,
 						int *err, int *outcome, bool *mismatch)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
@@ -586,6 +597,37 @@ static __always_inline __u64 kleak_cached_stack(void *ctx, __u64 call_site, void
 		}
 	}
 	w->busy = 0;
+	return key;
+}
+
+/* kleak_store_stack() (stack_store.bpf.h) through the cache. *outcome says
+ * what happened; in KLEAK_SC_VERIFY mode *mismatch is set when a hit's key
+ * differs from the walk's (the walk's key is returned). */
+static __always_inline __u64 kleak_cached_stack(void *ctx, __u64 call_site, void *scratch, void *stacks,
+						int *err, int *outcome, bool *mismatch)
+{
+	__u32 zero = 0;
+	struct kleak_sc_work *w = bpf_map_lookup_elem(&kleak_scwork, &zero);
+	__u64 key;
+
+	if (w && !w->busy && w->pause) {
+		w->pause--;
+		*mismatch = false;
+		*outcome = KLEAK_SC_PAUSED;
+		return kleak_store_stack(ctx, scratch, stacks, KLEAK_SC_SKIP, err);
+	}
+	key = kleak_cached_stack_once(ctx, call_site, scratch, stacks, err, outcome, mismatch);
+	if (!w || *outcome > KLEAK_SC_UNCACHED)
+		return key; /* not a lookup: nothing learnt */
+	w->win_n++;
+	if (*outcome == KLEAK_SC_HIT)
+		w->win_hits++;
+	if (w->win_n >= KLEAK_SC_WINDOW) {
+		if (w->win_hits * 2 < w->win_n)
+			w->pause = KLEAK_SC_PAUSE;
+		w->win_n = 0;
+		w->win_hits = 0;
+	}
 	return key;
 }
 

@@ -125,11 +125,13 @@ std::string recursion_line(const RecursionMisses& m) {
 
 // The verified stack cache's line, when it was used (bpf/stack_cache.bpf.h).
 std::string stack_cache_line(const Counters& c) {
-  uint64_t walked = c[KLEAK_CNT_SC_MISS] + c[KLEAK_CNT_SC_UNCACHED] + c[KLEAK_CNT_SC_NOT_TASK] + c[KLEAK_CNT_SC_NESTED];
+  uint64_t walked = c[KLEAK_CNT_SC_MISS] + c[KLEAK_CNT_SC_UNCACHED] + c[KLEAK_CNT_SC_NOT_TASK] +
+                    c[KLEAK_CNT_SC_NESTED] + c[KLEAK_CNT_SC_PAUSED];
   if (c[KLEAK_CNT_SC_HIT] + walked == 0) return {};
   std::string out = fmt::format(
-      "  stack cache: hits {} walked {} (cached {} uncacheable {} | not task stack {} nested {})", c[KLEAK_CNT_SC_HIT],
-      walked, c[KLEAK_CNT_SC_MISS], c[KLEAK_CNT_SC_UNCACHED], c[KLEAK_CNT_SC_NOT_TASK], c[KLEAK_CNT_SC_NESTED]);
+      "  stack cache: hits {} walked {} (cached {} uncacheable {} | not task stack {} nested {} paused {})",
+      c[KLEAK_CNT_SC_HIT], walked, c[KLEAK_CNT_SC_MISS], c[KLEAK_CNT_SC_UNCACHED], c[KLEAK_CNT_SC_NOT_TASK],
+      c[KLEAK_CNT_SC_NESTED], c[KLEAK_CNT_SC_PAUSED]);
   if (c[KLEAK_CNT_SC_MISMATCH] > 0) out += fmt::format(" | verify MISMATCHES {}", c[KLEAK_CNT_SC_MISMATCH]);
   return out + "\n";
 }
@@ -448,6 +450,7 @@ nlohmann::json to_json(const Report& r) {
                                     {"uncacheable", c[KLEAK_CNT_SC_UNCACHED]},
                                     {"not_task_stack", c[KLEAK_CNT_SC_NOT_TASK]},
                                     {"nested", c[KLEAK_CNT_SC_NESTED]},
+                                    {"paused", c[KLEAK_CNT_SC_PAUSED]},
                                     {"verify_mismatches", c[KLEAK_CNT_SC_MISMATCH]}}}};
   j["counters"]["recursion_misses"] = r.recursion.available ? json(r.recursion.total) : json(nullptr);
   json by_prog = json::object();
