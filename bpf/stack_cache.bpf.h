@@ -368,7 +368,18 @@ record:
  * every frame at the same place, so each word the unwinder reads (a return
  * address, a frame pointer to a frame, pt_regs->sp of a frame) holds the
  * same value in every such walk: a pair whose word changed is not one of
- * them, and is dropped. */
+ * them, and is dropped.
+ *
+ * The one hole in that premise: two frames of variable size that make up
+ * for each other. The syscall's random stack offset (a multiple of 16) and
+ * a function below it that realigns its frame to 32 or more bytes put the
+ * same stack at the same depth with the frames between them moved. A
+ * prune across two such layouts drops the words that moved, and a later
+ * stack differing only there would get the cached key. Refusing to prune
+ * when a stack pointer pair changed closes it, but stale stack pointers
+ * change all the time: hits fell from 99% to 1-5% (tried, 2026-11-26). So
+ * it stays open, rare (no such frame on the paths measured), and what
+ * --stack-cache verify exists to catch: 0 mismatches in every run. */
 static long kleak_sc_prune_pair(__u64 i, void *arg)
 {
 	struct kleak_sc_scan *scan = arg;
