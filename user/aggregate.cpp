@@ -9,7 +9,10 @@ namespace {
 
 uint64_t alloc_key(const kleak_alloc& a) { return group_key(a.stack_id, a.call_site, a.family); }
 
-std::string comm_of(const kleak_alloc& a) { return std::string(a.comm, strnlen(a.comm, sizeof(a.comm))); }
+// Most allocations first, then the lower tgid.
+bool task_before(const TaskCount& a, const TaskCount& b) {
+  return a.count != b.count ? a.count > b.count : a.tgid < b.tgid;
+}
 
 // Bounded tallies: past the cap, new values fold into a catch-all entry, so a
 // group's memory stays small whatever the load.
@@ -36,7 +39,6 @@ StackGroup& Aggregator::group_for(const kleak_alloc& a, uint64_t key) {
     g.flags = a.flags & ~KLEAK_ALLOC_STACK_HINT;
     g.cache = a.cache;
     agg_.groups.push_back(std::move(g));
-    tasks_.emplace_back();
   }
   return agg_.groups[it->second];
 }
@@ -89,8 +91,8 @@ void Aggregator::add(const LiveAlloc& la) {
   g.oldest_ts_ns = std::min<uint64_t>(g.oldest_ts_ns, a.ts_ns);
   g.newest_ts_ns = std::max<uint64_t>(g.newest_ts_ns, a.ts_ns);
   add_size(g, a.bytes_alloc);
-  auto [task, new_task] = tasks_[gi].try_emplace(a.tgid);
-  if (new_task) task->second = TaskCount{a.tgid, comm_of(a), 0};
+  auto [task, new_task] = tasks_.try_emplace(task_key(gi, a.tgid));
+  if (new_task) std::memcpy(task->second.comm, a.comm, sizeof(a.comm));
   ++task->second.count;
   if (keep_allocs_) g.allocs.push_back(la);
 }
@@ -224,16 +226,27 @@ void Aggregator::share_out_unsampled() {
   site_keys_.clear();
 }
 
+// Each group keeps its kMaxTasks busiest tasks, inserted in order, so no
+// list longer than that is ever built.
+void Aggregator::pick_top_tasks() {
+  for (const auto& [key, tally] : tasks_) {
+    StackGroup& g = agg_.groups[key >> 32];
+    TaskCount t{static_cast<uint32_t>(key), {}, tally.count};
+    auto at = std::upper_bound(g.tasks.begin(), g.tasks.end(), t, task_before);
+    if (at == g.tasks.end() && g.tasks.size() >= StackGroup::kMaxTasks) continue;
+    t.comm.assign(tally.comm, strnlen(tally.comm, sizeof(tally.comm)));
+    g.tasks.insert(at, std::move(t));
+    if (g.tasks.size() > StackGroup::kMaxTasks) g.tasks.pop_back();
+  }
+  tasks_.clear();
+}
+
 Aggregate Aggregator::finish() && {
   share_out_unsampled();
+  pick_top_tasks();
   for (size_t i = 0; i < agg_.groups.size(); ++i) {
     StackGroup& g = agg_.groups[i];
     if (!g.estimate.estimated) g.estimate.sampled = g.count;
-    for (auto& [tgid, t] : tasks_[i]) g.tasks.push_back(std::move(t));
-    std::sort(g.tasks.begin(), g.tasks.end(), [](const TaskCount& a, const TaskCount& b) {
-      return a.count != b.count ? a.count > b.count : a.tgid < b.tgid;
-    });
-    if (g.tasks.size() > StackGroup::kMaxTasks) g.tasks.resize(StackGroup::kMaxTasks);
     std::stable_sort(g.sizes.begin(), g.sizes.end(), [](const SizeCount& a, const SizeCount& b) {
       if ((a.bytes_alloc == 0) != (b.bytes_alloc == 0)) return b.bytes_alloc == 0;  // "other" last
       if (a.count != b.count) return a.count > b.count;
@@ -250,7 +263,6 @@ Aggregate Aggregator::finish() && {
     return a.call_site < b.call_site;
   });
   index_.clear();
-  tasks_.clear();
   agg_.totals.reserve(totals_.size());
   for (auto& [key, t] : totals_) agg_.totals.push_back(t);
   totals_.clear();

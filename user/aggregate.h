@@ -140,8 +140,17 @@ class Aggregator {
   Aggregate agg_;
   std::unordered_map<uint64_t, size_t> index_;
   std::unordered_map<uint64_t, StackTotal> totals_;
-  // Per group, every task's count: the top kMaxTasks are picked at finish().
-  std::vector<std::unordered_map<uint32_t, TaskCount>> tasks_;
+  // Every (group, task) pair's count, the top kMaxTasks per group picked at
+  // finish(). One map of small nodes for all groups: under a busy machine's
+  // load the pairs run into the hundreds of thousands (one per short-lived
+  // process per stack), so this is the report's largest table.
+  struct TaskTally {
+    uint64_t count = 0;
+    char comm[sizeof(kleak_alloc::comm)] = {};  // of the first allocation seen
+  };
+  static uint64_t task_key(size_t group, uint32_t tgid) { return static_cast<uint64_t>(group) << 32 | tgid; }
+  std::unordered_map<uint64_t, TaskTally> tasks_;
+  void pick_top_tasks();
 
   // The sampled mode: per call site, its allocations without a stack of
   // their own, shared out over the site's stacks at finish().
