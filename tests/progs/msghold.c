@@ -5,6 +5,8 @@
  *   kleak-msghold N [SIZE]   (SIZE defaults to 4000: a 4096-byte kmalloc)
  *   stdout "ready PID"     -> stdin "send"    -> stdout "held N"
  *                          -> stdin "release" -> stdout "released N"
+ *   stdin "spread K": like "send", but K child processes send them (n/K
+ *   each, the last one the rest), so the kernel's records name K tasks.
  *   stdin EOF or "exit": remove the queues and exit.
  *   stdin "drip MS": send one more message every MS milliseconds (a leak that
  *   keeps growing) until the next line arrives, then print "dripped K".
@@ -22,6 +24,7 @@
 #include <string.h>
 #include <sys/ipc.h>
 #include <sys/msg.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define MAX_QUEUES 4096
@@ -67,6 +70,41 @@ static int send_one(long i)
 	return 0;
 }
 
+/* Sends messages [first, first + count) from a child process. The parent
+ * opens the queues first, so the child's sends land where the parent will
+ * find and remove them. 0, or 1 after reporting the error. */
+static int send_from_child(long first, long count)
+{
+	for (long i = first; i < first + count; i++) {
+		long q = i / (16384 / size);
+		while (nq <= q) {
+			if (nq == MAX_QUEUES)
+				return die("too many queues");
+			queues[nq] = msgget(IPC_PRIVATE, IPC_CREAT | 0600);
+			if (queues[nq] < 0)
+				return die("msgget");
+			nq++;
+		}
+	}
+	pid_t pid = fork();
+	if (pid < 0)
+		return die("fork");
+	if (pid == 0) {
+		for (long i = first; i < first + count; i++) {
+			m.mtype = 1;
+			if (msgsnd(queues[i / (16384 / size)], &m, (size_t)size, IPC_NOWAIT) != 0)
+				_exit(1);
+		}
+		_exit(0);
+	}
+	int status;
+	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		errno = EIO;
+		return die("child msgsnd");
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -90,6 +128,18 @@ int main(int argc, char **argv)
 					return 1;
 				held++;
 			}
+			printf("held %ld\n", held);
+		} else if (!strncmp(line, "spread ", 7)) {
+			long k = atol(line + 7);
+			if (k < 1 || k > n)
+				k = 1;
+			memset(m.mtext, '.', (size_t)size);
+			for (long c = 0; c < k; c++) {
+				long first = c * (n / k), count = c == k - 1 ? n - first : n / k;
+				if (send_from_child(first, count))
+					return 1;
+			}
+			held = n;
 			printf("held %ld\n", held);
 		} else if (!strncmp(line, "release", 7)) {
 			long got = 0;
