@@ -32,8 +32,8 @@ namespace kleak {
 namespace {
 
 // A report's tables (one entry per stack and per process with live
-// allocations: hundreds of thousands on a busy machine) are freed when it is
-// printed, but glibc keeps the freed chunks in its heap, so without this the
+// allocations: hundreds of thousands on a busy machine) are freed once it is
+// built, but glibc keeps the freed chunks in its heap, so without this the
 // RSS stays at the largest live set ever seen. malloc_trim also hands back
 // whole free pages inside the heap (glibc 2.8+), not only its top.
 void return_freed_heap() {
@@ -60,10 +60,13 @@ class Session {
   void maintain() { reporter_.maintain(); }
 
   // Prints one report. Returns an exit status to stop with, or -1 to go on.
+  // The heap is returned before printing, so whoever reads kleak's RSS
+  // when a report appears (bench/soak.py) sees it without the report's
+  // freed tables.
   int report(bool final_report) {
-    int rc = print_report(reporter_.next(final_report), format_, output_);
+    Result<Report> r = reporter_.next(final_report);
     return_freed_heap();
-    return rc;
+    return print_report(std::move(r), format_, output_);
   }
 
  private:
