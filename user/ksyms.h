@@ -46,11 +46,11 @@ class Ksyms {
   static constexpr uint64_t kMaxOffsetBytes = 1024 * 1024;
 
  private:
-  struct Sym {
+  struct Sym {  // 16 bytes: ~64k of them on a distribution kernel
     uint64_t addr;
-    uint32_t name_off;
+    uint32_t name_off : 31;
+    uint32_t global : 1;
     uint32_t module_off;  // 0: no module (arena starts with a NUL)
-    bool global;
   };
   std::string_view str(uint32_t off) const;
 

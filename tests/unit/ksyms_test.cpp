@@ -45,6 +45,18 @@ TEST(Ksyms, DataSymbolsDoNotSplitFunctions) {
   EXPECT_EQ(name_at(fixture(), 0xffffffff81003050), "load_msg");
 }
 
+TEST(Ksyms, FunctionPaddingSymbolsAreDropped) {
+  // __pfx_X: the 16 bytes before X (call thunks, FineIBT). Not kept, so X's
+  // own addresses still resolve to X and the padding to the function before.
+  Ksyms k = Ksyms::parse(
+      "ffffffff81001000 T first\n"
+      "ffffffff81001ff0 t __pfx_second\n"
+      "ffffffff81002000 T second\n");
+  EXPECT_EQ(k.size(), 2u);
+  EXPECT_EQ(name_at(k, 0xffffffff81002004), "second");
+  EXPECT_EQ(name_at(k, 0xffffffff81001ff8), "first");
+}
+
 TEST(Ksyms, DuplicateAddressesPreferGlobalInFileOrder) {
   EXPECT_EQ(name_at(fixture(), 0xffffffff81000008), "srso_alias_untrain_ret");
 }
