@@ -363,6 +363,44 @@ record:
 	return 0;
 }
 
+/* x is one of the frames of the walk in st. */
+static __always_inline bool kleak_sc_is_frame(const struct kleak_stack *st, __u64 x)
+{
+	__u32 nr = st->nr;
+
+	for (__u32 k = 0; k < KLEAK_SC_FRAMES; k++) {
+		if (k >= nr || k >= KLEAK_MAX_STACK_DEPTH)
+			break;
+		if (st->ips[k] == x)
+			return true;
+	}
+	return false;
+}
+
+/* x86-64's __KERNEL_CS: pt_regs->cs of an exception taken in the kernel. */
+#define KLEAK_SC_KERNEL_CS 0x10
+
+/* A stack pointer pair at word i whose value changed to `word` (absolute):
+ * does the new value look like one the unwinder follows? A frame pointer
+ * it follows points just below a return-address slot (the frame's saved
+ * rbp), a pt_regs->sp it follows sits three words above pt_regs->ip (a
+ * frame) and two above pt_regs->cs (the kernel's). Such a change means the
+ * frames above it may have moved. */
+static __always_inline bool kleak_sc_moved(struct kleak_sc_work *w, const struct kleak_stack *st, __u32 i,
+					   __u64 word)
+{
+	__u64 rel = word - w->base, k;
+
+	if (rel >= w->region_rel && !((rel - w->region_rel) & 7)) {
+		k = (rel - w->region_rel) / 8 + 1;
+		if (k < w->span && k < KLEAK_SC_BUF_WORDS &&
+		    kleak_sc_is_frame(st, w->buf[k & (KLEAK_SC_BUF_WORDS - 1)]))
+			return true;
+	}
+	return i >= 3 && w->buf[(i - 2) & (KLEAK_SC_BUF_WORDS - 1)] == KLEAK_SC_KERNEL_CS &&
+	       kleak_sc_is_frame(st, w->buf[(i - 3) & (KLEAK_SC_BUF_WORDS - 1)]);
+}
+
 /* bpf_loop callback of a miss whose walk returned an entry's stack: pair i
  * is kept if its word is still there. The same stack at the same depth puts
  * every frame at the same place, so each word the unwinder reads (a return
@@ -370,16 +408,19 @@ record:
  * same value in every such walk: a pair whose word changed is not one of
  * them, and is dropped.
  *
- * The one hole in that premise: two frames of variable size that make up
- * for each other. The syscall's random stack offset (a multiple of 16) and
- * a function below it that realigns its frame to 32 or more bytes put the
- * same stack at the same depth with the frames between them moved. A
- * prune across two such layouts drops the words that moved, and a later
- * stack differing only there would get the cached key. Refusing to prune
- * when a stack pointer pair changed closes it, but stale stack pointers
- * change all the time: hits fell from 99% to 1-5% (tried, 2026-11-26). So
- * it stays open, rare (no such frame on the paths measured), and what
- * --stack-cache verify exists to catch: 0 mismatches in every run. */
+ * That premise fails when two frames of variable size make up for each
+ * other: the syscall's random stack offset (a multiple of 16) and a
+ * function below it that realigns its frame to 32 or more bytes put the
+ * same stack at the same depth with the frames between them moved. Then
+ * the lowest frame that moved was found through a pointer the unwinder read
+ * at a place that did not move (a saved frame pointer, pt_regs->sp), whose
+ * value changed; the fill recorded it (it points just below a frame's slot,
+ * or sits three words above pt_regs->ip), and earlier prunes, all between
+ * walks of one layout, kept it. So a changed stack-pointer pair whose new
+ * value is again one the unwinder would follow (kleak_sc_moved) stops the
+ * prune: the entry is refilled from this walk. Other changed stack pointers
+ * are stale (uninitialized locals) and are dropped: refusing those too cut
+ * hits to 1% (tried). With the check, proc hits 97.8% (was 99.0%). */
 static long kleak_sc_prune_pair(__u64 i, void *arg)
 {
 	struct kleak_sc_scan *scan = arg;
@@ -393,10 +434,19 @@ static long kleak_sc_prune_pair(__u64 i, void *arg)
 		return 1;
 	idx = e->idx[i];
 	word = w->buf[idx & (KLEAK_SC_BUF_WORDS - 1)];
-	if (idx & KLEAK_SC_REL)
-		word -= w->base;
-	if (word != e->val[i])
+	if (idx & KLEAK_SC_REL) {
+		if (word - w->base != e->val[i]) {
+			/* Stale stack pointers change all the time: dropped.
+			 * One the unwinder may follow: not the same layout. */
+			if (scan->st && kleak_sc_moved(w, scan->st, idx & ~KLEAK_SC_REL, word)) {
+				w->bad = 1;
+				return 1;
+			}
+			return 0;
+		}
+	} else if (word != e->val[i]) {
 		return 0;
+	}
 	j = w->k;
 	if (j >= KLEAK_SC_PAIRS)
 		return 1;
@@ -566,10 +616,13 @@ static __always_inline __u64 kleak_cached_stack_once(void *ctx, __u64 call_site,
 	*outcome = KLEAK_SC_UNCACHED;
 	if (!*err) {
 		/* The same stack as a way's, at the same depth: prune that way. */
+		const struct kleak_stack *wst = bpf_map_lookup_elem(scratch, &zero);
+
+		w->region_rel = off - KLEAK_SC_BELOW;
 		for (int way = 0; way < KLEAK_SC_WAYS; way++) {
 			__u32 k = (slot & ~(KLEAK_SC_WAYS - 1)) + way;
 			struct kleak_sc_entry *pe = bpf_map_lookup_elem(&kleak_sc, &k);
-			struct kleak_sc_scan scan = { .w = w, .e = pe };
+			struct kleak_sc_scan scan = { .w = w, .e = pe, .st = wst };
 			__u32 n;
 
 			if (!pe || pe->call_site != call_site || pe->fp_off != off || pe->stack_id != key || !pe->n ||
@@ -578,8 +631,18 @@ static __always_inline __u64 kleak_cached_stack_once(void *ctx, __u64 call_site,
 			n = pe->n;
 			w->k = 0;
 			w->bad = 0;
+			if (!wst)
+				break;
 			bpf_loop(n, kleak_sc_prune_pair, &scan, 0);
-			if (w->bad || !w->k)
+			if (w->bad) {
+				/* Another layout, and this way half compacted: it
+				 * is the one refilled, from this walk. */
+				pe->call_site = 0;
+				pe->n = 0;
+				e = pe;
+				break;
+			}
+			if (!w->k)
 				break; /* refill the victim below */
 			pe->n = w->k;
 			*outcome = KLEAK_SC_MISS;
