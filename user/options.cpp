@@ -202,11 +202,11 @@ void add_map_size_options(CLI::App& app, TraceOptions& o, OptionStrings& s, cons
 void add_limit_options(CLI::App& app, TraceOptions& o, OptionStrings& s) {
   const HelpGroup group(app, "Limits");
   add_map_size_options(app, o, s, "allocation");
-  app.add_option("--stack-cache", o.stack_cache,
+  app.add_option("--stack-cache", s.stack_cache,
                  "Reuse a stack already walked when the stack words the walk reads are unchanged: on (default), "
                  "off, or verify (also walk every reused stack and count mismatches)")
-      ->transform(CLI::CheckedTransformer(
-          std::map<std::string, uint32_t>{{"off", KLEAK_SC_OFF}, {"on", KLEAK_SC_ON}, {"verify", KLEAK_SC_VERIFY}}));
+      ->type_name("MODE")
+      ->check(CLI::IsMember({"on", "off", "verify"}));
   app.add_option("--btf", o.btf_path, "Kernel BTF file, for kernels without /sys/kernel/btf/vmlinux");
 }
 
@@ -230,6 +230,7 @@ void add_verbose_option(CLI::App& app, TraceOptions& o) {
 
 std::string apply_option_strings(TraceOptions& o, const OptionStrings& s, bool top_given) {
   if (s.low_overhead) o.stack_sample_every = kLowOverheadSampleEvery;
+  o.stack_cache = s.stack_cache == "off" ? KLEAK_SC_OFF : s.stack_cache == "verify" ? KLEAK_SC_VERIFY : KLEAK_SC_ON;
   if (auto why = parse_families(s.families, o.families); !why.empty()) return why;
   if (s.exact_size) o.min_size_bytes = o.max_size_bytes = *s.exact_size;
   o.format = s.format == "json"         ? OutputFormat::json

@@ -167,6 +167,7 @@ struct OptionStrings {
   std::string peek_addr;
   bool low_overhead = false;  // --low-overhead: stack_sample_every = kLowOverheadSampleEvery
   std::string families = "slab";  // --family
+  std::string stack_cache = "on";  // --stack-cache: TraceOptions::stack_cache
 };
 // -p, -z, -Z, --size, --cache: filters that run in the kernel.
 void add_selection_options(CLI::App& app, TraceOptions& o, OptionStrings& s);

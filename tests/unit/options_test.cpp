@@ -161,6 +161,17 @@ TEST(Options, FamilyDefaultsToSlabAndParsesLists) {
   EXPECT_EQ(all.cl.trace->families, (FamilySet{true, true, true, true}));
 }
 
+TEST(Options, StackCacheModes) {
+  EXPECT_EQ(parse({}).cl.trace->stack_cache, uint32_t{KLEAK_SC_ON});
+  EXPECT_EQ(parse({"--stack-cache", "off"}).cl.trace->stack_cache, uint32_t{KLEAK_SC_OFF});
+  EXPECT_EQ(parse({"--stack-cache", "verify"}).cl.trace->stack_cache, uint32_t{KLEAK_SC_VERIFY});
+  Parsed bad = parse({"--stack-cache", "1"});
+  EXPECT_FALSE(bad.cl.trace);
+  EXPECT_EQ(bad.cl.exit_code, kExitUsage);
+  EXPECT_NE(bad.err.find("--stack-cache"), std::string::npos) << bad.err;
+  EXPECT_EQ(std::count(bad.err.begin(), bad.err.end(), '\n'), 1) << "one line: " << bad.err;
+}
+
 TEST(Options, BadFamilyIsAUsageError) {
   for (auto bad : {"pages", "", "slab,", "slab,,page"}) {
     Parsed p = parse({"--family", bad});
