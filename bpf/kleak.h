@@ -97,6 +97,10 @@ enum kleak_counter {
 
 /* rodata stack_cache_mode: the verified stack cache, see
  * bpf/stack_cache.bpf.h. */
+/* Ways per set of the stack cache's map: the loader sizes the map in
+ * whole sets. */
+#define KLEAK_SC_WAYS 4
+
 enum kleak_stack_cache_mode {
 	KLEAK_SC_OFF = 0,
 	KLEAK_SC_ON = 1,

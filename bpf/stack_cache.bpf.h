@@ -113,7 +113,6 @@ struct kleak_sc_entry {
  * sizes the map (KLEAK_SC_SLOTS, fewer on machines with many CPUs; a power
  * of two) and sets sc_sets_mask to its sets - 1. */
 #define KLEAK_SC_SLOTS 2048
-#define KLEAK_SC_WAYS 4
 const volatile __u32 sc_sets_mask = KLEAK_SC_SLOTS / KLEAK_SC_WAYS - 1;
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -280,6 +280,11 @@ Status Loader::probe_and_configure() {
   bpf_program__set_autoload(skel_->progs.kleak_fork, ro->follow_tasks);
   bpf_program__set_autoload(skel_->progs.kleak_exit, ro->follow_tasks);
   ro->stack_sample_every = config_.stack_sample_every;
+  // Per-CPU maps' memory scales with it (the stack cache), and the page
+  // family reads it.
+  int ncpus = libbpf_num_possible_cpus();
+  if (ncpus <= 0) return make_error("count possible CPUs", ncpus);
+  ro->nr_possible_cpus = static_cast<uint32_t>(ncpus);
   if (auto st = configure_stack_cache(); !st) return st;
   ro->min_size = config_.min_size_bytes;
   ro->max_size = config_.max_size_bytes;
@@ -296,17 +301,15 @@ Status Loader::probe_and_configure() {
 // all CPUs, and 4 (one set) when nothing uses it.
 Status Loader::configure_stack_cache() {
   constexpr uint64_t kBudget = 4ull << 20;
-  constexpr uint32_t kWays = 4, kMinSlots = 64;
+  constexpr uint32_t kMinSlots = 64;
   auto* ro = skel_->rodata;
   bpf_map* map = skel_->maps.kleak_sc;
   bool used = config_.stack_cache != KLEAK_SC_OFF && config_.stack_sample_every <= 1;
   ro->stack_cache_mode = used ? config_.stack_cache : uint32_t{KLEAK_SC_OFF};
-  int ncpus = libbpf_num_possible_cpus();
-  if (ncpus <= 0) return make_error("count possible CPUs", ncpus);
-  uint64_t fit = kBudget / (static_cast<uint64_t>(ncpus) * bpf_map__value_size(map));
+  uint64_t fit = kBudget / (uint64_t{ro->nr_possible_cpus} * bpf_map__value_size(map));
   uint32_t slots = std::bit_floor(static_cast<uint32_t>(std::min<uint64_t>(bpf_map__max_entries(map), fit)));
-  slots = used ? std::max(slots, kMinSlots) : kWays;
-  ro->sc_sets_mask = slots / kWays - 1;
+  slots = used ? std::max(slots, kMinSlots) : KLEAK_SC_WAYS;
+  ro->sc_sets_mask = slots / KLEAK_SC_WAYS - 1;
   if (int err = bpf_map__set_max_entries(map, slots); err) return make_error("size map kleak_sc", err);
   return {};
 }
@@ -315,9 +318,6 @@ Status Loader::configure_families(uint64_t gfp_movable) {
   auto* ro = skel_->rodata;
   ro->gfp_movable = gfp_movable;
   ro->page_shift = static_cast<uint32_t>(__builtin_ctzl(static_cast<unsigned long>(sysconf(_SC_PAGESIZE))));
-  int ncpus = libbpf_num_possible_cpus();
-  if (ncpus <= 0) return make_error("count possible CPUs", ncpus);
-  ro->nr_possible_cpus = static_cast<uint32_t>(ncpus);
   for (uint32_t fam : kExtraFamilies) {
     // A family that is off keeps a one-entry map: preallocated maps cost
     // their full size in kernel memory.
