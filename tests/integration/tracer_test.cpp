@@ -74,6 +74,14 @@ class Tracer : public LoaderFixture {
     return m;
   }
 
+  // The holder's n messages, all 4 KiB and each at a stack through do_msgsnd.
+  static void expect_held_messages(Loader& l, const Snapshot& s, const MsgHold& holder, int n) {
+    MsgCount m = msg_allocations(l, s, static_cast<uint32_t>(holder.pid()));
+    EXPECT_EQ(m.count, static_cast<uint64_t>(n));
+    EXPECT_EQ(m.sizes, std::set<uint64_t>{4096});
+    EXPECT_TRUE(m.do_msgsnd_in_every_stack);
+  }
+
   static std::string churn() { return KLEAK_CHURN_BIN; }
 };
 
@@ -92,10 +100,7 @@ TEST_P(HeldMessages, ExactCountAtLoadMsgThenGone) {
   ASSERT_TRUE(holder.send());
 
   Snapshot held = snapshot(*loader);
-  MsgCount m = msg_allocations(*loader, held, static_cast<uint32_t>(holder.pid()));
-  EXPECT_EQ(m.count, static_cast<uint64_t>(n));
-  EXPECT_EQ(m.sizes, std::set<uint64_t>{4096});
-  EXPECT_TRUE(m.do_msgsnd_in_every_stack);
+  expect_held_messages(*loader, held, holder, n);
   uint64_t own_stacks = 0;
   for (const auto& la : held.allocs) {
     if (la.a.tgid != static_cast<uint32_t>(holder.pid())) continue;
@@ -143,10 +148,7 @@ TEST_F(Tracer, StackCacheHitsAreTheWalkedStacks) {
   ASSERT_TRUE(holder.send());
 
   Snapshot held = snapshot(*loader);
-  MsgCount m = msg_allocations(*loader, held, static_cast<uint32_t>(holder.pid()));
-  EXPECT_EQ(m.count, static_cast<uint64_t>(n));
-  EXPECT_EQ(m.sizes, std::set<uint64_t>{4096});
-  EXPECT_TRUE(m.do_msgsnd_in_every_stack);
+  expect_held_messages(*loader, held, holder, n);
   const Counters& c = held.counters;
   EXPECT_GT(c[KLEAK_CNT_SC_HIT], static_cast<uint64_t>(n) / 2) << "the held messages' stacks were not reused";
   EXPECT_EQ(c[KLEAK_CNT_SC_MISMATCH], 0u) << "a cached stack differed from the walked one";

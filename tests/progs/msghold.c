@@ -48,6 +48,18 @@ static int nq;
 static long size = 4000;
 static struct msgbuf_big m;
 
+/* Opens one more queue. 0, or 1 after reporting the error. */
+static int open_queue(void)
+{
+	if (nq == MAX_QUEUES)
+		return die("too many queues");
+	queues[nq] = msgget(IPC_PRIVATE, IPC_CREAT | 0600);
+	if (queues[nq] < 0)
+		return die("msgget");
+	nq++;
+	return 0;
+}
+
 /* Sends message number i ("LEAKMARK-<i>" padded with '.'). 0, or 1 after
  * reporting the error. */
 static int send_one(long i)
@@ -60,12 +72,8 @@ static int send_one(long i)
 	while (nq == 0 || msgsnd(queues[nq - 1], &m, (size_t)size, IPC_NOWAIT) != 0) {
 		if (nq > 0 && errno != EAGAIN)
 			return die("msgsnd");
-		if (nq == MAX_QUEUES)
-			return die("too many queues");
-		queues[nq] = msgget(IPC_PRIVATE, IPC_CREAT | 0600);
-		if (queues[nq] < 0)
-			return die("msgget");
-		nq++;
+		if (open_queue())
+			return 1;
 	}
 	return 0;
 }
@@ -77,14 +85,9 @@ static int send_from_child(long first, long count)
 {
 	for (long i = first; i < first + count; i++) {
 		long q = i / (16384 / size);
-		while (nq <= q) {
-			if (nq == MAX_QUEUES)
-				return die("too many queues");
-			queues[nq] = msgget(IPC_PRIVATE, IPC_CREAT | 0600);
-			if (queues[nq] < 0)
-				return die("msgget");
-			nq++;
-		}
+		while (nq <= q)
+			if (open_queue())
+				return 1;
 	}
 	pid_t pid = fork();
 	if (pid < 0)
