@@ -57,6 +57,7 @@
 #define KLEAK_STACK_CACHE_BPF_H
 
 #include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
 #include "kleak.h"
 #include "stack_store.bpf.h"
 
@@ -565,7 +566,16 @@ static __always_inline __u64 kleak_cached_stack_once(void *ctx, __u64 call_site,
 	/* ctx as a number: see the top of this file */
 	asm volatile("*(u64 *)(%[p] + 0) = %[ctx]" ::[p] "r"(&w->fp), [ctx] "r"(ctx) : "memory");
 	fp = *(volatile __u64 *)&w->fp;
-	w->base = (__u64)task->stack;
+	/* task->stack through a helper, not a direct load. A direct load of
+	 * a BTF pointer field that points to a non-struct type (`void *
+	 * stack`) gave a scalar until the verifier learnt (bpf-next, July
+	 * 2025: "ptr_to_btf_id struct walk ending with primitive pointer",
+	 * in 6.18.44-fc-v1098 here) to type it PTR_TO_MEM | MEM_RDONLY |
+	 * PTR_UNTRUSTED of size 0 ("rdonly_untrusted_mem(sz=0)"): a pointer,
+	 * so fp - base stays a pointer and the hash of it is refused
+	 * ("pointer ^= pointer prohibited"). bpf_probe_read_kernel() gives a
+	 * number on every kernel, for one 8-byte copy per capture. */
+	w->base = (__u64)BPF_CORE_READ(task, stack);
 	off = fp - w->base;
 	if (off >= KLEAK_SC_STACK_BYTES || off < KLEAK_SC_BELOW || (off & 7)) {
 		w->busy = 0;
