@@ -24,6 +24,7 @@
 
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
+#include "refuse.bpf.h"
 
 /* Set by the loader when this kernel's verifier accepts a direct load of a
  * `const void *` tp_btf argument (user/loader.cpp probes it). With the flag
@@ -56,10 +57,12 @@ static __always_inline __u32 kleak_cache_object_size(const struct kmem_cache *s)
 #define kleak_void_ptr_arg(ctx, n)                                                         \
 	({                                                                                 \
 		__u64 __v = 0;                                                             \
-		if (direct_ptr_args)                                                       \
+		if (direct_ptr_args) {                                                     \
+			KLEAK_REFUSE_IF(KLEAK_PART_DIRECT_PTR);                            \
 			asm volatile("%0 = *(u64 *)(%1 + %2)" : "=r"(__v) : "r"(ctx), "i"((n) * 8)); \
-		else                                                                       \
+		} else {                                                                   \
 			bpf_probe_read_kernel(&__v, sizeof(__v), &(ctx)[n]);               \
+		}                                                                          \
 		__v;                                                                       \
 	})
 

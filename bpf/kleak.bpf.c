@@ -9,6 +9,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include "kleak.h"
+#include "refuse.bpf.h"
 #include "compat.bpf.h"
 #include "stack_store.bpf.h"
 #include "stack_cache.bpf.h"
@@ -325,6 +326,7 @@ static __always_inline void record_free(const void *ptr)
 SEC("tp_btf/kmalloc")
 int kleak_kmalloc(__u64 *ctx)
 {
+	KLEAK_REFUSE_IF(KLEAK_PART_CORE);
 	const void *ptr = (const void *)kleak_void_ptr_arg(ctx, 1);
 	__u64 gfp_flags = ctx[4];
 	bool wanted = !kmalloc_off && (kmalloc_type < 0 || kmalloc_type_of(gfp_flags) == kmalloc_type);
@@ -341,6 +343,7 @@ int kleak_kc_alloc(__u64 *ctx)
 	const void *ptr = (const void *)kleak_void_ptr_arg(ctx, 1);
 	struct kmem_cache *s = (struct kmem_cache *)ctx[2];
 
+	KLEAK_REFUSE_IF(KLEAK_PART_KMEM_CACHE);
 	if (!ptr) {
 		/* Don't touch s for a failed allocation. */
 		record_alloc(ctx, ptr, 0, 0, ctx[0], KLEAK_FAMILY_KMEM_CACHE, 0, 0, false);
@@ -389,6 +392,7 @@ int kleak_kc_node(__u64 *ctx)
 SEC("tp_btf/kmem_cache_alloc")
 int kleak_kc_old(__u64 *ctx)
 {
+	KLEAK_REFUSE_IF(KLEAK_PART_KMEM_CACHE);
 	record_kmem_alloc_class(ctx, KLEAK_FAMILY_KMEM_CACHE);
 	return 0;
 }
@@ -440,6 +444,7 @@ int BPF_PROG(kleak_exit, struct task_struct *p)
 {
 	__u32 tgid = BPF_CORE_READ(p, tgid);
 
+	KLEAK_REFUSE_IF(KLEAK_PART_EXIT_FOLLOWER);
 	if (BPF_CORE_READ(p, signal, live.counter) == 0)
 		bpf_map_delete_elem(&kleak_tasks, &tgid);
 	return 0;
@@ -620,6 +625,7 @@ int BPF_PROG(kleak_pg_alloc, struct page *page, unsigned int order, gfp_t gfp_fl
 	__u64 key = (__u64)page;
 	__u32 skip;
 
+	KLEAK_REFUSE_IF(KLEAK_PART_PAGE);
 	if (!c)
 		return 0;
 	fcount(c, KLEAK_FCNT_ALLOC_SEEN, 1);
@@ -703,6 +709,7 @@ int kleak_pcpu_alloc(__u64 *ctx)
 	struct kleak_fam_counters *c = fam_counters(KLEAK_FAMILY_PERCPU);
 	__u64 ptr, size, bytes, call_site = 0;
 
+	KLEAK_REFUSE_IF(KLEAK_PART_PERCPU);
 	if (!c)
 		return 0;
 	if (bpf_core_field_exists(struct trace_event_raw_percpu_alloc_percpu, bytes_alloc)) {
@@ -742,6 +749,7 @@ int kleak_va_alloc(__u64 *ctx)
 {
 	struct kleak_fam_counters *c = fam_counters(KLEAK_FAMILY_VMALLOC);
 
+	KLEAK_REFUSE_IF(KLEAK_PART_VMALLOC);
 	if (!c)
 		return 0;
 	fcount(c, KLEAK_FCNT_ALLOC_SEEN, 1);
@@ -769,6 +777,7 @@ int kleak_va_free(__u64 *ctx)
 SEC("raw_tp")
 int kleak_peek_run(void *ctx)
 {
+	KLEAK_REFUSE_IF(KLEAK_PART_PEEK);
 	for (__u32 i = 0; i < KLEAK_PEEK_SLOTS; i++) {
 		__u32 key = i;
 		struct kleak_peek_slot *slot = bpf_map_lookup_elem(&kleak_peek, &key);

@@ -142,6 +142,25 @@ struct kleak_peek_slot {
 	__u8 data[KLEAK_PEEK_MAX_BYTES];
 };
 
+/* Parts of kleak's BPF objects that a kernel may refuse (the verifier or an
+ * attach) without taking the main job down: the loader drops such a part,
+ * says so, and lists it in every report as degraded (user/bpf_load.h).
+ * KLEAK_PART_CORE is the part that cannot be dropped: kmalloc/kfree in
+ * kleak.bpf.c, the uprobes in kleak_user.bpf.c. Also the bits of rodata
+ * refuse_parts (bpf/refuse.bpf.h), the tests' way to make a part refused. */
+enum kleak_part {
+	KLEAK_PART_CORE = 1 << 0,
+	KLEAK_PART_STACK_CACHE = 1 << 1,   /* bpf/stack_cache.bpf.h */
+	KLEAK_PART_DIRECT_PTR = 1 << 2,    /* direct loads of const void * arguments */
+	KLEAK_PART_KMEM_CACHE = 1 << 3,    /* kmem_cache_alloc/free */
+	KLEAK_PART_PAGE = 1 << 4,          /* --family page */
+	KLEAK_PART_PERCPU = 1 << 5,        /* --family percpu */
+	KLEAK_PART_VMALLOC = 1 << 6,       /* --family vmalloc */
+	KLEAK_PART_EXIT_FOLLOWER = 1 << 7, /* kleak_exit: followed processes forgotten at exit */
+	KLEAK_PART_PEEK = 1 << 8,          /* kleak_peek_run: --peek */
+	KLEAK_PART_EXEC_FOLLOWER = 1 << 9, /* kleak user: exec times of traced processes */
+};
+
 /* Most tasks followed at once with follow_tasks (a command's process tree). */
 #define KLEAK_MAX_TASKS 16384
 

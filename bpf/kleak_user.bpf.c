@@ -21,6 +21,7 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "kleak_user.h"
+#include "refuse.bpf.h"
 #include "stack_store.bpf.h"
 
 #define BPF_F_USER_STACK_FLAG (1ULL << 8) /* BPF_F_USER_STACK */
@@ -252,6 +253,7 @@ int kleak_u_enter(struct pt_regs *ctx)
 	struct inflight *st = bpf_map_lookup_elem(&kleak_uinflight, &id);
 	struct inflight in = {};
 
+	KLEAK_REFUSE_IF(KLEAK_PART_CORE);
 	if (st) {
 		/* Inside another allocator call on this thread (e.g. glibc's
 		 * realloc(p, 0) calls free, malloc mmaps large blocks): the
@@ -382,6 +384,7 @@ int BPF_PROG(kleak_u_exec, struct task_struct *p, pid_t old_pid, struct linux_bi
 	__u32 *slot = bpf_map_lookup_elem(&kleak_uprocs, &tgid);
 	__u64 now;
 
+	KLEAK_REFUSE_IF(KLEAK_PART_EXEC_FOLLOWER);
 	if (!slot)
 		return 0;
 	now = bpf_ktime_get_ns();

@@ -59,6 +59,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 #include "kleak.h"
+#include "refuse.bpf.h"
 #include "stack_store.bpf.h"
 
 /* The argument above is about x86-64's ORC unwinder and its stack layout
@@ -552,6 +553,7 @@ static __always_inline __u64 kleak_cached_stack_once(void *ctx, __u64 call_site,
 	__u32 zero = 0, slot;
 	__u64 fp, off, key, len;
 
+	KLEAK_REFUSE_IF(KLEAK_PART_STACK_CACHE);
 	*mismatch = false;
 	w = bpf_map_lookup_elem(&kleak_scwork, &zero);
 	if (!w) {

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds kleak with warnings as errors and runs every test. The BPF tests need
+# Builds kleak with warnings as errors and runs every test, the load tier
+# (tests/load: every BPF program loaded in every mode) first. The BPF tests need
 # root and a kernel with BTF: they skip without them when run by hand, and
 # fail under CI=true. Then the unit tests again under ASan+UBSan (build-san/),
 # and a short seeded run of every fuzz target (bench/fuzz.sh, build-fuzz/,
@@ -10,7 +11,13 @@ build=${KLEAK_BUILD_DIR:-$here/build}
 "$here/scripts/install-deps.sh"
 KLEAK_BUILD_DIR=$build "$here/scripts/build.sh" -DKLEAK_WERROR=ON
 cd "$build"
-ctest --output-on-failure -j "$(nproc)" --timeout 600
+# The load tier first: seconds, and a kernel that refuses one of kleak's
+# programs shows here as the cases naming it, before the tests that trace.
+# Its result does not stop the rest: every failure is worth seeing.
+load_rc=0
+ctest --output-on-failure -R '^load\.' --no-tests=error --timeout 600 || load_rc=$?
+ctest --output-on-failure -j "$(nproc)" -E '^load\.' --timeout 600
+[ "$load_rc" -eq 0 ] || { echo "test.sh: the load tier failed (see above)" >&2; exit "$load_rc"; }
 
 san=${KLEAK_SAN_BUILD_DIR:-$here/build-san}
 # Debug (-O0): the sanitizers check the same as at -O2, and this build takes

@@ -206,6 +206,7 @@ int run_ci(const TraceOptions& opts) {
   ctx.stack_sample_every = loader->stack_sample_every();
   ctx.attached = loader->attached();
   ctx.missing = loader->missing();
+  ctx.degraded = loader->degraded();
   ctx.families = loader->families();
   ctx.traced_families = loader->traced_families();
   describe_filters(cfg, ctx);

@@ -33,6 +33,20 @@ std::string parse_families(std::string_view list, FamilySet& out) {
   return {};
 }
 
+FamilySet named_families(std::string_view list) {
+  FamilySet set{false, false, false, false};
+  for (;;) {
+    size_t comma = list.find(',');
+    std::string_view name = list.substr(0, comma);
+    set.slab |= name == "slab";
+    set.page |= name == "page";
+    set.percpu |= name == "percpu";
+    set.vmalloc |= name == "vmalloc";
+    if (comma == std::string_view::npos) return set;
+    list.remove_prefix(comma + 1);
+  }
+}
+
 std::string families_text(const FamilySet& set) {
   std::string s;
   auto add = [&s](bool on, const char* name) {
@@ -43,6 +57,16 @@ std::string families_text(const FamilySet& set) {
   add(set.percpu, "percpu");
   add(set.vmalloc, "vmalloc");
   return s;
+}
+
+uint32_t family_part(uint32_t family) {
+  switch (family) {
+    case KLEAK_FAMILY_KMEM_CACHE: return KLEAK_PART_KMEM_CACHE;
+    case KLEAK_FAMILY_PAGE: return KLEAK_PART_PAGE;
+    case KLEAK_FAMILY_PERCPU: return KLEAK_PART_PERCPU;
+    case KLEAK_FAMILY_VMALLOC: return KLEAK_PART_VMALLOC;
+    default: return KLEAK_PART_CORE;
+  }
 }
 
 const char* family_name(uint32_t family) {

@@ -29,11 +29,19 @@ struct FamilySet {
 // why the list is bad (one line).
 std::string parse_families(std::string_view list, FamilySet& out);
 
+// The families a valid --family list names one by one ("all" names none):
+// those the user asked for by name.
+FamilySet named_families(std::string_view list);
+
 // "slab,page": the --family spelling of a set.
 std::string families_text(const FamilySet& set);
 
 // The --family name of a record's family: kmalloc and kmem_cache are "slab".
 const char* family_name(uint32_t family);
+
+// The part (enum kleak_part) a family's programs make up: kmalloc is the
+// core, kmem_cache and the families beyond slab can be dropped.
+uint32_t family_part(uint32_t family);
 
 // The families beyond slab, each with its own live map and counters.
 constexpr uint32_t kExtraFamilies[] = {KLEAK_FAMILY_PAGE, KLEAK_FAMILY_PERCPU, KLEAK_FAMILY_VMALLOC};

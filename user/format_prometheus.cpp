@@ -87,6 +87,12 @@ std::string render_prometheus(const Report& r) {
          fmt::format("{{version=\"{}\",kernel=\"{}\"}}", prometheus_label_value(kVersion),
                      prometheus_label_value(r.ctx.kernel)),
          1);
+  family(out, "kleak_degraded_parts", "gauge",
+         "Parts of kleak this kernel refused or lacks, dropped (the stack cache, a family, ...): 0 when whole.");
+  sample(out, "kleak_degraded_parts", "", r.ctx.degraded.size());
+  family(out, "kleak_degraded", "gauge", "1 for each part of kleak dropped on this kernel.");
+  for (const Degraded& d : r.ctx.degraded)
+    sample(out, "kleak_degraded", fmt::format("{{part=\"{}\"}}", prometheus_label_value(d.part)), 1);
   family(out, "kleak_traced_seconds", "gauge", "Seconds since kleak attached.");
   sample(out, "kleak_traced_seconds", "", r.elapsed_s);
   family(out, "kleak_min_age_seconds", "gauge", "Allocations younger than this are not counted as outstanding.");

@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "degraded.h"
 #include "family.h"
 #include "snapshot.h"
 
@@ -29,6 +30,11 @@ class BpfHandles {
   // Tracepoints attached, e.g. "kmem/kmalloc"; those this kernel lacks.
   virtual const std::vector<std::string>& attached() const = 0;
   virtual const std::vector<std::string>& missing() const = 0;
+  // Parts of kleak the kernel refused or lacks, dropped (degraded.h).
+  virtual const std::vector<Degraded>& degraded() const {
+    static const std::vector<Degraded> none;
+    return none;
+  }
 
   // Allocator families (family.h): what was asked for, and which beyond slab
   // are attached. A pinned session traces slab only.

@@ -6,9 +6,11 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "bpf_load.h"
 #include "family.h"
 #include "handles.h"
 #include "result.h"
@@ -42,20 +44,36 @@ struct LoaderConfig {
   uint32_t stack_storage_size = 8192;
   uint32_t stack_sample_every = 1;  // see TraceOptions
   uint32_t stack_cache = 1;         // KLEAK_SC_*, see TraceOptions
+  // Parts (enum kleak_part) the user asked for by name (--stack-cache on,
+  // --family percpu, --peek): the kernel refusing one is an error, where an
+  // optional part the kernel refuses is dropped (bpf_load.h).
+  uint32_t required_parts = 0;
+  // Parts to make the verifier refuse (bpf/refuse.bpf.h): tests only, from
+  // KLEAK_REFUSE unless set here.
+  std::optional<uint32_t> refuse_parts;
   std::string btf_path;  // empty: running kernel's BTF
   // For the page family's slab/kmalloc exclusions (function ranges); null:
   // the loader reads /proc/kallsyms itself. Not owned.
   const Ksyms* ksyms = nullptr;
 };
 
-// Routes libbpf's log through kleak's logger: warnings always, info/debug
-// with -v/-vv. Call once before opening.
-void install_libbpf_logger();
+// Whether this kernel's verifier lets a tp_btf program load an argument
+// typed `const void *` directly (v6.16+, see bpf/compat.bpf.h), asked of
+// the kernel with a three-instruction program. Any failure means no.
+bool direct_void_ptr_args_allowed();
+
+// Facts about the running kernel that configuring the object needs, read
+// once however many times the tiered load opens it.
+struct KernelFacts;
 
 class Loader : public BpfHandles {
  public:
-  // Opens, probes the kernel, configures, loads and attaches.
+  // Opens, probes the kernel, configures, loads (in tiers: a refused
+  // optional part is dropped, see bpf_load.h) and attaches.
   static Result<std::unique_ptr<Loader>> create(const LoaderConfig& config);
+  // Opens, configures and loads in tiers, without attaching: what the load
+  // tier of the tests runs for every mode. `dropped` gets the parts lost.
+  static Status load_only(const LoaderConfig& config, std::vector<Degraded>* dropped = nullptr);
   ~Loader();
   Loader(const Loader&) = delete;
   Loader& operator=(const Loader&) = delete;
@@ -74,29 +92,39 @@ class Loader : public BpfHandles {
   const std::vector<std::string>& attached() const override { return attached_; }
   // Tracepoints this kernel lacks, skipped with a warning.
   const std::vector<std::string>& missing() const override { return missing_; }
+  // Parts dropped because the kernel refused or lacks them.
+  const std::vector<Degraded>& degraded() const override { return degraded_; }
+  // The stack cache mode in force (KLEAK_SC_*): off when dropped or unused.
+  uint32_t stack_cache_mode() const;
   // Every program, map and link, for pinning them (pin.h).
   const bpf_object_skeleton& skeleton() const;
 
  private:
   explicit Loader(LoaderConfig config);
-  Status open();
-  Status probe_and_configure();
-  Status configure_families(uint64_t gfp_movable);
-  Status configure_stack_cache();
+  Status read_kernel();
+  Status decide_hooks();
+  Status open_configured(uint32_t dropped);
+  Status configure_families();
+  Status configure_stack_cache(uint32_t dropped);
   Status load();
   Status attach();
+  void drop_at_attach(uint32_t part, const std::string& why);
   bpf_map* family_map(uint32_t family) const;
   bpf_program* family_alloc_prog(uint32_t family) const;
+  bool traces(uint32_t part) const;
+  std::string what() const;
 
   struct SkelDeleter {
     void operator()(kleak_bpf* skel) const;
   };
   LoaderConfig config_;
   std::unique_ptr<kleak_bpf, SkelDeleter> skel_;
+  std::unique_ptr<KernelFacts> kernel_;
+  uint32_t dropped_ = 0;  // parts not loaded or not attached (enum kleak_part)
+  std::vector<Degraded> degraded_;
   std::vector<std::string> attached_;
   std::vector<std::string> missing_;
   std::vector<uint32_t> traced_;
-  uint64_t gfp_account_ = 0x400000;  // __GFP_ACCOUNT before it was an enum bit
 };
 
 }  // namespace kleak

@@ -231,7 +231,9 @@ void add_verbose_option(CLI::App& app, TraceOptions& o) {
 std::string apply_option_strings(TraceOptions& o, const OptionStrings& s, bool top_given) {
   if (s.low_overhead) o.stack_sample_every = kLowOverheadSampleEvery;
   o.stack_cache = s.stack_cache == "off" ? KLEAK_SC_OFF : s.stack_cache == "verify" ? KLEAK_SC_VERIFY : KLEAK_SC_ON;
+  o.stack_cache_named = !s.stack_cache.empty();
   if (auto why = parse_families(s.families, o.families); !why.empty()) return why;
+  o.families_named = named_families(s.families);
   if (s.exact_size) o.min_size_bytes = o.max_size_bytes = *s.exact_size;
   o.format = s.format == "json"         ? OutputFormat::json
              : s.format == "jsonl"      ? OutputFormat::jsonl

@@ -124,6 +124,11 @@ struct TraceOptions {
   // KLEAK_SC_* of bpf/kleak.h: on (default), off, or verify (also walk
   // every cached stack and count mismatches: for tests and benchmarks).
   uint32_t stack_cache = 1;
+  // What the command line named (--stack-cache MODE, --family NAME; not
+  // --family all): a part the kernel refuses is dropped with a warning,
+  // one named here is an error instead.
+  bool stack_cache_named = false;
+  FamilySet families_named{false, false, false, false};
   std::string btf_path;  // empty: the running kernel's /sys/kernel/btf/vmlinux
   CiOptions ci;
   ServeOptions serve;
@@ -167,7 +172,7 @@ struct OptionStrings {
   std::string peek_addr;
   bool low_overhead = false;  // --low-overhead: stack_sample_every = kLowOverheadSampleEvery
   std::string families = "slab";  // --family
-  std::string stack_cache = "on";  // --stack-cache: TraceOptions::stack_cache
+  std::string stack_cache;  // --stack-cache: TraceOptions::stack_cache; empty: not given (on)
 };
 // -p, -z, -Z, --size, --cache: filters that run in the kernel.
 void add_selection_options(CLI::App& app, TraceOptions& o, OptionStrings& s);

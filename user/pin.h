@@ -97,6 +97,7 @@ class PinnedSession : public BpfHandles {
   uint32_t stack_sample_every() const override { return meta_.stack_sample_every; }
   const std::vector<std::string>& attached() const override { return meta_.attached; }
   const std::vector<std::string>& missing() const override { return meta_.missing; }
+  const std::vector<Degraded>& degraded() const override { return meta_.degraded; }
   const PinMeta& meta() const { return meta_; }
   const std::string& dir() const { return dir_; }
 

@@ -56,6 +56,8 @@ bool get_strings(const json& j, const char* key, std::vector<std::string>& out, 
 }  // namespace
 
 std::string pin_meta_to_json(const PinMeta& m) {
+  json degraded = json::array();
+  for (const Degraded& d : m.degraded) degraded.push_back({{"part", d.part}, {"reason", d.reason}});
   json j = {{"schema", kSchema},
             {"version", m.version},
             {"abi", m.abi},
@@ -74,6 +76,7 @@ std::string pin_meta_to_json(const PinMeta& m) {
             {"stack_sample_every", m.stack_sample_every},
             {"attached", m.attached},
             {"missing", m.missing},
+            {"degraded", degraded},
             {"meminfo", m.meminfo}};
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
@@ -97,6 +100,16 @@ Result<PinMeta> parse_pin_meta(std::string_view text) {
             get_field(j, "stack_sample_every", m.stack_sample_every, why) &&
             get_strings(j, "attached", m.attached, why) && get_strings(j, "missing", m.missing, why);
   if (!ok) return make_error("session metadata: " + why, 0);
+  // Optional: metadata written before kleak dropped refused parts has none.
+  if (auto d = j.find("degraded"); d != j.end()) {
+    if (!d->is_array()) return make_error("session metadata: degraded is not a list", 0);
+    for (const auto& x : *d) {
+      Degraded one;
+      if (!x.is_object() || !get_field(x, "part", one.part, why) || !get_field(x, "reason", one.reason, why))
+        return make_error("session metadata: degraded holds a malformed entry", 0);
+      m.degraded.push_back(std::move(one));
+    }
+  }
   auto mi = j.find("meminfo");
   if (mi == j.end() || !mi->is_object()) return make_error("session metadata: meminfo is not an object", 0);
   for (auto it = mi->begin(); it != mi->end(); ++it) {

@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "degraded.h"
 #include "result.h"
 
 namespace kleak {
@@ -36,6 +37,7 @@ struct PinMeta {
   uint32_t stack_sample_every = 1;  // --low-overhead / --stack-sample
   std::vector<std::string> attached;
   std::vector<std::string> missing;
+  std::vector<Degraded> degraded;  // parts dropped at `kleak start` (absent in older metadata: none)
   // /proc/meminfo fields at start (bytes), for the reconciliation line;
   // empty when meminfo was unreadable.
   std::map<std::string, uint64_t, std::less<>> meminfo;

@@ -97,6 +97,7 @@ int start(const PinOptions& p) {
   meta.stack_sample_every = cfg.stack_sample_every;
   meta.attached = (*loader)->attached();
   meta.missing = (*loader)->missing();
+  meta.degraded = (*loader)->degraded();
   if (auto mi = load_meminfo())
     for (const char* f : kMeminfoFields)
       if (auto v = mi->get(f)) meta.meminfo[f] = *v;

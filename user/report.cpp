@@ -278,6 +278,7 @@ std::string render_text(const Report& r) {
   double fill = r.ctx.live_capacity ? 100.0 * static_cast<double>(r.live_count) / r.ctx.live_capacity : 0;
   out += fmt::format("[{}] kleak {}report #{}: kernel {}, {:.1f}s traced\n", clock, r.ctx.final_report ? "final " : "",
                      r.ctx.seq, r.ctx.kernel, r.elapsed_s);
+  if (!r.ctx.degraded.empty()) out += "  degraded: " + degraded_text(r.ctx.degraded) + "\n";
   out += fmt::format("  live map: {} allocations ({:.1f}% of {}); {} younger than {} ms not shown ({})\n", r.live_count,
                      fill, r.ctx.live_capacity, r.young_count, r.opts->min_age_ms, human_bytes(r.young_bytes));
   out += fmt::format(
@@ -416,6 +417,8 @@ nlohmann::json to_json(const Report& r) {
   j["interval_s"] = r.ctx.interval_s;
   j["attached"] = r.ctx.attached;
   j["missing"] = r.ctx.missing;
+  j["degraded"] = nlohmann::json::array();
+  for (const Degraded& d : r.ctx.degraded) j["degraded"].push_back({{"part", d.part}, {"reason", d.reason}});
   const char* sorts[] = {"score", "bytes", "count", "growth"};
   j["sort"] = sorts[static_cast<int>(r.opts->sort)];
   j["filters"] = {{"min_age_ms", r.opts->min_age_ms},

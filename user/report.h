@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "aggregate.h"
+#include "degraded.h"
 #include "family.h"
 #include "growth.h"
 #include "ksyms.h"
@@ -97,6 +98,7 @@ struct ReportContext {
   uint64_t stacks_reclaimed = 0;
   std::vector<std::string> attached;
   std::vector<std::string> missing;
+  std::vector<Degraded> degraded;  // parts the kernel refused or lacks, dropped
   // The filters in force in the kernel (--cache implies a size).
   uint64_t min_size_bytes = 0;
   uint64_t max_size_bytes = ~0ull;

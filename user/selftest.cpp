@@ -19,8 +19,10 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include "bpf_load.h"
 #include "cli.h"
 #include "ksyms.h"
+#include "load_matrix.h"
 #include "loader.h"
 #include "log.h"
 #include "privileges.h"
@@ -202,11 +204,26 @@ std::map<std::pair<uint32_t, uint64_t>, uint64_t> find_records(Loader& l, const 
   return found;
 }
 
+// The part of kleak a trigger's records come through (enum kleak_part).
+uint32_t trigger_part(const Trigger& t) {
+  uint32_t part = KLEAK_PART_CORE;
+  for (uint32_t fam : t.record_families) part = std::max(part, family_part(fam));
+  return t.record_families.size() > 1 ? uint32_t{KLEAK_PART_CORE} : part;
+}
+
 CoverageRow check(Loader& l, const Ksyms& ksyms, TriggerChild& child, size_t i) {
   const Trigger& t = kTriggers[i];
   CoverageRow row{t.family, "", t.what, Coverage::missed, 0, 0, 0, ""};
+  for (const char* h : t.hooks) row.attach += (row.attach.empty() ? "" : ", ") + std::string(h);
+  // Dropped by the loader: lacking on this kernel is a gap; refused by it
+  // (the kernel has the attach point) is kleak not working here.
+  for (const Degraded& d : l.degraded()) {
+    if (d.part != part_name(trigger_part(t))) continue;
+    row.result = d.refused ? Coverage::missed : Coverage::not_covered;
+    row.detail = (d.refused ? "dropped: " : "") + d.reason;
+    return row;
+  }
   for (const char* h : t.hooks) {
-    row.attach += (row.attach.empty() ? "" : ", ") + std::string(h);
     if (std::find(l.attached().begin(), l.attached().end(), h) == l.attached().end() &&
         row.result != Coverage::not_covered) {
       row.result = Coverage::not_covered;
@@ -297,6 +314,7 @@ Result<SelftestReport> run_selftest_checks() {
   SelftestReport r;
   r.kernel = kernel_release();
   for (size_t i = 0; i < std::size(kTriggers); ++i) r.rows.push_back(check(**loader, ksyms, child, i));
+  r.degraded = (*loader)->degraded();
   r.recursion = read_recursion_misses((*loader)->fds().progs);
   for (const auto& [prog, n] : r.recursion.by_program) log_info("recursion misses: {} {}", prog, n);
   return r;
@@ -318,6 +336,7 @@ std::string render_selftest_text(const SelftestReport& r) {
              ? fmt::format("  recursion: the kernel skipped {} program runs (recursion): up to {} frees may be missed\n",
                            r.recursion.total, r.recursion.total)
              : std::string("  recursion: this kernel does not report skipped program runs\n");
+  if (!r.degraded.empty()) out += "  degraded: " + degraded_text(r.degraded) + "\n";
   size_t ok = 0, nc = 0;
   for (const CoverageRow& row : r.rows) {
     ok += row.result == Coverage::ok;
@@ -342,15 +361,51 @@ nlohmann::json selftest_json(const SelftestReport& r) {
                     {"free_ms", row.free_ms},
                     {"detail", row.detail.empty() ? nlohmann::json(nullptr) : nlohmann::json(row.detail)}});
   }
+  nlohmann::json degraded = nlohmann::json::array();
+  for (const Degraded& d : r.degraded) degraded.push_back({{"part", d.part}, {"reason", d.reason}});
   return {{"schema", "kleak/selftest/v1"},
           {"kernel", r.kernel},
           {"passed", r.passed()},
+          {"degraded", degraded},
           {"recursion_misses", r.recursion.available ? nlohmann::json(r.recursion.total) : nlohmann::json(nullptr)},
           {"results", rows}};
 }
 
+namespace {
+
+// --loads: every case of the load matrix, loaded in this process.
+int run_load_matrix(const SelftestOptions& opts) {
+  if (auto why = missing_privileges(); !why.empty()) {
+    log_error("selftest: {}", why);
+    return kExitFailure;
+  }
+  install_libbpf_logger();
+  const KernelGaps gaps = probe_kernel_gaps();
+  std::vector<LoadOutcome> rows;
+  {
+    // Refusals are the matrix's results, not warnings of a run.
+    QuietLibbpf quiet;
+    const LogLevel level = log_level();
+    if (level < LogLevel::info) log_set_level(LogLevel::error);
+    for (const LoadCase& c : load_cases()) rows.push_back(run_load_case(c, gaps));
+    log_set_level(level);
+  }
+  const std::string kernel = kernel_release();
+  std::string out = opts.format == OutputFormat::json ? load_matrix_json(kernel, rows).dump() + "\n"
+                                                      : render_load_matrix_text(kernel, rows);
+  if (!write_stdout(out) && errno != EPIPE) {
+    log_error("write selftest report: {}", std::strerror(errno));
+    return kExitFailure;
+  }
+  bool passed = std::all_of(rows.begin(), rows.end(), [](const LoadOutcome& r) { return r.passed; });
+  return passed ? kExitOk : kExitFailure;
+}
+
+}  // namespace
+
 int run_selftest(const SelftestOptions& opts) {
   log_set_level(opts.verbosity >= 2 ? LogLevel::debug : opts.verbosity == 1 ? LogLevel::info : LogLevel::warn);
+  if (opts.loads) return run_load_matrix(opts);
   auto r = run_selftest_checks();
   if (!r) {
     log_error("selftest: {}", r.error().message);
@@ -375,6 +430,9 @@ ParsedSelftestCommandLine parse_selftest_command_line(const std::vector<std::str
                "kleak selftest"};
   std::string format = "text";
   app.add_option("--format", format, "text or json")->check(CLI::IsMember({"text", "json"}));
+  app.add_flag("--loads", o.loads,
+               "Instead: load (never attach) every BPF program in every mode and family combination, and print "
+               "which load, which this kernel refuses (program, mode, the verifier's last line) and what it lacks");
   app.add_flag("-v,--verbose", o.verbosity, "More logging (-vv: libbpf debug output)");
   if (auto status = parse_cli(app, args, "kleak selftest", out, err)) {
     result.exit_code = *status;

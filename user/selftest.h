@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "degraded.h"
 #include "options.h"
 #include "snapshot.h"
 
@@ -20,6 +21,7 @@ namespace kleak {
 struct SelftestOptions {
   OutputFormat format = OutputFormat::text;
   int verbosity = 0;
+  bool loads = false;  // --loads: the load matrix (load_matrix.h) instead of the pairs
 };
 
 struct ParsedSelftestCommandLine {
@@ -51,6 +53,7 @@ struct CoverageRow {
 struct SelftestReport {
   std::string kernel;
   std::vector<CoverageRow> rows;
+  std::vector<Degraded> degraded;  // parts the loader dropped on this kernel
   RecursionMisses recursion;
   // True when no family that should work here failed.
   bool passed() const;

@@ -107,6 +107,7 @@ Reporter::Reporter(const TraceOptions& opts, const BpfHandles& loader, Ksyms ksy
   ctx_.stack_sample_every = loader.stack_sample_every();
   ctx_.attached = loader.attached();
   ctx_.missing = loader.missing();
+  ctx_.degraded = loader.degraded();
   ctx_.families = loader.families();
   ctx_.traced_families = loader.traced_families();
   if (start) start_meminfo_ = start->meminfo;
@@ -219,6 +220,12 @@ Result<LoaderConfig> loader_config(const TraceOptions& opts) {
   cfg.stack_storage_size = opts.stack_storage_size;
   cfg.stack_sample_every = opts.stack_sample_every;
   cfg.stack_cache = opts.stack_cache;
+  // What the command line named is not dropped when refused: an error.
+  if (opts.stack_cache_named && opts.stack_cache != KLEAK_SC_OFF && opts.stack_sample_every <= 1)
+    cfg.required_parts |= KLEAK_PART_STACK_CACHE;
+  for (uint32_t fam : {uint32_t{KLEAK_FAMILY_PAGE}, uint32_t{KLEAK_FAMILY_PERCPU}, uint32_t{KLEAK_FAMILY_VMALLOC}})
+    if (opts.families_named.has(fam)) cfg.required_parts |= family_part(fam);
+  if (opts.peek_bytes > 0 || opts.peek_addr != 0) cfg.required_parts |= KLEAK_PART_PEEK;
   cfg.btf_path = opts.btf_path;
   cfg.families = opts.families;
   return cfg;

@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "abi.h"
+#include "bpf_load.h"
 #include "kleak_user.skel.h"
 #include "log.h"
 #include "probe_site.h"
@@ -67,18 +68,25 @@ UserLoader::~UserLoader() {
 
 Result<std::unique_ptr<UserLoader>> UserLoader::create(const UserLoaderConfig& config) {
   std::unique_ptr<UserLoader> l(new UserLoader(config));
-  if (auto s = l->open(); !s) return s.error();
+  if (!l->config_.refuse_parts) {
+    auto refuse = parts_to_refuse();
+    if (!refuse) return refuse.error();
+    l->config_.refuse_parts = *refuse;
+  }
   if (auto s = l->load(); !s) return s.error();
   return l;
 }
 
-Status UserLoader::open() {
+Status UserLoader::open(uint32_t dropped) {
+  skel_.reset();
   kleak_user_bpf* skel = kleak_user_bpf__open();
   if (!skel) return make_error("open BPF object kleak_user", errno);
   skel_.reset(skel);
+  skel_->rodata->refuse_parts = *config_.refuse_parts;
   skel_->rodata->min_size = config_.min_size_bytes;
   skel_->rodata->max_size = config_.max_size_bytes;
   skel_->rodata->stack_sample_every = config_.stack_sample_every;
+  bpf_program__set_autoload(skel_->progs.kleak_u_exec, !(dropped & KLEAK_PART_EXEC_FOLLOWER));
   if (int err = bpf_map__set_max_entries(skel_->maps.kleak_ulive, config_.max_allocs); err)
     return make_error("size map kleak_ulive", err);
   if (int err = bpf_map__set_max_entries(skel_->maps.kleak_ustacks, config_.stack_storage_size); err)
@@ -86,14 +94,39 @@ Status UserLoader::open() {
   return {};
 }
 
+// In tiers (bpf_load.h): the exec follower may be dropped, the uprobe
+// programs may not.
 Status UserLoader::load() {
-  if (int err = kleak_user_bpf__load(skel_.get()); err) {
-    std::string hint = log_enabled(LogLevel::debug) ? "" : " (run with -vv for the verifier log)";
+  TierPlan plan;
+  plan.what = fmt::format("kleak_user.bpf.c: {} stacks",
+                          config_.stack_sample_every <= 1 ? "exact" : fmt::format("1-in-{}", config_.stack_sample_every));
+  plan.attempt = [this](uint32_t dropped) -> Result<std::optional<Refusal>> {
+    if (auto st = open(dropped); !st) return st.error();
+    VerifierLogs logs(skel_->obj);
+    QuietLibbpf quiet;
+    int err = kleak_user_bpf__load(skel_.get());
+    if (err == 0) return std::optional<Refusal>{};
+    if (auto r = logs.refusal()) return r;
+    std::string hint = log_enabled(LogLevel::debug) ? "" : " (run with -vv for libbpf's log)";
     return make_error("load BPF programs" + hint, err);
-  }
+  };
+  plan.causes = [this](const std::string& program) {
+    return program == bpf_program__name(skel_->progs.kleak_u_exec) ? std::vector<uint32_t>{KLEAK_PART_EXEC_FOLLOWER}
+                                                                     : std::vector<uint32_t>{};
+  };
+  auto tiers = load_in_tiers(plan);
+  if (!tiers) return tiers.error();
+  dropped_ = tiers->dropped;
+  degraded_ = tiers->degraded;
+  if (dropped_ & KLEAK_PART_EXEC_FOLLOWER) return {};
   // exec tracking is a tracepoint: one link for every process.
   bpf_link* link = bpf_program__attach(skel_->progs.kleak_u_exec);
-  if (!link) return make_error("attach sched/sched_process_exec", errno);
+  if (!link) {
+    dropped_ |= KLEAK_PART_EXEC_FOLLOWER;
+    degraded_.push_back({part_name(KLEAK_PART_EXEC_FOLLOWER), make_error("attach sched/sched_process_exec", errno).message});
+    log_warn("{} dropped: {}", degraded_.back().part, degraded_.back().reason);
+    return {};
+  }
   links_.emplace_back(link);
   return {};
 }

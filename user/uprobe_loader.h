@@ -6,9 +6,11 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "degraded.h"
 #include "result.h"
 #include "snapshot.h"
 
@@ -23,6 +25,9 @@ struct UserLoaderConfig {
   uint32_t max_allocs = 262144;
   uint32_t stack_storage_size = 16384;
   uint32_t stack_sample_every = 1;  // see TraceOptions
+  // Parts to make the verifier refuse (bpf/refuse.bpf.h): tests only, from
+  // KLEAK_REFUSE unless set here.
+  std::optional<uint32_t> refuse_parts;
 };
 
 // Where the allocator of one process lives.
@@ -70,12 +75,15 @@ class UserLoader {
   // the entry, see probe_site.h).
   const std::vector<std::string>& attached() const { return attached_; }
   const std::vector<std::string>& missing() const { return missing_; }
+  // Parts the kernel refused, dropped: the exec follower (kleak_u_exec) is
+  // the one optional part; the uprobes are the core, and an error.
+  const std::vector<Degraded>& degraded() const { return degraded_; }
   // Probed functions whose probe the kernel single-steps (see probe_site.h).
   uint32_t single_stepped() const { return single_stepped_; }
 
  private:
   explicit UserLoader(UserLoaderConfig config);
-  Status open();
+  Status open(uint32_t dropped);
   Status load();
   Status attach_one(uint32_t slot, uint32_t pid, const std::string& path, uint64_t offset, uint32_t fn);
 
@@ -90,6 +98,8 @@ class UserLoader {
   std::vector<std::unique_ptr<bpf_link, LinkDeleter>> links_;
   std::vector<std::string> attached_;
   std::vector<std::string> missing_;
+  std::vector<Degraded> degraded_;
+  uint32_t dropped_ = 0;
   uint32_t single_stepped_ = 0;
 };
 

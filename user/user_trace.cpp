@@ -76,6 +76,7 @@ class UserSession {
     ctx_.stack_sample_every = loader.stack_sample_every();
     ctx_.attached = loader.attached();
     ctx_.missing = loader.missing();
+    ctx_.degraded = loader.degraded();
     ctx_.min_size_bytes = opts.report.min_size_bytes;
     ctx_.max_size_bytes = opts.report.max_size_bytes;
     refresh_maps();

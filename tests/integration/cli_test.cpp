@@ -89,6 +89,7 @@ TEST(Cli, DurationPrintsOneFinalJsonReportAndDetaches) {
   EXPECT_EQ(last["schema"], "kleak/report/v1");
   EXPECT_GE(last["elapsed_s"].get<double>(), 2.0);
   EXPECT_EQ(last["attached"].size(), 4u);
+  EXPECT_TRUE(last["degraded"].empty()) << "the default mode lost a part here: " << last["degraded"].dump();
   EXPECT_GT(last["counters"]["allocs_seen"].get<uint64_t>(), 0u);
   EXPECT_TRUE(no_kleak_programs_within(std::chrono::seconds(3)));
 }
@@ -415,7 +416,8 @@ TEST(Cli, FamilyAllLoadsEveryFamilyAndReportsIt) {
     }
   // Pages are allocated all the time; percpu and vmap areas may not be in 1 s.
   EXPECT_GT(j["family_counters"]["page"]["allocs_seen"].get<uint64_t>(), 0u);
-  EXPECT_TRUE(j["counters"]["recursion_misses"].is_number()) << "6.18 reports bpf_prog_info.recursion_misses";
+  // bpf_prog_info.recursion_misses (v5.12): a number where the kernel has it.
+  EXPECT_EQ(j["counters"]["recursion_misses"].is_number(), kernel_has_member("bpf_prog_info", "recursion_misses"));
 }
 
 // kleak selftest on this kernel: every family it has paired, none missed.
@@ -428,9 +430,20 @@ TEST(Cli, SelftestPairsEveryFamilyHere) {
   EXPECT_EQ(j["passed"], true);
   std::map<std::string, std::string> result;
   for (const auto& row : j["results"]) result[row["family"]] = row["result"];
-  // This kernel (6.18) has every attach point: all six must pair.
-  for (const char* fam : {"kmalloc", "kmem_cache", "page", "percpu", "vmalloc", "rcu"})
-    EXPECT_EQ(result[fam], "ok") << fam << ": " << r.out;
+  // Each family whose tracepoints this kernel has must pair; the others are
+  // not covered, and say why.
+  const std::map<std::string, std::vector<std::string>> tracepoints = {
+      {"kmalloc", {"kmalloc", "kfree"}},
+      {"kmem_cache", {"kmem_cache_alloc", "kmem_cache_free"}},
+      {"page", {"mm_page_alloc", "mm_page_free"}},
+      {"percpu", {"percpu_alloc_percpu", "percpu_free_percpu"}},
+      {"vmalloc", {"alloc_vmap_area", "free_vmap_area_noflush"}},
+      {"rcu", {"kmalloc", "kfree"}}};
+  for (const auto& [fam, tps] : tracepoints) {
+    bool here = std::all_of(tps.begin(), tps.end(), [](const std::string& tp) { return kernel_has_tracepoint(tp); });
+    EXPECT_EQ(result[fam], here ? "ok" : "not_covered") << fam << ": " << r.out;
+  }
+  EXPECT_TRUE(j["degraded"].empty()) << "a part this kernel has was dropped: " << j["degraded"].dump();
   EXPECT_TRUE(no_kleak_programs_within(std::chrono::seconds(5)));
 }
 

@@ -1,6 +1,7 @@
 #include "env.h"
 
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <unistd.h>
@@ -67,6 +68,31 @@ std::string bpf_unavailable_reason() {
   if (auto why = missing_privileges(); !why.empty()) return why;
   if (access("/sys/kernel/btf/vmlinux", R_OK) != 0) return "no /sys/kernel/btf/vmlinux";
   return {};
+}
+
+namespace {
+
+const btf* kernel_btf() {
+  static btf* b = btf__load_vmlinux_btf();
+  return b;
+}
+
+}  // namespace
+
+bool kernel_has_tracepoint(const std::string& name) {
+  const btf* b = kernel_btf();
+  return b && btf__find_by_name_kind(b, ("btf_trace_" + name).c_str(), BTF_KIND_TYPEDEF) > 0;
+}
+
+bool kernel_has_member(const std::string& type, const std::string& member) {
+  const btf* b = kernel_btf();
+  int id = b ? btf__find_by_name_kind(b, type.c_str(), BTF_KIND_STRUCT) : -1;
+  if (id <= 0) return false;
+  const btf_type* t = btf__type_by_id(b, static_cast<uint32_t>(id));
+  const btf_member* m = btf_members(t);
+  for (uint16_t i = 0; i < btf_vlen(t); ++i)
+    if (member == btf__name_by_offset(b, m[i].name_off)) return true;
+  return false;
 }
 
 std::vector<std::string> loaded_kleak_programs() {

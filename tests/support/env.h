@@ -16,6 +16,11 @@ namespace kleak::test {
 std::string bpf_unavailable_reason();
 bool running_in_ci();
 
+// What the running kernel has, asked of its BTF (never of its version):
+// a tracepoint (its btf_trace_<name> typedef), a member of a struct.
+bool kernel_has_tracepoint(const std::string& name);
+bool kernel_has_member(const std::string& type, const std::string& member);
+
 // Names of loaded BPF programs whose name starts with "kleak_", except those
 // already loaded when this test process took the machine lock (not a test's:
 // e.g. bench/soak.py runs for an hour without the lock).
