@@ -160,6 +160,16 @@ std::optional<Refusal> VerifierLogs::refusal() const {
   return std::nullopt;
 }
 
+Result<std::optional<Refusal>> load_watched(bpf_object* obj, const std::function<int()>& load) {
+  VerifierLogs logs(obj);
+  QuietLibbpf quiet;
+  int err = load();
+  if (err == 0) return std::optional<Refusal>{};
+  if (auto r = logs.refusal()) return r;
+  std::string hint = log_enabled(LogLevel::debug) ? "" : " (run with -vv for libbpf's log)";
+  return make_error("load BPF programs" + hint, err);
+}
+
 Result<TierResult> load_in_tiers(const TierPlan& plan) {
   TierResult out;
   struct Trial {

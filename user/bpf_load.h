@@ -88,6 +88,11 @@ class VerifierLogs {
   std::unique_ptr<char[]> arena_;
 };
 
+// One load of `obj` by `load` (a skeleton's load, which returns 0 or
+// -errno), its verifier logs kept and libbpf quiet: nothing when it
+// loaded, the refusal when the verifier refused a program, else the error.
+Result<std::optional<Refusal>> load_watched(bpf_object* obj, const std::function<int()>& load);
+
 // One tiered load (see the top of this file).
 struct TierPlan {
   // What is loaded, for errors: "kleak.bpf.c (exact stacks, stack cache on)".

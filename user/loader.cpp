@@ -412,13 +412,7 @@ Status Loader::load() {
   plan.required = config_.required_parts;
   plan.attempt = [this](uint32_t dropped) -> Result<std::optional<Refusal>> {
     if (auto st = open_configured(dropped); !st) return st.error();
-    VerifierLogs logs(skel_->obj);
-    QuietLibbpf quiet;
-    int err = kleak_bpf__load(skel_.get());
-    if (err == 0) return std::optional<Refusal>{};
-    if (auto r = logs.refusal()) return r;
-    std::string hint = log_enabled(LogLevel::debug) ? "" : " (run with -vv for libbpf's log)";
-    return make_error("load BPF programs" + hint, err);
+    return load_watched(skel_->obj, [this] { return kleak_bpf__load(skel_.get()); });
   };
   plan.causes = [this](const std::string& program) {
     std::vector<uint32_t> parts;

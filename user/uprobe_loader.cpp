@@ -102,13 +102,7 @@ Status UserLoader::load() {
                           config_.stack_sample_every <= 1 ? "exact" : fmt::format("1-in-{}", config_.stack_sample_every));
   plan.attempt = [this](uint32_t dropped) -> Result<std::optional<Refusal>> {
     if (auto st = open(dropped); !st) return st.error();
-    VerifierLogs logs(skel_->obj);
-    QuietLibbpf quiet;
-    int err = kleak_user_bpf__load(skel_.get());
-    if (err == 0) return std::optional<Refusal>{};
-    if (auto r = logs.refusal()) return r;
-    std::string hint = log_enabled(LogLevel::debug) ? "" : " (run with -vv for libbpf's log)";
-    return make_error("load BPF programs" + hint, err);
+    return load_watched(skel_->obj, [this] { return kleak_user_bpf__load(skel_.get()); });
   };
   plan.causes = [this](const std::string& program) {
     return program == bpf_program__name(skel_->progs.kleak_u_exec) ? std::vector<uint32_t>{KLEAK_PART_EXEC_FOLLOWER}

@@ -18,6 +18,7 @@
 #include "child.h"
 #include "env.h"
 #include "msghold.h"
+#include "report_json.h"
 
 namespace kleak::test {
 namespace {
@@ -26,11 +27,7 @@ using nlohmann::json;
 
 const std::string kKleak = KLEAK_BIN;
 
-bool stack_has(const json& stack, const std::string& fn) {
-  for (const auto& f : stack["frames"])
-    if (f["symbol"].is_string() && f["symbol"] == fn) return true;
-  return false;
-}
+bool stack_has(const json& stack, const std::string& fn) { return stack_runs_through(stack, fn); }
 
 TEST(Cli, HelpAndVersion) {
   auto h = run({kKleak, "--help"});
@@ -135,14 +132,6 @@ json trace_around(const std::vector<std::string>& extra, const std::function<voi
   return last ? json::parse(*last) : json();
 }
 
-uint64_t count_for(const json& report, pid_t tgid, const std::string& fn) {
-  uint64_t n = 0;
-  for (const auto& s : report["stacks"])
-    if (stack_has(s, fn))
-      for (const auto& t : s["tasks"])
-        if (t["tgid"] == tgid) n += t["count"].get<uint64_t>();
-  return n;
-}
 
 // --low-overhead: stacks are sampled, yet the leak's full stack ranks first
 // and its call site's bytes and count are exact.
@@ -184,7 +173,7 @@ TEST(Cli, CacheSelectsOneSlabtopRow) {
     json fin = trace_around({"--cache", cache}, [&] { ASSERT_TRUE(holder.send()); });
     ASSERT_TRUE(fin.is_object()) << "kleak --cache " << cache << " gave no final report";
     EXPECT_EQ(fin["filters"]["min_size_bytes"], 4096) << cache;
-    uint64_t held = count_for(fin, holder.pid(), "load_msg");
+    uint64_t held = count_through(fin, holder.pid(), "load_msg");
     if (cache == home)
       EXPECT_EQ(held, static_cast<uint64_t>(n)) << cache;
     else
