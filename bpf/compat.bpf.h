@@ -27,7 +27,7 @@
 #include "refuse.bpf.h"
 
 /* Set by the loader when this kernel's verifier accepts a direct load of a
- * `const void *` tp_btf argument (user/loader.cpp probes it). With the flag
+ * `const void *` tp_btf argument (user/probe/loader.cpp probes it). With the flag
  * a constant of frozen .rodata, the verifier never walks the branch a kernel
  * would reject. */
 const volatile bool direct_ptr_args = 0;

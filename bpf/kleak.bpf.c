@@ -20,7 +20,7 @@
 #define E2BIG 7
 #define ENOENT 2
 
-/* Set by the loader before load; see user/loader.cpp. */
+/* Set by the loader before load; see user/probe/loader.cpp. */
 const volatile __u32 self_tgid = 0;   /* kleak itself: never recorded */
 const volatile __u32 target_tgid = 0; /* 0 = every task */
 const volatile bool follow_tasks = 0;  /* record only tasks in kleak_tasks */
@@ -459,7 +459,7 @@ int BPF_PROG(kleak_exit, struct task_struct *p)
  * slab hot path above is exactly what it was. Records are struct
  * kleak_alloc, so reports group and symbolize them like slab records. */
 
-/* Set by the loader before load (user/loader.cpp). */
+/* Set by the loader before load (user/probe/loader.cpp). */
 const volatile __u64 gfp_movable = 0x08; /* __GFP_MOVABLE, resolved from BTF */
 const volatile __u32 page_shift = 12;
 const volatile __u32 nr_possible_cpus = 1;

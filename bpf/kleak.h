@@ -144,7 +144,7 @@ struct kleak_peek_slot {
 
 /* Parts of kleak's BPF objects that a kernel may refuse (the verifier or an
  * attach) without taking the main job down: the loader drops such a part,
- * says so, and lists it in every report as degraded (user/bpf_load.h).
+ * says so, and lists it in every report as degraded (user/probe/bpf_load.h).
  * KLEAK_PART_CORE is the part that cannot be dropped: kmalloc/kfree in
  * kleak.bpf.c, the uprobes in kleak_user.bpf.c. Also the bits of rodata
  * refuse_parts (bpf/refuse.bpf.h), the tests' way to make a part refused. */

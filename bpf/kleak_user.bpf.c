@@ -26,7 +26,7 @@
 
 #define BPF_F_USER_STACK_FLAG (1ULL << 8) /* BPF_F_USER_STACK */
 
-/* Set by the loader before load; see user/uprobe_loader.cpp. */
+/* Set by the loader before load; see user/probe/uprobe_loader.cpp. */
 const volatile __u64 min_size = 0; /* bytes bounds, inclusive */
 const volatile __u64 max_size = ~0ULL;
 /* 1: every block gets its own stack. N > 1 (--stack-sample N): the sampled

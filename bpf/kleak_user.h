@@ -6,7 +6,7 @@
  * snapshots, grouping and reports are one code path for both tracers.
  *
  * Same rules as kleak.h: fixed-width types, explicit padding, sizes checked
- * by static_assert on the C++ side (user/abi.h). */
+ * by static_assert on the C++ side (user/model/abi.h). */
 #ifndef KLEAK_USER_ABI_H
 #define KLEAK_USER_ABI_H
 

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
-/* Refusal on demand, to test the loader's tiered load (user/bpf_load.h)
+/* Refusal on demand, to test the loader's tiered load (user/probe/bpf_load.h)
  * against a real verifier refusal rather than a mock of one.
  *
  * The loader sets refuse_parts from KLEAK_REFUSE (a list of part names,

@@ -95,7 +95,7 @@
 /* KLEAK_SC_PAIRS' index flag: the word is a stack pointer, kept relative. */
 #define KLEAK_SC_REL 0x8000
 
-/* Set by the loader (user/loader.cpp). */
+/* Set by the loader (user/probe/loader.cpp). */
 const volatile __u32 stack_cache_mode = KLEAK_SC_OFF;
 
 /* One cached stack. */

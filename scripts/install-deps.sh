@@ -13,7 +13,7 @@ set -euo pipefail
 # libdw-dev: file:line of user-space frames (kleak user); valgrind: the
 # user-space test's cross-check (bench/user_overhead.sh also wants heaptrack).
 # libcapstone-dev: decodes allocator entry instructions to place uprobes where
-# the kernel emulates instead of single-stepping (user/probe_site.h).
+# the kernel emulates instead of single-stepping (user/probe/probe_site.h).
 pkgs=(cmake make g++ pkg-config clang llvm libclang-rt-dev libbpf-dev bpftool libelf-dev zlib1g-dev
       libgtest-dev libcli11-dev nlohmann-json3-dev libfmt-dev protobuf-compiler libprotobuf-dev
       golang-go prometheus python3-yaml systemd util-linux libdw-dev valgrind libcapstone-dev)

@@ -1,7 +1,7 @@
 // parse_baseline on an earlier report (kleak --ci --baseline FILE): one JSON
 // document or JSON lines. It must return keys or an error, never throw.
 #include "fuzz_util.h"
-#include "verdict.h"
+#include "report/verdict.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string error;

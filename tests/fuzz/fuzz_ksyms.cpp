@@ -6,7 +6,7 @@
 #include <cstring>
 
 #include "fuzz_util.h"
-#include "ksyms.h"
+#include "symbols/ksyms.h"
 
 namespace {
 

@@ -1,7 +1,7 @@
 // parse_command_line (kleak [trace] ...) on argv words split from the input
 // at NUL or newline. It must return options or a status, never throw.
 #include "fuzz_util.h"
-#include "options.h"
+#include "options/options.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   kleak::fuzz::NullStream out, err;

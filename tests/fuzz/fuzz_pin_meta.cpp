@@ -2,7 +2,7 @@
 // only, but written by whichever kleak build pinned it), then the checks
 // kleak report runs on what it parsed.
 #include "fuzz_util.h"
-#include "pin_meta.h"
+#include "model/pin_meta.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto m = kleak::parse_pin_meta(kleak::fuzz::as_text(data, size));

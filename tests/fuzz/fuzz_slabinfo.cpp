@@ -2,7 +2,7 @@
 // the seeds hold all three), then kmalloc_size_of on every cache name, as
 // the triage report does to name the next step.
 #include "fuzz_util.h"
-#include "procfs.h"
+#include "procfs/procfs.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view text = kleak::fuzz::as_text(data, size);

@@ -1,7 +1,7 @@
 // parse_triage_command_line (kleak triage ...) on argv words split from the
 // input at NUL or newline. It must return options or a status, never throw.
 #include "fuzz_util.h"
-#include "triage_options.h"
+#include "options/triage_options.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   kleak::fuzz::NullStream out, err;

@@ -5,9 +5,9 @@
 // the text report and the JSON report run on it. Cache names and comms come
 // from outside: they reach every formatter.
 #include "fuzz_util.h"
-#include "procfs.h"
-#include "triage_report.h"
-#include "unaccounted.h"
+#include "procfs/procfs.h"
+#include "triage/triage_report.h"
+#include "triage/unaccounted.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view text = kleak::fuzz::as_text(data, size);

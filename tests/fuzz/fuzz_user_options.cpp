@@ -2,7 +2,7 @@
 // input at NUL or newline, -c's quoting included. It must return options
 // or a status, never throw.
 #include "fuzz_util.h"
-#include "user_options.h"
+#include "options/user_options.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   kleak::fuzz::NullStream out, err;

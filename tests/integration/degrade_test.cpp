@@ -12,10 +12,10 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "bpf_load.h"
+#include "probe/bpf_load.h"
 #include "child.h"
 #include "env.h"
-#include "loader.h"
+#include "probe/loader.h"
 #include "msghold.h"
 #include "report_json.h"
 

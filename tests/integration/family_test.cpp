@@ -17,7 +17,7 @@
 #include "child.h"
 #include "env.h"
 #include "loader_fixture.h"
-#include "snapshot.h"
+#include "probe/snapshot.h"
 
 namespace kleak::test {
 namespace {

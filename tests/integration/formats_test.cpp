@@ -23,7 +23,7 @@
 #include "child.h"
 #include "env.h"
 #include "msghold.h"
-#include "report.h"
+#include "report/report.h"
 
 namespace kleak::test {
 namespace {

@@ -21,7 +21,7 @@
 #include "child.h"
 #include "env.h"
 #include "msghold.h"
-#include "pin_meta.h"
+#include "model/pin_meta.h"
 
 namespace kleak::test {
 namespace {

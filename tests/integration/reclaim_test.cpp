@@ -14,7 +14,7 @@
 #include "child.h"
 #include "env.h"
 #include "msghold.h"
-#include "stack_reclaim.h"
+#include "probe/stack_reclaim.h"
 
 namespace kleak::test {
 namespace {

@@ -15,9 +15,9 @@
 #include "env.h"
 #include "loader_fixture.h"
 #include "msghold.h"
-#include "options.h"
-#include "peek.h"
-#include "snapshot.h"
+#include "options/options.h"
+#include "probe/peek.h"
+#include "probe/snapshot.h"
 
 namespace kleak::test {
 namespace {

@@ -1,6 +1,6 @@
 // The load tier: every BPF object in every mode and family combination the
 // command line can produce, opened and loaded (not attached) on this
-// kernel (user/load_matrix.h). It needs no workload and runs first
+// kernel (user/probe/load_matrix.h). It needs no workload and runs first
 // (scripts/test.sh), so a kernel whose verifier refuses a part shows as the
 // cases that name it: the program, the mode, the verifier's last line.
 #include <cctype>
@@ -8,9 +8,9 @@
 
 #include <gtest/gtest.h>
 
-#include "bpf_load.h"
+#include "probe/bpf_load.h"
 #include "env.h"
-#include "load_matrix.h"
+#include "probe/load_matrix.h"
 
 namespace kleak::test {
 namespace {

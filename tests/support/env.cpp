@@ -13,7 +13,7 @@
 #include <thread>
 
 #include "bpf_objects.h"
-#include "privileges.h"
+#include "util/privileges.h"
 
 namespace kleak::test {
 

@@ -9,9 +9,9 @@
 #include <gtest/gtest.h>
 
 #include "child.h"
-#include "ksyms.h"
-#include "loader.h"
-#include "snapshot.h"
+#include "symbols/ksyms.h"
+#include "probe/loader.h"
+#include "probe/snapshot.h"
 
 namespace kleak::test {
 

@@ -1,4 +1,4 @@
-#include "aggregate.h"
+#include "analysis/aggregate.h"
 
 #include <cstring>
 

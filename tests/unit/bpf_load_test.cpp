@@ -6,9 +6,9 @@
 #include <map>
 #include <set>
 
-#include "abi.h"
-#include "bpf_load.h"
-#include "pin_meta.h"
+#include "model/abi.h"
+#include "probe/bpf_load.h"
+#include "model/pin_meta.h"
 
 namespace kleak {
 namespace {

@@ -1,4 +1,4 @@
-#include "cache_filter.h"
+#include "procfs/cache_filter.h"
 
 #include <sys/stat.h>
 #include <unistd.h>

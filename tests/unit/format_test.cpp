@@ -1,6 +1,6 @@
 // The formatters on a report built by hand: exact output where the input is
 // known, and each format read back the way its consumer reads it.
-#include "format.h"
+#include "report/output.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -13,14 +13,14 @@
 #include <regex>
 #include <sstream>
 
-#include "format_folded.h"
-#include "format_pprof.h"
-#include "format_prometheus.h"
-#include "http_server.h"
-#include "options.h"
+#include "report/folded.h"
+#include "report/pprof.h"
+#include "report/prometheus.h"
+#include "util/http_server.h"
+#include "options/options.h"
 #include "profile.pb.h"
-#include "report.h"
-#include "sys.h"
+#include "report/report.h"
+#include "util/sys.h"
 
 namespace kleak {
 namespace {

@@ -1,4 +1,4 @@
-#include "growth.h"
+#include "analysis/growth.h"
 
 #include <cmath>
 

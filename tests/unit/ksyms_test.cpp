@@ -1,4 +1,4 @@
-#include "ksyms.h"
+#include "symbols/ksyms.h"
 
 #include <string>
 

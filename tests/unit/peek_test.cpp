@@ -1,4 +1,4 @@
-#include "peek.h"
+#include "probe/peek.h"
 
 #include <cstring>
 

@@ -4,8 +4,8 @@
 
 #include <gtest/gtest.h>
 
-#include "pin_meta.h"
-#include "pin_options.h"
+#include "model/pin_meta.h"
+#include "options/pin_options.h"
 
 namespace kleak {
 namespace {

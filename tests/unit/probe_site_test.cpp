@@ -4,7 +4,7 @@
 
 #include <vector>
 
-#include "probe_site.h"
+#include "probe/probe_site.h"
 
 namespace kleak {
 namespace {

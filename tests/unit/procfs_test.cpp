@@ -1,4 +1,4 @@
-#include "procfs.h"
+#include "procfs/procfs.h"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -11,7 +11,7 @@
 
 #include <gtest/gtest.h>
 
-#include "unaccounted.h"
+#include "triage/unaccounted.h"
 
 namespace kleak {
 namespace {

@@ -1,4 +1,4 @@
-#include "trend.h"
+#include "analysis/trend.h"
 
 #include <cmath>
 #include <functional>

@@ -6,8 +6,8 @@
 
 #include <gtest/gtest.h>
 
-#include "triage_options.h"
-#include "triage_report.h"
+#include "options/triage_options.h"
+#include "triage/triage_report.h"
 
 namespace kleak {
 namespace {

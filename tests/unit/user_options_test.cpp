@@ -1,6 +1,6 @@
 // `kleak user` command line: what it accepts, its defaults, and one-line
 // usage errors.
-#include "user_options.h"
+#include "options/user_options.h"
 
 #include <sstream>
 

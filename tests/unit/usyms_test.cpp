@@ -1,13 +1,13 @@
 // The user-space symbolizer: /proc/PID/maps parsing, ELF symbols and file
 // offsets of a real binary (the test leaker, built -O0 -g), and resolving
 // addresses of this very process (PIE, ASLR) through its maps.
-#include "usyms.h"
+#include "symbols/usyms.h"
 
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
-#include "user_report.h"
+#include "report/user_report.h"
 
 namespace kleak {
 namespace {

@@ -1,4 +1,4 @@
-#include "verdict.h"
+#include "report/verdict.h"
 
 #include <gtest/gtest.h>
 

@@ -1,0 +1,226 @@
+#include "commands/ci.h"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "analysis/aggregate.h"
+#include "report/ci_report.h"
+#include "probe/loader.h"
+#include "util/log.h"
+#include "util/privileges.h"
+#include "report/report.h"
+#include "probe/snapshot.h"
+#include "util/spawn.h"
+#include "util/sys.h"
+#include "commands/trace.h"
+#include "report/verdict.h"
+
+namespace kleak {
+namespace {
+
+// Runs a short process on every online CPU and waits for them. Two kinds of
+// deferred release need other work on a CPU before they happen:
+// - an exited process's mm stays referenced as the lazy-TLB active_mm of
+//   an idle CPU until that CPU runs another user task (so its mm_struct is
+//   not freed);
+// - objects freed in bulk (kmem_cache_free_bulk: maple-tree nodes at
+//   exit_mmap, kvfree_rcu batches) pass no tracepoint; the slab hands
+//   their addresses out again first (LIFO freelists), and an allocation at
+//   a recorded address proves that record freed (see kleak.bpf.c).
+// The processes map and unmap memory, which allocates from those caches.
+void run_on_every_cpu() {
+  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+  std::vector<pid_t> kids;
+  for (long cpu = 0; cpu < ncpu && cpu < CPU_SETSIZE; ++cpu) {
+    pid_t pid = fork();
+    if (pid < 0) break;
+    if (pid == 0) {
+      cpu_set_t set;
+      CPU_ZERO(&set);
+      CPU_SET(static_cast<int>(cpu), &set);
+      sched_setaffinity(0, sizeof(set), &set);
+      for (int i = 0; i < 64; ++i) {
+        void* p = mmap(nullptr, 1 << 16, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p != MAP_FAILED) munmap(p, 1 << 16);
+      }
+      _exit(0);
+    }
+    kids.push_back(pid);
+  }
+  for (pid_t pid : kids) waitpid(pid, nullptr, 0);
+}
+
+uint64_t count_live(const std::vector<int>& live_fds) {
+  uint64_t n = 0;
+  for (int fd : live_fds) (void)read_live(fd, [&n](const LiveAlloc*, size_t k) { n += k; });
+  return n;
+}
+
+std::string join(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& a : v) s += (s.empty() ? "" : " ") + a;
+  return s;
+}
+
+}  // namespace
+
+int run_ci(const TraceOptions& opts) {
+  log_set_level(opts.verbosity >= 2 ? LogLevel::debug : opts.verbosity == 1 ? LogLevel::info : LogLevel::warn);
+  const CiOptions& ci = opts.ci;
+  // Like the other files kleak writes: checked before anything runs.
+  auto output = Output::open(opts.output_path);
+  if (!output) {
+    log_error("{}", output.error().message);
+    return kCiUsage;
+  }
+  auto loaded = load_baseline(ci.baseline_path);
+  if (!loaded) {
+    log_error("{}", loaded.error().message);
+    return kCiUsage;
+  }
+  const std::set<std::string> baseline = std::move(*loaded);
+  if (auto why = missing_privileges(); !why.empty()) {
+    log_error("{}", why);
+    return kCiUnsupported;
+  }
+  if ((opts.peek_bytes > 0 || opts.peek_addr != 0) && geteuid() != 0) {
+    log_error("--peek shows kernel memory: root only");
+    return kCiUnsupported;
+  }
+  if (opts.selftest && !selftest_passed()) return kCiUnsupported;
+  const sigset_t signals = block_stop_signals(SIGCHLD);
+  // The workload, forked before tracing starts and held until the programs
+  // are attached, so its first allocation is already followed.
+  HeldCommand command(HeldCommand::Trace::none);
+  const bool with_command = !ci.command.empty();
+  if (with_command) {
+    if (auto why = command.fork_held(ci.command); !why.empty()) {
+      log_error("cannot start {}: {}", ci.command[0], why);
+      return kCiUsage;
+    }
+  }
+
+  auto config = loader_config(opts);
+  if (!config) {
+    log_error("{}", config.error().message);
+    return kCiUsage;
+  }
+  LoaderConfig cfg = *config;
+  if (with_command) cfg.follow_tgids = {static_cast<uint32_t>(command.pid())};
+  auto tracer = attach_tracer(cfg);
+  if (!tracer) {
+    log_error("{}", tracer.error().message);
+    return kCiUnsupported;
+  }
+  auto& loader = tracer->loader;
+
+  const uint64_t start = monotonic_ns();
+  const uint64_t deadline = opts.duration_s > 0 ? start + static_cast<uint64_t>(opts.duration_s * 1e9) : 0;
+  Verdict v;
+  if (with_command) {
+    if (auto why = command.start(); !why.empty()) {
+      command.kill_and_reap();
+      log_error("cannot run {}: {}", ci.command[0], why);
+      return kCiUsage;
+    }
+  }
+  if (!opts.quiet)
+    fmt::print(stderr, "kleak --ci: tracing {}; verdict {}\n",
+               with_command ? fmt::format("`{}` (pid {}) and its children", join(ci.command), command.pid())
+                            : std::string("all tasks") + (opts.pid ? fmt::format(" of pid {}", opts.pid) : ""),
+               with_command ? fmt::format("when it exits (+ up to {} s for deferred frees)", ci.settle_s)
+                            : fmt::format("in {} s", opts.duration_s));
+
+  // Trace until the command exits, --duration passes, or a stop signal.
+  for (;;) {
+    if (with_command && command.poll()) break;
+    int sig = wait_until(signals, deadline);
+    if (sig == SIGCHLD) continue;
+    if (sig == SIGINT || sig == SIGTERM) {
+      v.interrupted = fmt::format("interrupted by {}", strsignal(sig));
+      release_stop_signals();
+      break;
+    }
+    if (sig == 0) {  // --duration passed
+      if (with_command && !command.poll()) v.interrupted = fmt::format("command still running after {} s", opts.duration_s);
+      break;
+    }
+  }
+  if (with_command) command.kill_and_reap();
+  const uint64_t traced_ns = monotonic_ns() - start;
+
+  // Deferred frees (kfree_rcu batches, call_rcu) land after the command is
+  // gone: wait for them, but stop as soon as nothing is left.
+  if (with_command && v.interrupted.empty()) {
+    const uint64_t settle_end = monotonic_ns() + static_cast<uint64_t>(ci.settle_s * 1e9);
+    while (count_live(loader->live_fds()) > 0) {
+      run_on_every_cpu();
+      uint64_t next = std::min<uint64_t>(settle_end, monotonic_ns() + 250000000ull);
+      int sig = wait_until(signals, next);
+      if (sig == SIGINT || sig == SIGTERM) {
+        v.interrupted = fmt::format("interrupted by {} while settling", strsignal(sig));
+        release_stop_signals();
+        break;
+      }
+      if (monotonic_ns() >= settle_end) break;
+    }
+  }
+
+  auto info = snapshot_info(loader->fds());
+  if (!info) {
+    log_error("{}", info.error().message);
+    return kCiIncomplete;
+  }
+  // With a command every record is the command's, and it is over: all that
+  // is left counts. With --duration, the usual age threshold applies.
+  Aggregator aggregator(info->mono_ns, with_command ? 0 : opts.min_age_ms * 1000000ull,
+                        opts.show_allocs || opts.peek_bytes > 0);
+  if (auto st = aggregate_maps(loader->live_fds(), aggregator); !st) {
+    log_error("{}", st.error().message);
+    return kCiIncomplete;
+  }
+  Aggregate all = std::move(aggregator).finish();
+  const int stacks_fd = loader->stacks_fd();
+  StackSource stacks = [stacks_fd](uint64_t id) { return read_stack(stacks_fd, id); };
+  const Ksyms& syms = tracer->ksyms;
+  Aggregate judged = judged_groups(all, *info, ci, baseline, syms, stacks, v);
+  v.complete = snapshot_complete(*info);
+  decide(v, ci);
+
+  ReportContext ctx;
+  ctx.seq = 1;
+  ctx.final_report = true;
+  ctx.kernel = kernel_release();
+  ctx.start_mono_ns = start;
+  ctx.live_capacity = loader->live_capacity();
+  ctx.stack_capacity = loader->stack_capacity();
+  ctx.stack_sample_every = loader->stack_sample_every();
+  ctx.attached = loader->attached();
+  ctx.missing = loader->missing();
+  ctx.degraded = loader->degraded();
+  ctx.families = loader->families();
+  ctx.traced_families = loader->traced_families();
+  describe_filters(cfg, ctx);
+  TraceOptions shown = opts;
+  if (with_command) shown.min_age_ms = 0;
+  Report r = build_report(*info, judged, shown, ctx, syms, stacks);
+  if (auto st = add_peeks(r, loader->peek_prog_fd(), loader->peek_map_fd()); !st)
+    log_warn("--peek: {}", st.error().message);
+  CiRun run;
+  run.tool = "kleak --ci";
+  if (with_command) run.command_status = command.status();
+  run.traced_s = static_cast<double>(traced_ns) / 1e9;
+  run.elapsed_s = static_cast<double>(monotonic_ns() - start) / 1e9;
+  return write_ci_verdict(r, v, opts, run, *output);
+}
+
+}  // namespace kleak

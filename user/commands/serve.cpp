@@ -1,0 +1,95 @@
+#include "commands/serve.h"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "report/prometheus.h"
+#include "util/http_server.h"
+#include "util/log.h"
+#include "util/privileges.h"
+#include "probe/snapshot.h"
+#include "probe/stack_reclaim.h"
+#include "util/sys.h"
+#include "commands/trace.h"
+
+namespace kleak {
+namespace {
+
+constexpr const char* kIndex = "kleak serve: Prometheus metrics of outstanding kernel allocations at /metrics\n";
+
+}  // namespace
+
+int run_serve(const TraceOptions& opts) {
+  log_set_level(opts.verbosity >= 2 ? LogLevel::debug : opts.verbosity == 1 ? LogLevel::info : LogLevel::warn);
+  auto addr = parse_listen_address(opts.serve.listen);
+  if (!addr) {  // validate() checked it: only a caller that skipped it gets here
+    log_error("--listen {}: not ADDR:PORT", opts.serve.listen);
+    return kExitUsage;
+  }
+  if (auto why = missing_privileges(); !why.empty()) {
+    log_error("{}", why);
+    return kExitFailure;
+  }
+  // Blocked before anything is attached: a Ctrl-C at any point ends in a
+  // clean detach. The server reads them from a signalfd.
+  const sigset_t stop_set = block_stop_signals();
+  // Before attaching: a port in use is a one-line error, no BPF loaded.
+  auto server = HttpServer::listen(*addr);
+  if (!server) {
+    log_error("{}", server.error().message);
+    return kExitFailure;
+  }
+  auto config = loader_config(opts);
+  if (!config) {
+    log_error("{}", config.error().message);
+    return kExitUsage;
+  }
+  auto tracer = attach_tracer(*config);
+  if (!tracer) {
+    log_error("{}", tracer.error().message);
+    return kExitFailure;
+  }
+  Reporter reporter(opts, *tracer->loader, std::move(tracer->ksyms));
+  reporter.describe(*config);
+  const std::string url = addr->ipv6 ? fmt::format("http://[{}]:{}/metrics", addr->host, server->port())
+                                     : fmt::format("http://{}:{}/metrics", addr->host, server->port());
+  if (!opts.quiet)
+    fmt::print(stderr, "kleak: tracing {} allocations at most; serving {} until Ctrl-C\n", config->max_allocs, url);
+
+  uint64_t scrapes = 0;
+  auto handler = [&](const HttpRequest& req) -> HttpResponse {
+    std::string path = req.target.substr(0, req.target.find('?'));
+    if (path == "/") return {200, "text/plain; charset=utf-8", kIndex};
+    if (path != "/metrics") return {404, "text/plain; charset=utf-8", "not found: try /metrics\n"};
+    auto r = reporter.next(false);
+    if (!r) {
+      log_error("scrape: {}", r.error().message);
+      return {500, "text/plain; charset=utf-8", r.error().message + "\n"};
+    }
+    ++scrapes;
+    return {200, "text/plain; version=0.0.4; charset=utf-8", render_prometheus(*r)};
+  };
+  const uint64_t deadline =
+      opts.duration_s > 0 ? reporter.start_ns() + static_cast<uint64_t>(opts.duration_s * 1e9) : 0;
+  const uint64_t maint_step = static_cast<uint64_t>(kReclaimPeriodS * 1e9);
+  int sig = 0;
+  for (;;) {
+    // Wakes every kReclaimPeriodS to sweep the stack store, as trace does
+    // between reports, so stacks freed between scrapes do not fill it.
+    uint64_t wake = monotonic_ns() + maint_step;
+    if (deadline && deadline < wake) wake = deadline;
+    sig = server->serve(stop_set, wake, handler);
+    if (sig != 0 || (deadline && monotonic_ns() >= deadline)) break;
+    reporter.maintain();
+  }
+  if (sig < 0) {
+    log_error("serve {}: {}", url, std::strerror(-sig));
+    return kExitFailure;
+  }
+  log_info("{} after {} scrapes: detaching", sig ? strsignal(sig) : "--duration", scrapes);
+  return kExitOk;
+}
+
+}  // namespace kleak

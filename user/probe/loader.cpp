@@ -1,0 +1,534 @@
+#include "probe/loader.h"
+
+#include <cerrno>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <algorithm>
+#include <bit>
+#include <optional>
+#include <iterator>
+#include <string>
+
+#include <bpf/bpf.h>
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "model/abi.h"
+#include "kleak.skel.h"
+#include "symbols/ksyms.h"
+#include "util/log.h"
+
+namespace kleak {
+namespace {
+
+// One tracepoint kleak can attach: the program that handles it, the family
+// it serves, the part it belongs to, and whether that family cannot work at
+// all without it.
+struct Hook {
+  const char* subsystem;  // for messages and reports: "kmem/kmalloc"
+  const char* name;       // tp_btf name and btf_trace_<name> typedef
+  uint32_t family;        // enum kleak_family; kmalloc's hooks serve all of slab
+  uint32_t part;          // enum kleak_part: what is dropped when it is refused
+  bpf_program* (*prog)(kleak_bpf*);
+  bpf_link** (*link)(kleak_bpf*);
+  bool required;          // the family is not traced without it
+  bool alloc;             // records allocations: captures stacks (the stack cache's user)
+  bool void_ptr;          // reads a `const void *` argument (direct_ptr_args)
+  bool legacy = false;    // an event of older kernels: loaded where it exists, not "missing" where not
+};
+
+#define KLEAK_HOOK(sub, tp, fam, part, prog, req, alloc, vptr, ...)                                         \
+  Hook {                                                                                                     \
+    sub, #tp, fam, part, [](kleak_bpf* s) { return s->progs.prog; }, [](kleak_bpf* s) { return &s->links.prog; }, \
+        req, alloc, vptr, __VA_ARGS__                                                                        \
+  }
+
+const Hook kHooks[] = {
+    KLEAK_HOOK("kmem", kmalloc, KLEAK_FAMILY_KMALLOC, KLEAK_PART_CORE, kleak_kmalloc, true, true, true),
+    KLEAK_HOOK("kmem", kfree, KLEAK_FAMILY_KMALLOC, KLEAK_PART_CORE, kleak_kfree, true, false, true),
+    KLEAK_HOOK("kmem", kmem_cache_alloc, KLEAK_FAMILY_KMEM_CACHE, KLEAK_PART_KMEM_CACHE, kleak_kc_alloc, false, true,
+               true),
+    KLEAK_HOOK("kmem", kmem_cache_free, KLEAK_FAMILY_KMEM_CACHE, KLEAK_PART_KMEM_CACHE, kleak_kc_free, false, false,
+               true),
+    // Before v6.1: the _node variants, and kmem_cache_alloc without a cache
+    // pointer (kleak_kc_old; the loader picks it or kleak_kc_alloc by layout).
+    KLEAK_HOOK("kmem", kmalloc_node, KLEAK_FAMILY_KMALLOC, KLEAK_PART_CORE, kleak_kmalloc_n, false, true, true, true),
+    KLEAK_HOOK("kmem", kmem_cache_alloc_node, KLEAK_FAMILY_KMEM_CACHE, KLEAK_PART_KMEM_CACHE, kleak_kc_node, false,
+               true, true, true),
+    KLEAK_HOOK("kmem", kmem_cache_alloc, KLEAK_FAMILY_KMEM_CACHE, KLEAK_PART_KMEM_CACHE, kleak_kc_old, false, true,
+               true, true),
+    KLEAK_HOOK("kmem", mm_page_alloc, KLEAK_FAMILY_PAGE, KLEAK_PART_PAGE, kleak_pg_alloc, true, true, false),
+    KLEAK_HOOK("kmem", mm_page_free, KLEAK_FAMILY_PAGE, KLEAK_PART_PAGE, kleak_pg_free, true, false, false),
+    KLEAK_HOOK("filemap", mm_filemap_add_to_page_cache, KLEAK_FAMILY_PAGE, KLEAK_PART_PAGE, kleak_pg_cache, false,
+               false, false),
+    KLEAK_HOOK("percpu", percpu_alloc_percpu, KLEAK_FAMILY_PERCPU, KLEAK_PART_PERCPU, kleak_pcpu_alloc, true, true,
+               true),
+    KLEAK_HOOK("percpu", percpu_free_percpu, KLEAK_FAMILY_PERCPU, KLEAK_PART_PERCPU, kleak_pcpu_free, true, false,
+               true),
+    KLEAK_HOOK("vmalloc", alloc_vmap_area, KLEAK_FAMILY_VMALLOC, KLEAK_PART_VMALLOC, kleak_va_alloc, true, true,
+               false),
+    KLEAK_HOOK("vmalloc", free_vmap_area_noflush, KLEAK_FAMILY_VMALLOC, KLEAK_PART_VMALLOC, kleak_va_free, true,
+               false, false),
+};
+#undef KLEAK_HOOK
+
+std::string hook_label(const Hook& h) { return std::string(h.subsystem) + "/" + h.name; }
+
+// Functions through which a page allocation is not a leak candidate (see
+// page_skip_of() in kleak.bpf.c): SLUB's slab pages (allocate_slab, or
+// new_slab/alloc_slab_page where it is inlined), SLAB's before v6.8
+// (kmem_getpages, cache_grow_begin), and kmallocs too large for a slab cache
+// (___kmalloc_large_node since v6.10, __kmalloc_large_node and
+// kmalloc_large in v6.1-v6.9, kmalloc_order before). Names a kernel lacks
+// are skipped.
+struct SkipFunction {
+  const char* name;
+  uint32_t kind;
+};
+const SkipFunction kPageSkipFunctions[] = {
+    {"allocate_slab", KLEAK_PAGE_SKIP_SLAB},          {"new_slab", KLEAK_PAGE_SKIP_SLAB},
+    {"alloc_slab_page", KLEAK_PAGE_SKIP_SLAB},        {"kmem_getpages", KLEAK_PAGE_SKIP_SLAB},
+    {"cache_grow_begin", KLEAK_PAGE_SKIP_SLAB},       {"___kmalloc_large_node", KLEAK_PAGE_SKIP_KMALLOC},
+    {"__kmalloc_large_node", KLEAK_PAGE_SKIP_KMALLOC}, {"kmalloc_large", KLEAK_PAGE_SKIP_KMALLOC},
+    {"kmalloc_large_node", KLEAK_PAGE_SKIP_KMALLOC},  {"kmalloc_order", KLEAK_PAGE_SKIP_KMALLOC},
+};
+static_assert(std::size(kPageSkipFunctions) <= KLEAK_PAGE_SKIP_RANGES);
+
+// True when kmem_cache_alloc's third argument is the struct kmem_cache *
+// (v6.1+), false for the older kmem_alloc layout (bytes_req there).
+bool kmem_cache_alloc_has_cache(const btf* b) {
+  int id = btf__find_by_name_kind(b, "btf_trace_kmem_cache_alloc", BTF_KIND_TYPEDEF);
+  if (id <= 0) return true;
+  const btf_type* t = btf__type_by_id(b, btf__type_by_id(b, static_cast<uint32_t>(id))->type);  // pointer
+  if (!t || !btf_is_ptr(t)) return true;
+  t = btf__type_by_id(b, t->type);  // func proto: (void *, call_site, ptr, s or bytes_req, ...)
+  if (!t || !btf_is_func_proto(t) || btf_vlen(t) < 4) return true;
+  const btf_type* arg = btf__type_by_id(b, btf_params(t)[3].type);
+  return arg && btf_is_ptr(arg);
+}
+
+// The value of enumerator `name` in any enum of `btf`, anonymous ones too.
+std::optional<int64_t> enum_value(const btf* b, const char* name) {
+  for (uint32_t id = 1; id < btf__type_cnt(b); ++id) {
+    const btf_type* t = btf__type_by_id(b, id);
+    if (!btf_is_enum(t)) continue;
+    const struct btf_enum* e = btf_enum(t);
+    for (uint16_t i = 0; i < btf_vlen(t); ++i)
+      if (std::strcmp(btf__name_by_offset(b, e[i].name_off), name) == 0) return e[i].val;
+  }
+  return std::nullopt;
+}
+
+// A --btf FILE libbpf can use: raw BTF or an ELF file with a .BTF section
+// (a vmlinux). libbpf's own messages for anything else are a warning line
+// plus an error code of its own (LIBBPF_ERRNO__FORMAT, 4001): say in one
+// line what is wrong instead.
+Status check_btf_file(const std::string& path) {
+  const std::string what = "--btf " + path;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return make_error(what, errno);
+  struct stat st;
+  unsigned char magic[4] = {};
+  bool regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+  ssize_t n = regular ? pread(fd, magic, sizeof(magic), 0) : 0;
+  close(fd);
+  if (!regular) return make_error(what + ": not a regular file", 0);
+  const bool raw = n >= 2 && ((magic[0] == 0x9f && magic[1] == 0xeb) || (magic[0] == 0xeb && magic[1] == 0x9f));
+  const unsigned char elf_magic[4] = {0x7f, 'E', 'L', 'F'};
+  const bool elf = n == 4 && std::memcmp(magic, elf_magic, 4) == 0;
+  if (!raw && !elf) return make_error(what + ": not BTF (neither raw BTF nor an ELF file)", 0);
+  libbpf_print_fn_t print = libbpf_set_print(nullptr);
+  btf* b = btf__parse(path.c_str(), nullptr);
+  int err = b ? 0 : errno;
+  libbpf_set_print(print);
+  btf__free(b);
+  if (err == 0) return {};
+  if (elf && err == ENOENT) return make_error(what + ": an ELF file without a .BTF section", 0);
+  return make_error(what + ": corrupt BTF", err >= 4000 ? EINVAL : err);  // libbpf's own codes
+}
+
+struct BtfDeleter {
+  void operator()(btf* b) const { btf__free(b); }
+};
+
+}  // namespace
+
+// Whether this kernel's verifier lets a tp_btf program load an argument
+// typed `const void *` directly (v6.16+, see bpf/compat.bpf.h): loads a
+// three-instruction program on kmalloc that does `r0 = ctx[1]`. Any failure
+// means no, and the programs copy such arguments with a helper instead.
+bool direct_void_ptr_args_allowed() {
+  int btf_id = libbpf_find_vmlinux_btf_id("kmalloc", BPF_TRACE_RAW_TP);
+  if (btf_id <= 0) return false;
+  const bpf_insn insns[] = {
+      {.code = BPF_LDX | BPF_MEM | BPF_DW, .dst_reg = BPF_REG_0, .src_reg = BPF_REG_1, .off = 8, .imm = 0},
+      {.code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0, .src_reg = 0, .off = 0, .imm = 0},
+      {.code = BPF_JMP | BPF_EXIT, .dst_reg = 0, .src_reg = 0, .off = 0, .imm = 0},
+  };
+  LIBBPF_OPTS(bpf_prog_load_opts, opts, .expected_attach_type = BPF_TRACE_RAW_TP,
+              .attach_btf_id = static_cast<uint32_t>(btf_id));
+  int fd = bpf_prog_load(BPF_PROG_TYPE_TRACING, "kleak_probe", "GPL", insns, std::size(insns), &opts);
+  if (fd < 0) return false;
+  close(fd);
+  return true;
+}
+
+struct KernelFacts {
+  std::unique_ptr<btf, BtfDeleter> vmlinux;
+  std::vector<bool> hook_present;  // per kHooks entry: its tracepoint is in the BTF
+  bool kmem_cache_old = false;     // kmem_cache_alloc has the pre-6.1 layout
+  uint64_t gfp_account = 0x400000;  // __GFP_ACCOUNT before it was an enum bit
+  uint64_t gfp_movable = 0x08;      // __GFP_MOVABLE before v6.10
+  bool direct_ptr_args = false;     // direct_void_ptr_args_allowed()
+  uint32_t ncpus = 1;
+  struct Range {
+    uint64_t lo, hi;
+    uint32_t kind;
+  };
+  std::vector<Range> page_skip;  // kPageSkipFunctions found in kallsyms
+};
+
+void Loader::SkelDeleter::operator()(kleak_bpf* skel) const { kleak_bpf__destroy(skel); }
+
+Loader::Loader(LoaderConfig config) : config_(std::move(config)) {}
+Loader::~Loader() = default;
+
+Result<std::unique_ptr<Loader>> Loader::create(const LoaderConfig& config) {
+  std::unique_ptr<Loader> l(new Loader(config));
+  if (auto s = l->read_kernel(); !s) return s.error();
+  if (auto s = l->decide_hooks(); !s) return s.error();
+  if (auto s = l->load(); !s) return s.error();
+  if (auto s = l->attach(); !s) return s.error();
+  return l;
+}
+
+Status Loader::load_only(const LoaderConfig& config, std::vector<Degraded>* dropped) {
+  Loader l(config);
+  if (auto s = l.read_kernel(); !s) return s;
+  if (auto s = l.decide_hooks(); !s) return s;
+  if (auto s = l.load(); !s) return s;
+  if (dropped) *dropped = l.degraded_;
+  return {};
+}
+
+Status Loader::read_kernel() {
+  if (!config_.btf_path.empty()) {
+    if (auto ok = check_btf_file(config_.btf_path); !ok) return ok.error();
+  } else if (struct stat st; stat("/sys/kernel/btf/vmlinux", &st) != 0) {
+    return make_error("kernel BTF not found at /sys/kernel/btf/vmlinux (needs CONFIG_DEBUG_INFO_BTF=y; "
+                      "or pass --btf FILE)",
+                      errno);
+  }
+  if (config_.cache_name.size() >= KLEAK_CACHE_NAME_LEN) return make_error("--cache name too long", ENAMETOOLONG);
+  if (config_.follow_tgids.size() > KLEAK_MAX_TASKS) return make_error("too many processes to follow", E2BIG);
+  if (!config_.refuse_parts) {
+    auto refuse = parts_to_refuse();
+    if (!refuse) return refuse.error();
+    config_.refuse_parts = *refuse;
+  }
+  auto k = std::make_unique<KernelFacts>();
+  k->vmlinux.reset(config_.btf_path.empty() ? btf__load_vmlinux_btf() : btf__parse(config_.btf_path.c_str(), nullptr));
+  if (!k->vmlinux) {
+    return make_error(config_.btf_path.empty() ? std::string("load kernel BTF") : "load BTF " + config_.btf_path,
+                      errno);
+  }
+  const btf* vmlinux = k->vmlinux.get();
+  for (const Hook& h : kHooks) {
+    std::string type = std::string("btf_trace_") + h.name;
+    k->hook_present.push_back(btf__find_by_name_kind(vmlinux, type.c_str(), BTF_KIND_TYPEDEF) > 0);
+  }
+  k->kmem_cache_old = !kmem_cache_alloc_has_cache(vmlinux);
+  // __GFP_ACCOUNT's bit moved when gfp bits became an (anonymous) enum:
+  // read ___GFP_ACCOUNT_BIT from BTF where it exists.
+  if (auto bit = enum_value(vmlinux, "___GFP_ACCOUNT_BIT")) k->gfp_account = 1ull << *bit;
+  // Likewise __GFP_MOVABLE (0x08 before v6.10, when the bits became enums).
+  if (auto bit = enum_value(vmlinux, "___GFP_MOVABLE_BIT")) k->gfp_movable = 1ull << *bit;
+  // Only against the running kernel's own BTF (a --btf file may describe another).
+  k->direct_ptr_args = config_.btf_path.empty() && direct_void_ptr_args_allowed();
+  // Per-CPU maps' memory scales with it (the stack cache), and the page
+  // family reads it.
+  int ncpus = libbpf_num_possible_cpus();
+  if (ncpus <= 0) return make_error("count possible CPUs", ncpus);
+  k->ncpus = static_cast<uint32_t>(ncpus);
+  if (config_.families.page) {
+    const Ksyms* ksyms = config_.ksyms;
+    Ksyms own;
+    if (!ksyms) {
+      auto loaded = Ksyms::load();
+      if (loaded) own = std::move(*loaded);
+      ksyms = &own;
+    }
+    for (const SkipFunction& f : kPageSkipFunctions)
+      if (auto range = ksyms->function_range(f.name)) k->page_skip.push_back({range->first, range->second, f.kind});
+    if (k->page_skip.empty())
+      log_warn("--family page: no slab allocator function in /proc/kallsyms: pages backing slabs and large "
+               "kmallocs are reported as pages too");
+  }
+  kernel_ = std::move(k);
+  return {};
+}
+
+// Which hooks this kernel has: a family asked for whose required
+// tracepoint is missing is dropped (an error when asked for by name, or
+// for kmalloc itself).
+Status Loader::decide_hooks() {
+  for (size_t i = 0; i < std::size(kHooks); ++i) {
+    const Hook& h = kHooks[i];
+    if (!config_.families.has(h.family) || kernel_->hook_present[i] || h.legacy) continue;
+    missing_.push_back(hook_label(h));
+    if (!h.required) {
+      log_warn("kernel has no {} tracepoint: not tracing it", hook_label(h));
+      continue;
+    }
+    if (h.part == KLEAK_PART_CORE)
+      return make_error("this kernel has no " + hook_label(h) + " tracepoint in its BTF: kleak cannot track kmalloc here",
+                        ENOENT);
+    const std::string why = "this kernel has no " + hook_label(h) + " tracepoint";
+    if (config_.required_parts & h.part)
+      return make_error(fmt::format("--family {}: {}", part_name(h.part), why), ENOENT);
+    if (dropped_ & h.part) continue;
+    dropped_ |= h.part;
+    degraded_.push_back({part_name(h.part), why, false});
+    log_warn("kernel has no {} tracepoint: the {} family is not traced", hook_label(h), family_name(h.family));
+  }
+  return {};
+}
+
+bool Loader::traces(uint32_t part) const { return !(dropped_ & part); }
+
+uint32_t Loader::stack_cache_mode() const {
+  bool used = config_.stack_cache != KLEAK_SC_OFF && config_.stack_sample_every <= 1 && traces(KLEAK_PART_STACK_CACHE);
+  return used ? config_.stack_cache : uint32_t{KLEAK_SC_OFF};
+}
+
+std::string Loader::what() const {
+  return fmt::format("kleak.bpf.c: {} stacks, stack cache {}, families {}{}",
+                     config_.stack_sample_every <= 1 ? "exact" : fmt::format("1-in-{}", config_.stack_sample_every),
+                     config_.stack_cache == KLEAK_SC_OFF ? "off" : config_.stack_cache == KLEAK_SC_VERIFY ? "verify" : "on",
+                     families_text(config_.families), config_.follow_tgids.empty() ? "" : ", following processes");
+}
+
+// Opens the object afresh and configures it with the parts in `dropped`
+// (and those already dropped) left out.
+Status Loader::open_configured(uint32_t dropped) {
+  skel_.reset();
+  LIBBPF_OPTS(bpf_object_open_opts, opts);
+  if (!config_.btf_path.empty()) opts.btf_custom_path = config_.btf_path.c_str();
+  kleak_bpf* skel = kleak_bpf__open_opts(&opts);
+  if (!skel) return make_error("open BPF object", errno);
+  skel_.reset(skel);
+  const uint32_t off = dropped_ | dropped;
+  for (size_t i = 0; i < std::size(kHooks); ++i) {
+    const Hook& h = kHooks[i];
+    bool load = config_.families.has(h.family) && kernel_->hook_present[i] && !(off & h.part);
+    // Two programs for one event: the one for this kernel's layout.
+    if (load && std::strcmp(h.name, "kmem_cache_alloc") == 0) load = kernel_->kmem_cache_old == h.legacy;
+    bpf_program__set_autoload(h.prog(skel_.get()), load);
+  }
+  auto* ro = skel_->rodata;
+  const bool follow = !config_.follow_tgids.empty();
+  bpf_program__set_autoload(skel_->progs.kleak_fork, follow);
+  bpf_program__set_autoload(skel_->progs.kleak_exit, follow && !(off & KLEAK_PART_EXIT_FOLLOWER));
+  bpf_program__set_autoload(skel_->progs.kleak_peek_run, !(off & KLEAK_PART_PEEK));
+  ro->refuse_parts = *config_.refuse_parts;
+  ro->gfp_account = kernel_->gfp_account;
+  ro->direct_ptr_args = kernel_->direct_ptr_args && !(off & KLEAK_PART_DIRECT_PTR);
+  ro->self_tgid = config_.self_tgid;
+  ro->target_tgid = config_.target_tgid;
+  ro->follow_tasks = follow;
+  ro->kmalloc_off = config_.kmalloc_off;
+  ro->kmem_cache_off = config_.kmem_cache_off;
+  ro->kmalloc_type = config_.kmalloc_type;
+  std::copy(config_.cache_name.begin(), config_.cache_name.end(), const_cast<char*>(ro->cache_name));
+  ro->stack_sample_every = config_.stack_sample_every;
+  ro->nr_possible_cpus = kernel_->ncpus;
+  if (auto st = configure_stack_cache(off); !st) return st;
+  ro->min_size = config_.min_size_bytes;
+  ro->max_size = config_.max_size_bytes;
+  if (int err = bpf_map__set_max_entries(skel_->maps.kleak_live, config_.families.slab ? config_.max_allocs : 1); err)
+    return make_error("size map kleak_live", err);
+  if (auto st = configure_families(); !st) return st;
+  if (int err = bpf_map__set_max_entries(skel_->maps.kleak_stacks, config_.stack_storage_size); err)
+    return make_error("size map kleak_stacks", err);
+  return {};
+}
+
+// The verified stack cache (bpf/stack_cache.bpf.h): a per-CPU map of
+// KLEAK_SC_SLOTS entries as compiled, fewer where that would pass 4 MiB over
+// all CPUs, and 4 (one set) when nothing uses it.
+Status Loader::configure_stack_cache(uint32_t off) {
+  constexpr uint64_t kBudget = 4ull << 20;
+  constexpr uint32_t kMinSlots = 64;
+  auto* ro = skel_->rodata;
+  bpf_map* map = skel_->maps.kleak_sc;
+  bool used = config_.stack_cache != KLEAK_SC_OFF && config_.stack_sample_every <= 1 && !(off & KLEAK_PART_STACK_CACHE);
+  ro->stack_cache_mode = used ? config_.stack_cache : uint32_t{KLEAK_SC_OFF};
+  uint64_t fit = kBudget / (uint64_t{ro->nr_possible_cpus} * bpf_map__value_size(map));
+  uint32_t slots = std::bit_floor(static_cast<uint32_t>(std::min<uint64_t>(bpf_map__max_entries(map), fit)));
+  slots = used ? std::max(slots, kMinSlots) : KLEAK_SC_WAYS;
+  ro->sc_sets_mask = slots / KLEAK_SC_WAYS - 1;
+  if (int err = bpf_map__set_max_entries(map, slots); err) return make_error("size map kleak_sc", err);
+  return {};
+}
+
+Status Loader::configure_families() {
+  auto* ro = skel_->rodata;
+  ro->gfp_movable = kernel_->gfp_movable;
+  ro->page_shift = static_cast<uint32_t>(__builtin_ctzl(static_cast<unsigned long>(sysconf(_SC_PAGESIZE))));
+  for (uint32_t fam : kExtraFamilies) {
+    // A family that is off keeps a one-entry map: preallocated maps cost
+    // their full size in kernel memory.
+    uint32_t size = config_.families.has(fam) && traces(family_part(fam)) ? config_.max_allocs : 1;
+    if (int err = bpf_map__set_max_entries(family_map(fam), size); err)
+      return make_error(std::string("size map ") + bpf_map__name(family_map(fam)), err);
+  }
+  for (size_t n = 0; n < kernel_->page_skip.size(); ++n) {
+    ro->page_skip_lo[n] = kernel_->page_skip[n].lo;
+    ro->page_skip_hi[n] = kernel_->page_skip[n].hi;
+    ro->page_skip_kind[n] = kernel_->page_skip[n].kind;
+  }
+  return {};
+}
+
+bpf_map* Loader::family_map(uint32_t family) const {
+  switch (family) {
+    case KLEAK_FAMILY_PAGE: return skel_->maps.kleak_pages;
+    case KLEAK_FAMILY_PERCPU: return skel_->maps.kleak_percpu;
+    case KLEAK_FAMILY_VMALLOC: return skel_->maps.kleak_vmalloc;
+    default: return skel_->maps.kleak_live;
+  }
+}
+
+// The tiered load (bpf_load.h): the parts that may have made the verifier
+// refuse a program are the stack cache (every allocation program captures
+// stacks through it), direct pointer loads, and the part the program is.
+Status Loader::load() {
+  TierPlan plan;
+  plan.what = what();
+  plan.required = config_.required_parts;
+  plan.attempt = [this](uint32_t dropped) -> Result<std::optional<Refusal>> {
+    if (auto st = open_configured(dropped); !st) return st.error();
+    return load_watched(skel_->obj, [this] { return kleak_bpf__load(skel_.get()); });
+  };
+  plan.causes = [this](const std::string& program) {
+    std::vector<uint32_t> parts;
+    const Hook* hook = nullptr;
+    for (const Hook& h : kHooks)
+      if (program == bpf_program__name(h.prog(skel_.get()))) hook = &h;
+    const bool sc = config_.stack_cache != KLEAK_SC_OFF && config_.stack_sample_every <= 1;
+    if (hook && hook->alloc && sc) parts.push_back(KLEAK_PART_STACK_CACHE);
+    if (hook && hook->void_ptr && kernel_->direct_ptr_args) parts.push_back(KLEAK_PART_DIRECT_PTR);
+    if (hook && hook->part != KLEAK_PART_CORE) parts.push_back(hook->part);
+    if (program == bpf_program__name(skel_->progs.kleak_exit)) parts.push_back(KLEAK_PART_EXIT_FOLLOWER);
+    if (program == bpf_program__name(skel_->progs.kleak_peek_run)) parts.push_back(KLEAK_PART_PEEK);
+    return parts;
+  };
+  auto r = load_in_tiers(plan);
+  if (!r) return r.error();
+  dropped_ |= r->dropped;
+  degraded_.insert(degraded_.end(), r->degraded.begin(), r->degraded.end());
+  return {};
+}
+
+// A part whose attach failed: its links go, so none of its programs runs
+// (its frees were attached first, see attach(): no record of it is left
+// without its free).
+void Loader::drop_at_attach(uint32_t part, const std::string& why) {
+  for (const Hook& h : kHooks) {
+    if (h.part != part) continue;
+    bpf_link** link = h.link(skel_.get());
+    if (*link) {
+      bpf_link__destroy(*link);
+      *link = nullptr;
+      attached_.erase(std::remove(attached_.begin(), attached_.end(), hook_label(h)), attached_.end());
+    }
+  }
+  dropped_ |= part;
+  degraded_.push_back({part_name(part), why});
+  log_warn("{} dropped: {}", part_name(part), why);
+}
+
+Status Loader::attach() {
+  // Seed the followed set before any program runs: the processes are
+  // waiting to start, so none of their allocations is missed.
+  for (uint32_t tgid : config_.follow_tgids) {
+    uint32_t one = 1;
+    if (bpf_map_update_elem(tasks_fd(), &tgid, &one, BPF_ANY) != 0)
+      return make_error("follow process " + std::to_string(tgid), errno);
+  }
+  if (bpf_program__autoload(skel_->progs.kleak_fork)) {
+    bpf_link* link = bpf_program__attach(skel_->progs.kleak_fork);
+    if (!link) return make_error("attach sched/sched_process_fork", errno);
+    skel_->links.kleak_fork = link;
+    attached_.push_back("sched/sched_process_fork");
+  }
+  if (bpf_program__autoload(skel_->progs.kleak_exit)) {
+    bpf_link* link = bpf_program__attach(skel_->progs.kleak_exit);
+    if (link) {
+      skel_->links.kleak_exit = link;
+      attached_.push_back("sched/sched_process_exit");
+    } else {
+      const int err = errno;
+      dropped_ |= KLEAK_PART_EXIT_FOLLOWER;
+      degraded_.push_back({part_name(KLEAK_PART_EXIT_FOLLOWER), make_error("attach sched/sched_process_exit", err).message});
+      log_warn("{} dropped: {}", part_name(KLEAK_PART_EXIT_FOLLOWER), degraded_.back().reason);
+    }
+  }
+  // Frees first, then allocations: a part whose allocation hook attaches
+  // and whose free hook does not would leave records no free removes.
+  for (bool allocs : {false, true}) {
+    for (const Hook& h : kHooks) {
+      bpf_program* prog = h.prog(skel_.get());
+      if (h.alloc != allocs || !bpf_program__autoload(prog) || !traces(h.part)) continue;
+      bpf_link* link = bpf_program__attach(prog);
+      if (link) {
+        *h.link(skel_.get()) = link;
+        attached_.push_back(hook_label(h));
+        continue;
+      }
+      Error e = make_error("attach " + hook_label(h), errno);
+      if (h.part == KLEAK_PART_CORE) return e;
+      if (config_.required_parts & h.part)
+        return make_error(fmt::format("{} was asked for by name, but {}", part_name(h.part), e.message), 0);
+      drop_at_attach(h.part, e.message);
+    }
+  }
+  for (uint32_t fam : kExtraFamilies)
+    if (config_.families.has(fam) && traces(family_part(fam)) && bpf_program__autoload(family_alloc_prog(fam)))
+      traced_.push_back(fam);
+  return {};
+}
+
+bpf_program* Loader::family_alloc_prog(uint32_t family) const {
+  for (const Hook& h : kHooks)
+    if (h.family == family && h.required) return h.prog(skel_.get());
+  return nullptr;
+}
+
+std::vector<std::pair<std::string, int>> Loader::programs() const {
+  std::vector<std::pair<std::string, int>> progs;
+  bpf_program* prog;
+  bpf_object__for_each_program(prog, skel_->obj) {
+    if (bpf_program__fd(prog) >= 0 && prog != skel_->progs.kleak_peek_run)
+      progs.emplace_back(bpf_program__name(prog), bpf_program__fd(prog));
+  }
+  return progs;
+}
+
+int Loader::map_fd(const std::string& name) const {
+  const bpf_map* map = bpf_object__find_map_by_name(skel_->obj, name.c_str());
+  return map ? bpf_map__fd(map) : -1;
+}
+
+int Loader::prog_fd(const std::string& name) const {
+  const bpf_program* prog = bpf_object__find_program_by_name(skel_->obj, name.c_str());
+  return prog ? bpf_program__fd(prog) : -1;
+}
+
+const bpf_object_skeleton& Loader::skeleton() const { return *skel_->skeleton; }
+
+}  // namespace kleak

@@ -1,0 +1,185 @@
+#include "probe/snapshot.h"
+
+#include <cerrno>
+#include <cstddef>
+#include <ctime>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+namespace kleak {
+namespace {
+
+uint64_t clock_ns(clockid_t id) {
+  timespec ts;
+  clock_gettime(id, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+// Fallback for kernels without BPF_MAP_LOOKUP_BATCH on hash maps (< 5.6).
+Status read_live_by_key(int fd, const LiveBatchFn& fn) {
+  uint64_t key = 0, next = 0;
+  const uint64_t* prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    LiveAlloc la{next, {}};
+    if (bpf_map_lookup_elem(fd, &next, &la.a) == 0) fn(&la, 1);
+    key = next;
+    prev = &key;
+  }
+  if (errno != ENOENT) return make_error("iterate kleak_live", errno);
+  return {};
+}
+
+}  // namespace
+
+uint64_t monotonic_ns() { return clock_ns(CLOCK_MONOTONIC); }
+uint64_t realtime_ns() { return clock_ns(CLOCK_REALTIME); }
+
+uint64_t Counters::stack_errors() const {
+  return v[KLEAK_CNT_STACK_EFAULT] + v[KLEAK_CNT_STACK_ENOMEM] +
+         v[KLEAK_CNT_STACK_OTHER];
+}
+
+uint64_t Counters::frees_unmatched() const {
+  uint64_t seen = v[KLEAK_CNT_FREE_SEEN], done = v[KLEAK_CNT_FREE_MATCHED] + v[KLEAK_CNT_FREE_ERROR];
+  return seen > done ? seen - done : 0;
+}
+
+bool counters_complete(const Counters& c) {
+  return c[KLEAK_CNT_LIVE_FULL] == 0 && c[KLEAK_CNT_LIVE_ERROR] == 0 && c[KLEAK_CNT_TASKS_FULL] == 0 &&
+         c[KLEAK_CNT_FREE_ERROR] == 0;
+}
+
+uint64_t FamilyCounters::frees_unmatched() const {
+  uint64_t seen = v[KLEAK_FCNT_FREE_SEEN], done = v[KLEAK_FCNT_FREE_MATCHED] + v[KLEAK_FCNT_FREE_ERROR];
+  return seen > done ? seen - done : 0;
+}
+
+bool snapshot_complete(const SnapshotInfo& s) {
+  if (!counters_complete(s.counters)) return false;
+  for (const FamilyCounters& f : s.family_counters)
+    if (f[KLEAK_FCNT_LIVE_FULL] || f[KLEAK_FCNT_LIVE_ERROR] || f[KLEAK_FCNT_FREE_ERROR]) return false;
+  return true;
+}
+
+RecursionMisses read_recursion_misses(const std::vector<std::pair<std::string, int>>& progs) {
+  RecursionMisses r;
+  for (const auto& [name, fd] : progs) {
+    bpf_prog_info info{};
+    uint32_t len = sizeof(info);
+    if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0) continue;
+    // A kernel older than the field returns a shorter struct (v5.12 added it).
+    if (len < offsetof(bpf_prog_info, recursion_misses) + sizeof(info.recursion_misses)) continue;
+    r.available = true;
+    r.total += info.recursion_misses;
+    if (info.recursion_misses > 0) r.by_program.emplace_back(name, info.recursion_misses);
+  }
+  return r;
+}
+
+Status read_live(int fd, std::vector<LiveAlloc>& out) {
+  out.clear();
+  return read_live(fd, [&out](const LiveAlloc* a, size_t n) { out.insert(out.end(), a, a + n); });
+}
+
+Status read_live(int fd, const LiveBatchFn& fn) {
+  // A hash map returns whole buckets per batch; ENOSPC means one bucket held
+  // more than `batch` entries, so retry that step with a larger buffer.
+  uint32_t batch = 8192;
+  std::vector<uint64_t> keys(batch);
+  std::vector<kleak_alloc> values(batch);
+  std::vector<LiveAlloc> merged(batch);
+  uint64_t in_batch = 0, out_batch = 0;
+  bool first = true;
+  for (;;) {
+    uint32_t n = batch;
+    LIBBPF_OPTS(bpf_map_batch_opts, opts);
+    int err = bpf_map_lookup_batch(fd, first ? nullptr : &in_batch, &out_batch, keys.data(), values.data(), &n, &opts);
+    int e = err ? errno : 0;
+    if (err && e == ENOSPC && n == 0) {
+      batch *= 2;
+      keys.resize(batch);
+      values.resize(batch);
+      merged.resize(batch);
+      continue;
+    }
+    if (err && first && (e == EINVAL || e == ENOTSUP || e == EOPNOTSUPP || e == ENOSYS)) return read_live_by_key(fd, fn);
+    if (err && e != ENOENT) return make_error("batch-read kleak_live", e);
+    for (uint32_t i = 0; i < n; ++i) merged[i] = LiveAlloc{keys[i], values[i]};
+    if (n > 0) fn(merged.data(), n);
+    if (err) break;  // ENOENT: that was the last batch
+    in_batch = out_batch;
+    first = false;
+  }
+  return {};
+}
+
+Result<Counters> read_counters(int fd) {
+  int ncpus = libbpf_num_possible_cpus();
+  if (ncpus <= 0) return make_error("count possible CPUs", ncpus);
+  std::vector<kleak_counters> per_cpu(static_cast<size_t>(ncpus));
+  uint32_t zero = 0;
+  if (bpf_map_lookup_elem(fd, &zero, per_cpu.data()) != 0) return make_error("read kleak_counters", errno);
+  Counters c;
+  for (const auto& pc : per_cpu)
+    for (int i = 0; i < KLEAK_CNT_MAX; ++i) c.v[static_cast<size_t>(i)] += pc.v[i];
+  return c;
+}
+
+Result<std::vector<uint64_t>> read_stack(int fd, uint64_t stack_id) {
+  kleak_stack st{};
+  if (bpf_map_lookup_elem(fd, &stack_id, &st) != 0) return make_error(fmt::format("read stack {:#x}", stack_id), errno);
+  uint32_t n = std::min<uint32_t>(st.nr, KLEAK_MAX_STACK_DEPTH);
+  return std::vector<uint64_t>(st.ips, st.ips + n);
+}
+
+Result<SnapshotInfo> snapshot_info(const MapFds& fds) {
+  SnapshotInfo s;
+  s.mono_ns = monotonic_ns();
+  s.realtime_ns = realtime_ns();
+  auto c = read_counters(fds.counters);
+  if (!c) return c.error();
+  s.counters = *c;
+  if (fds.fcounters >= 0) {
+    int ncpus = libbpf_num_possible_cpus();
+    std::vector<kleak_fam_counters> per_cpu(static_cast<size_t>(ncpus > 0 ? ncpus : 1));
+    for (uint32_t fam = 0; fam < KLEAK_FAMILY_MAX; ++fam) {
+      if (fds.family_live[fam] < 0) continue;
+      if (bpf_map_lookup_elem(fds.fcounters, &fam, per_cpu.data()) != 0)
+        return make_error("read kleak_fcounters", errno);
+      for (const auto& pc : per_cpu)
+        for (int i = 0; i < KLEAK_FCNT_MAX; ++i) s.family_counters[fam].v[static_cast<size_t>(i)] += pc.v[i];
+    }
+  }
+  s.recursion = read_recursion_misses(fds.progs);
+  // A small map (at most KLEAK_MAX_MISSED_SITES): key by key is fine.
+  uint64_t key = 0, next = 0, count = 0;
+  const uint64_t* prev = nullptr;
+  while (fds.missed >= 0 && bpf_map_get_next_key(fds.missed, prev, &next) == 0) {
+    if (bpf_map_lookup_elem(fds.missed, &next, &count) == 0) s.missed_sites[next] = count;
+    key = next;
+    prev = &key;
+  }
+  return s;
+}
+
+Result<Snapshot> take_snapshot(const MapFds& fds) {
+  auto info = snapshot_info(fds);
+  if (!info) return info.error();
+  Snapshot s;
+  static_cast<SnapshotInfo&>(s) = *info;
+  if (auto st = read_live(fds.live, s.allocs); !st) return st.error();
+  for (int fd : fds.family_live) {
+    if (fd < 0) continue;
+    if (auto st = read_live(fd, [&s](const LiveAlloc* a, size_t n) { s.allocs.insert(s.allocs.end(), a, a + n); });
+        !st)
+      return st.error();
+  }
+  return s;
+}
+
+}  // namespace kleak

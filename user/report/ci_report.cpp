@@ -1,0 +1,68 @@
+#include "report/ci_report.h"
+
+#include <cerrno>
+
+#include <fmt/format.h>
+
+#include "util/log.h"
+
+namespace kleak {
+
+int write_ci_verdict(const Report& r, const Verdict& v, const TraceOptions& opts, const CiRun& run, Output& out) {
+  const CiOptions& ci = opts.ci;
+  nlohmann::json j = to_json(r);
+  j["ci"] = verdict_json(v, ci);
+  j["ci"]["command_status"] = run.command_status ? nlohmann::json(*run.command_status) : nlohmann::json(nullptr);
+  j["ci"]["traced_s"] = run.traced_s;
+  const std::string json_line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  std::string text = render_text(r);
+  text += fmt::format("\n{}: {}", run.tool, v.summary);
+  if (v.suppressed_baseline + v.suppressed_ignored + v.suppressed_reclaimable + v.suppressed_unverified +
+          v.suppressed_known_cache >
+      0)
+    text += fmt::format(
+        " (not judged: {} baseline, {} ignored, {} reclaimable-cache, {} unverified, {} known-cache stacks)",
+        v.suppressed_baseline, v.suppressed_ignored, v.suppressed_reclaimable, v.suppressed_unverified,
+        v.suppressed_known_cache);
+  if (run.command_status) text += fmt::format("; command exited {}", *run.command_status);
+  text += "\n";
+
+  const bool as_json = opts.format == OutputFormat::json || opts.format == OutputFormat::jsonl;
+  if (!out.write(as_json ? json_line : text) && errno != EPIPE) {
+    const int err = errno;  // before anything else can change it
+    const std::string where = out.path().empty() ? "" : " to " + out.path();
+    log_error("{}", make_error("write report" + where, err).message);
+    return kCiIncomplete;
+  }
+  for (const auto& [path, body] : {std::pair{ci.report_json_path, json_line},
+                                   std::pair{ci.junit_path, junit_xml(v, text, run.elapsed_s, run.testcase)},
+                                   std::pair{ci.ktap_path, ktap(v, text, run.testcase)}}) {
+    if (path.empty()) continue;
+    if (auto why = write_file(path, body); !why.empty()) {
+      log_error("{}", why);
+      return kCiIncomplete;
+    }
+  }
+  if (as_json && !opts.quiet) fmt::print(stderr, "{}: {}\n", run.tool, v.summary);
+  return v.status;
+}
+
+void judge_report(Report& r, const CiOptions& ci, const std::set<std::string>& baseline, Verdict& v) {
+  std::vector<StackReport> judged;
+  uint64_t bytes = 0, count = 0;
+  for (StackReport& s : r.stacks) {
+    std::string why = suppression(s.frames, s.stack_key, s.reclaimable, s.missed_frees, ci, baseline);
+    count_suppressed(v, why);
+    if (!why.empty()) continue;
+    bytes += s.bytes;
+    count += s.count;
+    judged.push_back(std::move(s));
+  }
+  for (size_t i = 0; i < judged.size(); ++i) judged[i].rank = static_cast<uint32_t>(i + 1);
+  r.stacks = std::move(judged);
+  r.total_bytes = v.leak_bytes = bytes;
+  r.total_count = v.leak_count = count;
+  r.stacks_total = v.leak_stacks = r.stacks.size();
+}
+
+}  // namespace kleak

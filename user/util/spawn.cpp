@@ -1,0 +1,110 @@
+#include "util/spawn.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/ptrace.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+
+namespace kleak {
+
+HeldCommand::~HeldCommand() {
+  kill_and_reap();
+  for (int fd : {go_, err_})
+    if (fd >= 0) close(fd);
+}
+
+std::string HeldCommand::fork_held(const std::vector<std::string>& argv) {
+  if (argv.empty()) return "empty command";
+  int go[2], err[2];
+  if (pipe2(go, O_CLOEXEC) != 0) return std::strerror(errno);
+  if (pipe2(err, O_CLOEXEC) != 0) {
+    int e = errno;
+    close(go[0]);
+    close(go[1]);
+    return std::strerror(e);
+  }
+  std::vector<char*> cargv;
+  for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
+  cargv.push_back(nullptr);
+  pid_ = fork();
+  if (pid_ < 0) return std::strerror(errno);
+  if (pid_ == 0) {
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    std::signal(SIGPIPE, SIG_DFL);
+    char c;
+    if (read(go[0], &c, 1) != 1) _exit(127);  // kleak went away
+    execvp(cargv[0], cargv.data());
+    int e = errno;
+    ssize_t ignored = write(err[1], &e, sizeof(e));
+    (void)ignored;
+    _exit(127);
+  }
+  close(go[0]);
+  close(err[1]);
+  go_ = go[1];
+  err_ = err[0];
+  // Seize without stopping it: no stop at exec (PTRACE_O_TRACEEXEC unset and
+  // seized, so no SIGTRAP either), one stop at exit.
+  if (trace_ == Trace::exit_stop)
+    traced_ = ptrace(PTRACE_SEIZE, pid_, nullptr, reinterpret_cast<void*>(PTRACE_O_TRACEEXIT)) == 0;
+  return {};
+}
+
+std::string HeldCommand::start() {
+  char c = 1;
+  if (write(go_, &c, 1) != 1) return std::strerror(errno);
+  close(go_);
+  go_ = -1;
+  int e = 0;
+  ssize_t n = read(err_, &e, sizeof(e));  // EOF (0) when exec succeeded
+  close(err_);
+  err_ = -1;
+  return n == static_cast<ssize_t>(sizeof(e)) ? std::strerror(e) : std::string();
+}
+
+bool HeldCommand::poll(const std::function<void(pid_t)>& at_exit) {
+  while (!reaped_ && pid_ > 0) {
+    int st = 0;
+    pid_t got = waitpid(pid_, &st, WNOHANG | __WALL);
+    if (got != pid_) return false;
+    if (WIFEXITED(st) || WIFSIGNALED(st)) {
+      reaped_ = true;
+      status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+      return true;
+    }
+    if (!WIFSTOPPED(st)) continue;
+    const int event = st >> 16;
+    if (event == PTRACE_EVENT_EXIT) {
+      if (at_exit) at_exit(pid_);
+      ptrace(PTRACE_CONT, pid_, nullptr, nullptr);
+    } else if (event == PTRACE_EVENT_STOP) {
+      // A group stop (SIGSTOP, SIGTSTP): stay stopped, as without kleak.
+      ptrace(PTRACE_LISTEN, pid_, nullptr, nullptr);
+    } else {
+      // A signal on its way to the command: deliver it.
+      ptrace(PTRACE_CONT, pid_, nullptr, reinterpret_cast<void*>(static_cast<long>(WSTOPSIG(st))));
+    }
+  }
+  return reaped_;
+}
+
+void HeldCommand::kill_and_reap() {
+  if (reaped_ || pid_ <= 0) return;
+  ::kill(pid_, SIGKILL);
+  int st = 0;
+  while (waitpid(pid_, &st, __WALL) == pid_) {
+    if (WIFEXITED(st) || WIFSIGNALED(st)) break;
+    ptrace(PTRACE_CONT, pid_, nullptr, nullptr);  // a stop before the kill landed
+  }
+  reaped_ = true;
+  status_ = 128 + SIGKILL;
+}
+
+}  // namespace kleak
