@@ -460,8 +460,8 @@ static long kleak_sc_prune_pair(__u64 i, void *arg)
 /* A miss: fills entry `e` from the stack the walk in `st` returned, or
  * leaves it empty (n = 0) if that stack cannot be cached. */
 static __always_inline void kleak_sc_fill(struct kleak_sc_work *w, struct kleak_sc_entry *e,
-					  const struct kleak_stack *st, __u64 call_site, __u64 fp,
-					  __u32 fp_off, __u64 stack_id)
+					  const struct kleak_stack *st, __u64 call_site, __u32 fp_off,
+					  __u64 stack_id)
 {
 	__u32 nr = st->nr;
 	__u64 len = KLEAK_SC_STACK_BYTES - fp_off + KLEAK_SC_BELOW;
@@ -671,7 +671,7 @@ static __always_inline __u64 kleak_cached_stack_once(void *ctx, __u64 call_site,
 		const struct kleak_stack *st = bpf_map_lookup_elem(scratch, &zero);
 
 		if (st) {
-			kleak_sc_fill(w, e, st, call_site, fp, off, key);
+			kleak_sc_fill(w, e, st, call_site, off, key);
 			if (e->call_site) {
 				*outcome = KLEAK_SC_MISS;
 				w->fill_fails = 0;

@@ -1,4 +1,4 @@
-#include "probe/peek.h"
+#include "report/peek_text.h"
 
 #include <cstring>
 

@@ -1,3 +1,4 @@
+#include "options/options.h"
 #include "report/report.h"
 
 #include <cstring>

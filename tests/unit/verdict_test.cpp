@@ -1,3 +1,4 @@
+#include "options/options.h"
 #include "report/verdict.h"
 
 #include <gtest/gtest.h>

@@ -269,18 +269,6 @@ Aggregate Aggregator::finish() && {
   return std::move(agg_);
 }
 
-Status aggregate_map(int live_fd, Aggregator& a) {
-  return read_live(live_fd, [&a](const LiveAlloc* allocs, size_t n) {
-    for (size_t i = 0; i < n; ++i) a.add(allocs[i]);
-  });
-}
-
-Status aggregate_maps(const std::vector<int>& live_fds, Aggregator& a) {
-  for (int fd : live_fds)
-    if (auto st = aggregate_map(fd, a); !st) return st;
-  return {};
-}
-
 Aggregate aggregate(const std::vector<LiveAlloc>& allocs, uint64_t now_ns, uint64_t min_age_ns, bool keep_allocs) {
   Aggregator a(now_ns, min_age_ns, keep_allocs);
   for (const LiveAlloc& la : allocs) a.add(la);

@@ -9,7 +9,7 @@
 #include <unordered_set>
 #include <vector>
 
-#include "probe/snapshot.h"
+#include "model/records.h"
 
 namespace kleak {
 
@@ -169,11 +169,6 @@ class Aggregator {
   void share_out_unsampled();
   StackGroup& group_for(const kleak_alloc& a, uint64_t key);
 };
-
-// Feeds every entry of the live map (read in batches) to `a`.
-Status aggregate_map(int live_fd, Aggregator& a);
-// The same for several live maps (one per family traced).
-Status aggregate_maps(const std::vector<int>& live_fds, Aggregator& a);
 
 // All of `allocs` through an Aggregator.
 Aggregate aggregate(const std::vector<LiveAlloc>& allocs, uint64_t now_ns, uint64_t min_age_ns, bool keep_allocs);

@@ -9,10 +9,14 @@
 #include <unordered_map>
 
 #include "analysis/aggregate.h"
-#include "options/options.h"
 #include "analysis/trend.h"
 
 namespace kleak {
+
+// How stacks are ranked. score (the default) puts steadily growing stacks
+// first, by rate; stacks with no growth verdict yet follow by bytes.
+enum class SortKey { score, bytes, count, growth };
+
 
 struct Growth {
   size_t points = 0;  // reports this stack was seen in (in the window)

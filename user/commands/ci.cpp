@@ -1,4 +1,5 @@
 #include "commands/ci.h"
+#include "util/clock.h"
 
 #include <fcntl.h>
 #include <sched.h>
@@ -13,7 +14,9 @@
 #include <fmt/format.h>
 
 #include "analysis/aggregate.h"
-#include "report/ci_report.h"
+#include "pipeline/map_reader.h"
+#include "pipeline/peeks.h"
+#include "commands/ci_report.h"
 #include "probe/loader.h"
 #include "util/log.h"
 #include "util/privileges.h"

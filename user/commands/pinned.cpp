@@ -1,4 +1,5 @@
 #include "commands/pinned.h"
+#include "util/clock.h"
 
 #include <unistd.h>
 

@@ -1,4 +1,5 @@
 #include "commands/serve.h"
+#include "util/clock.h"
 
 #include <fmt/format.h>
 #include <unistd.h>

@@ -1,4 +1,5 @@
 #include "commands/trace.h"
+#include "util/clock.h"
 
 #include <malloc.h>
 #include <unistd.h>
@@ -13,6 +14,8 @@
 #include <fmt/format.h>
 
 #include "analysis/aggregate.h"
+#include "pipeline/map_reader.h"
+#include "pipeline/peeks.h"
 #include "procfs/cache_filter.h"
 #include "report/output.h"
 #include "analysis/growth.h"

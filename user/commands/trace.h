@@ -7,6 +7,7 @@
 #include <unordered_set>
 
 #include "analysis/growth.h"
+#include "util/clock.h"
 #include "symbols/ksyms.h"
 #include "probe/loader.h"
 #include "options/options.h"

@@ -1,4 +1,5 @@
 #include "commands/triage.h"
+#include "util/clock.h"
 
 #include <cerrno>
 #include <cmath>

@@ -1,4 +1,5 @@
 #include "commands/user_space.h"
+#include "util/clock.h"
 
 #include <signal.h>
 #include <sys/stat.h>
@@ -17,7 +18,7 @@
 
 #include "model/abi.h"
 #include "analysis/aggregate.h"
-#include "report/ci_report.h"
+#include "commands/ci_report.h"
 #include "report/output.h"
 #include "analysis/growth.h"
 #include "symbols/ksyms.h"

@@ -13,50 +13,24 @@ namespace CLI {
 class App;
 }
 
+#include "analysis/growth.h"
 #include "model/family.h"
+#include "model/sampling.h"
+#include "report/output.h"
+#include "report/report.h"
+#include "report/verdict.h"
+#include "util/exit_status.h"
+#include "util/http_server.h"
 
 namespace kleak {
 
-// Documented exit statuses (README "Exit status").
-enum ExitCode : int {
-  kExitOk = 0,
-  kExitFailure = 1,  // runtime failure: privileges, BTF, attach, I/O
-  kExitUsage = 2,    // bad command line
-};
-
-// In CI mode (--ci) the statuses are those of a test verdict instead.
-enum CiExitCode : int {
-  kCiPass = 0,         // no leak above the thresholds
-  kCiLeak = 1,         // leak found
-  kCiUsage = 2,        // bad command line, baseline file or command
-  kCiIncomplete = 3,   // allocations were lost, or the run was cut short: no verdict
-  kCiUnsupported = 4,  // cannot trace here: privileges, BTF, tracepoints (kselftest's skip)
-};
-
-// --low-overhead: one allocation in this many gets its stack captured.
-constexpr uint32_t kLowOverheadSampleEvery = 64;
-
-// text and json (one compact document per line) are the stream formats;
-// jsonl names that JSON Lines stream explicitly. folded, pprof and
-// prometheus are snapshots: with --output each report replaces the file.
-enum class OutputFormat { text, json, jsonl, folded, pprof, prometheus };
-
-// How stacks are ranked. score (the default) puts steadily growing stacks
-// first, by rate; stacks with no growth verdict yet follow by bytes.
-enum class SortKey { score, bytes, count, growth };
-
 // `kleak --ci`: trace a command (or a duration), then judge what it left.
-struct CiOptions {
+// The verdict rules (report/verdict.h) are its base: opts.ci.fail_on_bytes.
+struct CiOptions : VerdictRules {
   bool enabled = false;
   std::vector<std::string> command;  // after "--"; empty: trace for --duration
   double settle_s = 10;              // after the command: wait for deferred (RCU) frees
-  std::optional<uint64_t> fail_on_bytes;
-  std::optional<uint64_t> fail_on_count;
   std::string baseline_path;          // earlier JSON report: its stacks are known, not new
-  std::vector<std::string> ignore;    // fnmatch patterns on frame functions
-  bool include_reclaimable = false;   // judge reclaimable caches (dentries, inodes) too
-  bool include_unverified = false;    // judge stacks whose cache/site showed missed (bulk) frees
-  bool no_known_caches = false;       // judge the built-in bounded kernel caches too
   std::string report_json_path;
   std::string junit_path;
   std::string ktap_path;
@@ -69,46 +43,21 @@ struct ServeOptions {
   bool listen_any = false;                // --listen-any: allow a non-loopback address
 };
 
-// Snapshot formats replace --output with each report instead of appending.
-inline bool is_snapshot_format(OutputFormat f) {
-  return f == OutputFormat::folded || f == OutputFormat::pprof || f == OutputFormat::prometheus;
-}
-
-struct TraceOptions {
+// What a report shows (top, sort, age, peek: report/report.h) is its base:
+// opts.top, opts.min_age_ms.
+struct TraceOptions : ReportSettings {
   // Report every interval_s seconds; 0 = only a final report.
   double interval_s = 0;
   // Stop after this many interval reports; 0 = no limit.
   uint64_t count = 0;
   // Stop after this many seconds and print a final report; 0 = until a signal.
   double duration_s = 0;
-  uint32_t top = 10;
-  SortKey sort = SortKey::score;
-  // Allocations younger than this are not reported. The default covers
-  // kfree_rcu()'s batching (KFREE_DRAIN_JIFFIES, 5 s since v6.0,
-  // commit 51824b780b71) plus a
-  // grace period and lazy RCU's 10 s flush, so RCU-deferred frees are not
-  // reported as leaks.
-  uint64_t min_age_ms = 10000;
   uint64_t min_size_bytes = 0;
   uint64_t max_size_bytes = std::numeric_limits<uint64_t>::max();
-  uint32_t pid = 0;  // 0 = every task
   FamilySet families;  // --family: slab only by default
   bool selftest = false;  // --selftest: run `kleak selftest` first, stop if it fails
   std::string cache;  // --cache NAME, as slabtop shows it; empty = every cache
-  bool show_allocs = false;
-  // No raw kernel addresses in reports (symbol+offset only), so a report can
-  // be shared without revealing the KASLR offset.
-  bool hide_addresses = false;
   std::string output_path;  // --output FILE; empty = stdout
-  // --peek: read the first peek_bytes of up to peek_samples outstanding
-  // allocations per reported stack (0: off). Root only: it shows kernel memory.
-  uint32_t peek_bytes = 0;
-  uint32_t peek_samples = 3;
-  uint32_t peek_min_string = 4;
-  // --peek-addr ADDR[,LEN]: one tracked allocation (an address from -a),
-  // read in every report; LEN defaults to 256.
-  uint64_t peek_addr = 0;
-  uint32_t peek_addr_len = 256;
   OutputFormat format = OutputFormat::text;
   bool folded_count = false;  // --folded-count: folded lines count allocations, not bytes
   int verbosity = 0;
@@ -143,21 +92,13 @@ struct ParsedCommandLine {
 
 enum class CommandKind { trace, serve };
 
+// The format a command's options ask for (report/output.h).
+FormatOptions format_options(const TraceOptions& opts);
+
 // argv[0] is the program name. Prints help/version to `out`, errors to `err`.
 // CommandKind::serve adds `kleak serve`'s options (--listen, --listen-any).
 ParsedCommandLine parse_command_line(const std::vector<std::string>& args, std::ostream& out,
                                      std::ostream& err, CommandKind command = CommandKind::trace);
-
-// An ADDR:PORT for --listen: IPv4 "127.0.0.1:9745", IPv6 "[::1]:9745", or
-// "localhost:9745" (127.0.0.1). Port 0: the kernel picks one (kleak says which).
-struct ListenAddress {
-  std::string host;  // numeric, without brackets
-  uint16_t port = 0;
-  bool ipv6 = false;
-  bool loopback = false;  // 127.0.0.0/8 or ::1
-};
-// nullopt when `text` is not such an address.
-std::optional<ListenAddress> parse_listen_address(const std::string& text);
 
 // Empty when valid, else a one-line reason.
 std::string validate(const TraceOptions& opts);

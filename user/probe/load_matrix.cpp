@@ -9,7 +9,7 @@
 
 #include "model/abi.h"
 #include "probe/bpf_load.h"
-#include "options/options.h"
+#include "model/sampling.h"
 
 namespace kleak {
 namespace {

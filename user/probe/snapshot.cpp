@@ -1,5 +1,7 @@
 #include "probe/snapshot.h"
 
+#include "util/clock.h"
+
 #include <cerrno>
 #include <cstddef>
 #include <ctime>
@@ -13,12 +15,6 @@
 
 namespace kleak {
 namespace {
-
-uint64_t clock_ns(clockid_t id) {
-  timespec ts;
-  clock_gettime(id, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
 
 // Fallback for kernels without BPF_MAP_LOOKUP_BATCH on hash maps (< 5.6).
 Status read_live_by_key(int fd, const LiveBatchFn& fn) {
@@ -35,36 +31,6 @@ Status read_live_by_key(int fd, const LiveBatchFn& fn) {
 }
 
 }  // namespace
-
-uint64_t monotonic_ns() { return clock_ns(CLOCK_MONOTONIC); }
-uint64_t realtime_ns() { return clock_ns(CLOCK_REALTIME); }
-
-uint64_t Counters::stack_errors() const {
-  return v[KLEAK_CNT_STACK_EFAULT] + v[KLEAK_CNT_STACK_ENOMEM] +
-         v[KLEAK_CNT_STACK_OTHER];
-}
-
-uint64_t Counters::frees_unmatched() const {
-  uint64_t seen = v[KLEAK_CNT_FREE_SEEN], done = v[KLEAK_CNT_FREE_MATCHED] + v[KLEAK_CNT_FREE_ERROR];
-  return seen > done ? seen - done : 0;
-}
-
-bool counters_complete(const Counters& c) {
-  return c[KLEAK_CNT_LIVE_FULL] == 0 && c[KLEAK_CNT_LIVE_ERROR] == 0 && c[KLEAK_CNT_TASKS_FULL] == 0 &&
-         c[KLEAK_CNT_FREE_ERROR] == 0;
-}
-
-uint64_t FamilyCounters::frees_unmatched() const {
-  uint64_t seen = v[KLEAK_FCNT_FREE_SEEN], done = v[KLEAK_FCNT_FREE_MATCHED] + v[KLEAK_FCNT_FREE_ERROR];
-  return seen > done ? seen - done : 0;
-}
-
-bool snapshot_complete(const SnapshotInfo& s) {
-  if (!counters_complete(s.counters)) return false;
-  for (const FamilyCounters& f : s.family_counters)
-    if (f[KLEAK_FCNT_LIVE_FULL] || f[KLEAK_FCNT_LIVE_ERROR] || f[KLEAK_FCNT_FREE_ERROR]) return false;
-  return true;
-}
 
 RecursionMisses read_recursion_misses(const std::vector<std::pair<std::string, int>>& progs) {
   RecursionMisses r;

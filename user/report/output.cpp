@@ -9,8 +9,6 @@
 
 namespace kleak {
 
-FormatOptions format_options(const TraceOptions& opts) { return FormatOptions{opts.format, opts.folded_count}; }
-
 Result<Output> open_output(const std::string& path, OutputFormat format) {
   if (!is_snapshot_format(format)) return Output::open(path);
   return Output::open_replacing(path, format == OutputFormat::prometheus ? 0644 : 0600);

@@ -5,19 +5,28 @@
 
 #include <string>
 
-#include "options/options.h"
 #include "report/report.h"
+#include "util/exit_status.h"
 #include "util/result.h"
 #include "util/sys.h"
 
 namespace kleak {
 
+// text and json (one compact document per line) are the stream formats;
+// jsonl names that JSON Lines stream explicitly. folded, pprof and
+// prometheus are snapshots: with --output each report replaces the file.
+enum class OutputFormat { text, json, jsonl, folded, pprof, prometheus };
+
+// Snapshot formats replace --output with each report instead of appending.
+inline bool is_snapshot_format(OutputFormat f) {
+  return f == OutputFormat::folded || f == OutputFormat::pprof || f == OutputFormat::prometheus;
+}
+
+
 struct FormatOptions {
   OutputFormat format = OutputFormat::text;
   bool folded_count = false;  // folded: count allocations instead of bytes
 };
-
-FormatOptions format_options(const TraceOptions& opts);
 
 // Opens --output for `format`: appended to for the stream formats, replaced
 // atomically with each report for the snapshot ones (is_snapshot_format).

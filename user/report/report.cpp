@@ -1,4 +1,5 @@
 #include "report/report.h"
+#include "util/clock.h"
 
 #include <unistd.h>
 
@@ -187,7 +188,7 @@ uint64_t stack_hash(std::string_view key) {
 
 std::string stack_hash_hex(uint64_t hash) { return fmt::format("{:016x}", hash); }
 
-Report build_report(const SnapshotInfo& snap, const Aggregate& agg, const TraceOptions& opts, const ReportContext& ctx,
+Report build_report(const SnapshotInfo& snap, const Aggregate& agg, const ReportSettings& opts, const ReportContext& ctx,
                     const Ksyms& ksyms, const StackSource& stacks, const GrowthTracker* growth) {
   Report r;
   r.ctx = ctx;
@@ -248,24 +249,6 @@ Report build_report(const SnapshotInfo& snap, const Aggregate& agg, const TraceO
   return r;
 }
 
-Status add_peeks(Report& r, int prog_fd, int map_fd) {
-  if (r.opts->peek_addr != 0) {
-    auto got = peek(prog_fd, map_fd, {{r.opts->peek_addr, r.opts->peek_addr_len}});
-    if (!got) return got.error();
-    r.peek_addr = got->front();
-  }
-  if (r.opts->peek_bytes == 0) return {};
-  for (StackReport& s : r.stacks) {
-    std::vector<std::pair<uint64_t, uint32_t>> reqs;
-    for (size_t i = 0; i < s.allocs.size() && i < r.opts->peek_samples; ++i)
-      reqs.emplace_back(s.allocs[i].addr, r.opts->peek_bytes);
-    auto got = peek(prog_fd, map_fd, reqs);
-    if (!got) return got.error();
-    s.peeks = std::move(*got);
-    s.peek_groups = group_samples(s.peeks, r.opts->peek_min_string);
-  }
-  return {};
-}
 
 std::string render_text(const Report& r) {
   const Counters& c = r.counters;

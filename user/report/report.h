@@ -15,11 +15,37 @@
 #include "model/family.h"
 #include "analysis/growth.h"
 #include "symbols/ksyms.h"
-#include "options/options.h"
-#include "probe/peek.h"
-#include "probe/snapshot.h"
+#include "report/peek_text.h"
+#include "model/records.h"
 
 namespace kleak {
+
+// What a report shows, as the command line chose it: options/options.h's
+// TraceOptions is one of these.
+struct ReportSettings {
+  uint32_t top = 10;
+  SortKey sort = SortKey::score;
+  // Allocations younger than this are not reported. The default covers
+  // kfree_rcu()'s batching (KFREE_DRAIN_JIFFIES, 5 s since v6.0,
+  // commit 51824b780b71) plus a
+  // grace period and lazy RCU's 10 s flush, so RCU-deferred frees are not
+  // reported as leaks.
+  uint64_t min_age_ms = 10000;
+  uint32_t pid = 0;  // 0 = every task
+  bool show_allocs = false;
+  // No raw kernel addresses in reports (symbol+offset only), so a report can
+  // be shared without revealing the KASLR offset.
+  bool hide_addresses = false;
+  // --peek: read the first peek_bytes of up to peek_samples outstanding
+  // allocations per reported stack (0: off). Root only: it shows kernel memory.
+  uint32_t peek_bytes = 0;
+  uint32_t peek_samples = 3;
+  uint32_t peek_min_string = 4;
+  // --peek-addr ADDR[,LEN]: one tracked allocation (an address from -a),
+  // read in every report; LEN defaults to 256.
+  uint64_t peek_addr = 0;
+  uint32_t peek_addr_len = 256;
+};
 
 struct Frame {
   uint64_t addr = 0;
@@ -109,7 +135,7 @@ struct ReportContext {
 
 struct Report {
   ReportContext ctx;
-  const TraceOptions* opts = nullptr;
+  const ReportSettings* opts = nullptr;
   uint64_t time_unix_ns = 0;
   double elapsed_s = 0;
   Counters counters;
@@ -155,7 +181,7 @@ uint64_t stack_hash(std::string_view key);
 std::string stack_hash_hex(uint64_t hash);
 
 // `growth` (may be null) gives each stack its growth verdict.
-Report build_report(const SnapshotInfo& snap, const Aggregate& agg, const TraceOptions& opts, const ReportContext& ctx,
+Report build_report(const SnapshotInfo& snap, const Aggregate& agg, const ReportSettings& opts, const ReportContext& ctx,
                     const Ksyms& ksyms, const StackSource& stacks, const GrowthTracker* growth = nullptr);
 
 // Drops the innermost frames that belong to the tracing machinery: up to and
@@ -165,8 +191,6 @@ Report build_report(const SnapshotInfo& snap, const Aggregate& agg, const TraceO
 // follows them.
 std::vector<Frame> strip_tracing_frames(std::vector<Frame> frames);
 
-// Reads --peek samples for every stack of `r` (its oldest allocations).
-Status add_peeks(Report& r, int prog_fd, int map_fd);
 
 std::string render_text(const Report& r);
 nlohmann::json to_json(const Report& r);

@@ -133,7 +133,7 @@ Result<std::set<std::string>> load_baseline(const std::string& path) {
 }
 
 std::string suppression(const std::vector<Frame>& frames, const std::string& key, bool reclaimable,
-                        uint64_t missed_frees, const CiOptions& ci, const std::set<std::string>& baseline) {
+                        uint64_t missed_frees, const VerdictRules& ci, const std::set<std::string>& baseline) {
   if (reclaimable && !ci.include_reclaimable) return "reclaimable";
   if (missed_frees > 0 && !ci.include_unverified) return "unverified";
   if (!ci.no_known_caches && !known_cache(frames).empty()) return "known-cache";
@@ -152,7 +152,7 @@ void count_suppressed(Verdict& v, const std::string& why) {
   else if (why == "ignored") ++v.suppressed_ignored;
 }
 
-Aggregate judged_groups(const Aggregate& agg, const SnapshotInfo& snap, const CiOptions& ci,
+Aggregate judged_groups(const Aggregate& agg, const SnapshotInfo& snap, const VerdictRules& ci,
                         const std::set<std::string>& baseline, const Ksyms& ksyms, const StackSource& stacks,
                         Verdict& v) {
   Aggregate out;
@@ -176,7 +176,7 @@ Aggregate judged_groups(const Aggregate& agg, const SnapshotInfo& snap, const Ci
   return out;
 }
 
-void decide(Verdict& v, const CiOptions& ci) {
+void decide(Verdict& v, const VerdictRules& ci) {
   bool leak;
   if (!ci.fail_on_bytes && !ci.fail_on_count) {
     leak = v.leak_count > 0;
@@ -201,7 +201,7 @@ void decide(Verdict& v, const CiOptions& ci) {
   }
 }
 
-nlohmann::json verdict_json(const Verdict& v, const CiOptions& ci) {
+nlohmann::json verdict_json(const Verdict& v, const VerdictRules& ci, const std::vector<std::string>& command) {
   nlohmann::json j;
   const char* names[] = {"pass", "leak", "usage", "incomplete", "unsupported"};
   j["verdict"] = names[v.status];
@@ -217,7 +217,7 @@ nlohmann::json verdict_json(const Verdict& v, const CiOptions& ci) {
                             {"known_cache", v.suppressed_known_cache}};
   j["thresholds"] = {{"fail_on_bytes", ci.fail_on_bytes ? nlohmann::json(*ci.fail_on_bytes) : nlohmann::json(nullptr)},
                      {"fail_on_count", ci.fail_on_count ? nlohmann::json(*ci.fail_on_count) : nlohmann::json(nullptr)}};
-  j["command"] = ci.command;
+  j["command"] = command;
   j["complete"] = v.complete && v.interrupted.empty();
   return j;
 }

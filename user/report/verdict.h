@@ -12,11 +12,22 @@
 #include <nlohmann/json.hpp>
 
 #include "analysis/aggregate.h"
-#include "options/options.h"
 #include "report/report.h"
+#include "util/exit_status.h"
 #include "util/result.h"
 
 namespace kleak {
+
+// What counts as a leak and when it fails a CI run (--fail-on-bytes,
+// --ignore, ...): options/options.h's CiOptions is one of these.
+struct VerdictRules {
+  std::optional<uint64_t> fail_on_bytes;
+  std::optional<uint64_t> fail_on_count;
+  std::vector<std::string> ignore;    // fnmatch patterns on frame functions
+  bool include_reclaimable = false;   // judge reclaimable caches (dentries, inodes) too
+  bool include_unverified = false;    // judge stacks whose cache/site showed missed (bulk) frees
+  bool no_known_caches = false;       // judge the built-in bounded kernel caches too
+};
 
 // Stack keys of an earlier kleak JSON report (one document, or JSON lines:
 // every stack of every report counts). An empty path (no --baseline): none.
@@ -31,7 +42,7 @@ std::string known_cache(const std::vector<Frame>& frames);
 // "baseline", "ignored"), or empty when it is. `missed_frees`: frees seen to bypass
 // kleak's hooks for the stack's cache or call site.
 std::string suppression(const std::vector<Frame>& frames, const std::string& key, bool reclaimable,
-                        uint64_t missed_frees, const CiOptions& ci, const std::set<std::string>& baseline);
+                        uint64_t missed_frees, const VerdictRules& ci, const std::set<std::string>& baseline);
 
 struct Verdict {
   CiExitCode status = kCiPass;
@@ -53,14 +64,14 @@ void count_suppressed(Verdict& v, const std::string& why);
 
 // Splits `agg` into the groups that are judged (returned, ranked, totals
 // recomputed) and tallies the rest into `v`.
-Aggregate judged_groups(const Aggregate& agg, const SnapshotInfo& snap, const CiOptions& ci,
+Aggregate judged_groups(const Aggregate& agg, const SnapshotInfo& snap, const VerdictRules& ci,
                         const std::set<std::string>& baseline, const Ksyms& ksyms, const StackSource& stacks,
                         Verdict& v);
 
 // Fills status and summary from the judged totals and thresholds.
-void decide(Verdict& v, const CiOptions& ci);
+void decide(Verdict& v, const VerdictRules& ci);
 
-nlohmann::json verdict_json(const Verdict& v, const CiOptions& ci);
+nlohmann::json verdict_json(const Verdict& v, const VerdictRules& ci, const std::vector<std::string>& command);
 // `testcase`: what was judged, "kernel" or "user" (kernel-memory-leaks,
 // kleak_kernel_memory_leaks).
 std::string junit_xml(const Verdict& v, const std::string& details, double seconds,

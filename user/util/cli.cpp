@@ -2,7 +2,7 @@
 
 #include <ostream>
 
-#include "options/options.h"
+#include "util/exit_status.h"
 
 namespace kleak {
 

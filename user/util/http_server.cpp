@@ -8,10 +8,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <charconv>
 #include <cerrno>
 #include <cstring>
 
-#include "probe/snapshot.h"
+#include "util/clock.h"
 
 namespace kleak {
 namespace {
@@ -68,6 +69,39 @@ std::optional<HttpRequest> parse_http_request(const std::string& head) {
   HttpRequest req{line.substr(0, sp1), line.substr(sp1 + 1, sp2 - sp1 - 1)};
   if (req.target[0] != '/') return std::nullopt;
   return req;
+}
+
+std::optional<ListenAddress> parse_listen_address(const std::string& text) {
+  ListenAddress a;
+  std::string port;
+  if (!text.empty() && text[0] == '[') {
+    auto close = text.find("]:");
+    if (close == std::string::npos) return std::nullopt;
+    a.host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+    a.ipv6 = true;
+  } else {
+    auto colon = text.rfind(':');
+    if (colon == std::string::npos) return std::nullopt;
+    a.host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+    if (a.host == "localhost") a.host = "127.0.0.1";
+  }
+  unsigned p = 0;
+  auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
+  if (port.empty() || ec != std::errc() || end != port.data() + port.size() || p > 65535)
+    return std::nullopt;
+  a.port = static_cast<uint16_t>(p);
+  if (a.ipv6) {
+    in6_addr v6{};
+    if (inet_pton(AF_INET6, a.host.c_str(), &v6) != 1) return std::nullopt;
+    a.loopback = IN6_IS_ADDR_LOOPBACK(&v6);
+  } else {
+    in_addr v4{};
+    if (inet_pton(AF_INET, a.host.c_str(), &v4) != 1) return std::nullopt;
+    a.loopback = (ntohl(v4.s_addr) >> 24) == 127;
+  }
+  return a;
 }
 
 Result<HttpServer> HttpServer::listen(const ListenAddress& addr) {

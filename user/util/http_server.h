@@ -17,12 +17,24 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 
-#include "options/options.h"
 #include "util/result.h"
 
 namespace kleak {
+
+// An ADDR:PORT for --listen: IPv4 "127.0.0.1:9745", IPv6 "[::1]:9745", or
+// "localhost:9745" (127.0.0.1). Port 0: the kernel picks one (kleak says which).
+struct ListenAddress {
+  std::string host;  // numeric, without brackets
+  uint16_t port = 0;
+  bool ipv6 = false;
+  bool loopback = false;  // 127.0.0.0/8 or ::1
+};
+// nullopt when `text` is not such an address.
+std::optional<ListenAddress> parse_listen_address(const std::string& text);
+
 
 struct HttpRequest {
   std::string method;  // "GET", "HEAD", ...

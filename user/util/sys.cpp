@@ -13,7 +13,7 @@
 
 #include <fmt/format.h>
 
-#include "probe/snapshot.h"
+#include "util/clock.h"
 
 namespace kleak {
 

@@ -1,4 +1,4 @@
-#include "report/ci_report.h"
+#include "commands/ci_report.h"
 
 #include <cerrno>
 
@@ -11,7 +11,7 @@ namespace kleak {
 int write_ci_verdict(const Report& r, const Verdict& v, const TraceOptions& opts, const CiRun& run, Output& out) {
   const CiOptions& ci = opts.ci;
   nlohmann::json j = to_json(r);
-  j["ci"] = verdict_json(v, ci);
+  j["ci"] = verdict_json(v, ci, ci.command);
   j["ci"]["command_status"] = run.command_status ? nlohmann::json(*run.command_status) : nlohmann::json(nullptr);
   j["ci"]["traced_s"] = run.traced_s;
   const std::string json_line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
