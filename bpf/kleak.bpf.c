@@ -12,7 +12,21 @@
 #include "refuse.bpf.h"
 #include "compat.bpf.h"
 #include "stack_store.bpf.h"
+
+/* This file is built twice (CMakeLists.txt): kleak_sc.bpf.o with the
+ * verified stack cache, kleak.bpf.o without. Not a constant the verifier
+ * prunes but two objects, because the cache's bpf_loop callbacks are
+ * subprograms, and a kernel that cannot load them (before v5.13's
+ * BPF_PSEUDO_FUNC: "number of funcs in func_info doesn't match number of
+ * subprogs", seen on Debian's 5.10) refuses every program that holds them,
+ * even behind a branch it would prune. The loader opens kleak_sc where the
+ * cache is wanted, and drops to kleak when the kernel refuses it. */
+#ifndef KLEAK_STACK_CACHE
+#define KLEAK_STACK_CACHE 0
+#endif
+#if KLEAK_STACK_CACHE
 #include "stack_cache.bpf.h"
+#endif
 
 #define EFAULT 14
 #define ENOMEM 12
@@ -162,13 +176,14 @@ static __always_inline bool task_wanted(__u32 tgid)
  * Returns its key, or 0 with *err set to -errno. */
 static __always_inline __u64 capture_stack(void *ctx, __u64 call_site, int *err)
 {
+#if KLEAK_STACK_CACHE
 	struct kleak_counters *c;
 	int outcome = KLEAK_SC_UNCACHED;
 	bool mismatch = false;
 	__u64 key;
 
 	if (stack_cache_mode == KLEAK_SC_OFF || !KLEAK_SC_ARCH)
-		return kleak_store_stack(ctx, &kleak_scratch, &kleak_stacks, KLEAK_SC_SKIP, err);
+		return kleak_store_stack(ctx, &kleak_scratch, &kleak_stacks, KLEAK_STACK_SKIP, err);
 	key = kleak_cached_stack(ctx, call_site, &kleak_scratch, &kleak_stacks, err, &outcome, &mismatch);
 	c = counters();
 	if (c) {
@@ -179,6 +194,9 @@ static __always_inline __u64 capture_stack(void *ctx, __u64 call_site, int *err)
 			count(c, KLEAK_CNT_SC_MISMATCH);
 	}
 	return key;
+#else
+	return kleak_store_stack(ctx, &kleak_scratch, &kleak_stacks, KLEAK_STACK_SKIP, err);
+#endif
 }
 
 /* The sampled mode: see stack_sample_every. */
@@ -186,7 +204,7 @@ static __always_inline void sampled_stack(void *ctx, struct kleak_alloc *a)
 {
 	bool hint;
 
-	a->stack_id = kleak_sampled_stack(ctx, &kleak_sites, &kleak_scratch, &kleak_stacks, KLEAK_SC_SKIP, a->call_site,
+	a->stack_id = kleak_sampled_stack(ctx, &kleak_sites, &kleak_scratch, &kleak_stacks, KLEAK_STACK_SKIP, a->call_site,
 					  stack_sample_every, &hint, &a->stack_err);
 	if (hint)
 		a->flags |= KLEAK_ALLOC_STACK_HINT;

@@ -82,9 +82,6 @@
  * in bpf_trace_run*()'s frame): the return address into bpf_trace_run*(),
  * the walk's first frame above the program, sits a little lower. */
 #define KLEAK_SC_BELOW 256
-/* bpf_get_stack()'s skip for kernel stacks: the first frame, the return
- * address into this program, differs between the places in it that walk. */
-#define KLEAK_SC_SKIP 1
 /* Words checked per cached stack: frames, their copies, stack pointers. */
 #define KLEAK_SC_PAIRS 64
 /* Frames a cached stack may have. */
@@ -558,11 +555,11 @@ static __always_inline __u64 kleak_cached_stack_once(void *ctx, __u64 call_site,
 	w = bpf_map_lookup_elem(&kleak_scwork, &zero);
 	if (!w) {
 		*outcome = KLEAK_SC_UNCACHED;
-		return kleak_store_stack(ctx, scratch, stacks, KLEAK_SC_SKIP, err);
+		return kleak_store_stack(ctx, scratch, stacks, KLEAK_STACK_SKIP, err);
 	}
 	if (w->busy) {
 		*outcome = KLEAK_SC_NESTED;
-		return kleak_store_stack(ctx, scratch, stacks, KLEAK_SC_SKIP, err);
+		return kleak_store_stack(ctx, scratch, stacks, KLEAK_STACK_SKIP, err);
 	}
 	w->busy = 1;
 	/* ctx as a number: see the top of this file */
@@ -582,7 +579,7 @@ static __always_inline __u64 kleak_cached_stack_once(void *ctx, __u64 call_site,
 	if (off >= KLEAK_SC_STACK_BYTES || off < KLEAK_SC_BELOW || (off & 7)) {
 		w->busy = 0;
 		*outcome = KLEAK_SC_NOT_TASK;
-		return kleak_store_stack(ctx, scratch, stacks, KLEAK_SC_SKIP, err);
+		return kleak_store_stack(ctx, scratch, stacks, KLEAK_STACK_SKIP, err);
 	}
 	fp -= KLEAK_SC_BELOW; /* the region read starts there */
 	/* KLEAK_SC_WAYS entries per (call_site, depth): paths that differ
@@ -606,7 +603,7 @@ static __always_inline __u64 kleak_cached_stack_once(void *ctx, __u64 call_site,
 			continue;
 		*outcome = KLEAK_SC_HIT;
 		if (stack_cache_mode == KLEAK_SC_VERIFY) {
-			__u64 walked = kleak_store_stack(ctx, scratch, stacks, KLEAK_SC_SKIP, err);
+			__u64 walked = kleak_store_stack(ctx, scratch, stacks, KLEAK_STACK_SKIP, err);
 
 			*mismatch = !*err && walked != key;
 			key = walked;
@@ -621,9 +618,9 @@ static __always_inline __u64 kleak_cached_stack_once(void *ctx, __u64 call_site,
 	if (!e) {
 		w->busy = 0;
 		*outcome = KLEAK_SC_UNCACHED;
-		return kleak_store_stack(ctx, scratch, stacks, KLEAK_SC_SKIP, err);
+		return kleak_store_stack(ctx, scratch, stacks, KLEAK_STACK_SKIP, err);
 	}
-	key = kleak_store_stack(ctx, scratch, stacks, KLEAK_SC_SKIP, err);
+	key = kleak_store_stack(ctx, scratch, stacks, KLEAK_STACK_SKIP, err);
 	*outcome = KLEAK_SC_UNCACHED;
 	if (!*err) {
 		/* The same stack as a way's, at the same depth: prune that way. */
@@ -699,7 +696,7 @@ static __always_inline __u64 kleak_cached_stack(void *ctx, __u64 call_site, void
 		w->pause--;
 		*mismatch = false;
 		*outcome = KLEAK_SC_PAUSED;
-		return kleak_store_stack(ctx, scratch, stacks, KLEAK_SC_SKIP, err);
+		return kleak_store_stack(ctx, scratch, stacks, KLEAK_STACK_SKIP, err);
 	}
 	key = kleak_cached_stack_once(ctx, call_site, scratch, stacks, err, outcome, mismatch);
 	if (!w || *outcome > KLEAK_SC_UNCACHED)

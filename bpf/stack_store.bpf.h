@@ -31,6 +31,10 @@
 #define ENOENT 2
 #endif
 
+/* bpf_get_stack()'s skip for kernel stacks: the first frame, the return
+ * address into the program, differs between the places in it that walk. */
+#define KLEAK_STACK_SKIP 1
+
 /* Map update/delete results are compared as int: until v6.4 (commit
  * d7ba4cc900bf, "bpf: return long from bpf_map_ops funcs") the map ops
  * returned int, and the verifier turns these helpers into direct calls, so

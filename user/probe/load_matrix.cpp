@@ -119,6 +119,7 @@ KernelGaps probe_kernel_gaps() {
                      fmt::format("this kernel has no {} helper ({}), which the stack cache needs", h.name, h.since)});
     break;
   }
+  if (auto why = user_tracer_unsupported(); !why.empty()) g.user_tracer = why;
   return g;
 }
 
@@ -132,6 +133,12 @@ LoadOutcome run_load_case(const LoadCase& c, const KernelGaps& gaps) {
     auto l = UserLoader::create(c.uprobe);
     if (l) dropped = (*l)->degraded();
     else st = l.error();
+    // A kernel the user-space tracer cannot run on: refused, as it should be.
+    if (!l && !gaps.user_tracer.empty()) {
+      out.gaps.push_back({"kleak user", gaps.user_tracer, false});
+      out.passed = true;
+      return out;
+    }
   } else {
     st = Loader::load_only(c.kernel, &dropped);
   }

@@ -39,6 +39,7 @@ std::vector<LoadCase> load_cases();
 struct KernelGaps {
   uint32_t parts = 0;
   std::vector<Degraded> why;  // one per bit of `parts`
+  std::string user_tracer;    // why kleak_user.bpf.c cannot load here, or empty
 };
 KernelGaps probe_kernel_gaps();
 

@@ -19,6 +19,7 @@
 
 #include "model/abi.h"
 #include "kleak.skel.h"
+#include "kleak_sc.skel.h"
 #include "symbols/ksyms.h"
 #include "util/log.h"
 
@@ -33,48 +34,35 @@ struct Hook {
   const char* name;       // tp_btf name and btf_trace_<name> typedef
   uint32_t family;        // enum kleak_family; kmalloc's hooks serve all of slab
   uint32_t part;          // enum kleak_part: what is dropped when it is refused
-  bpf_program* (*prog)(kleak_bpf*);
-  bpf_link** (*link)(kleak_bpf*);
+  const char* program;    // in bpf/kleak.bpf.c
   bool required;          // the family is not traced without it
   bool alloc;             // records allocations: captures stacks (the stack cache's user)
   bool void_ptr;          // reads a `const void *` argument (direct_ptr_args)
   bool legacy = false;    // an event of older kernels: loaded where it exists, not "missing" where not
 };
 
-#define KLEAK_HOOK(sub, tp, fam, part, prog, req, alloc, vptr, ...)                                         \
-  Hook {                                                                                                     \
-    sub, #tp, fam, part, [](kleak_bpf* s) { return s->progs.prog; }, [](kleak_bpf* s) { return &s->links.prog; }, \
-        req, alloc, vptr, __VA_ARGS__                                                                        \
-  }
-
 const Hook kHooks[] = {
-    KLEAK_HOOK("kmem", kmalloc, KLEAK_FAMILY_KMALLOC, KLEAK_PART_CORE, kleak_kmalloc, true, true, true),
-    KLEAK_HOOK("kmem", kfree, KLEAK_FAMILY_KMALLOC, KLEAK_PART_CORE, kleak_kfree, true, false, true),
-    KLEAK_HOOK("kmem", kmem_cache_alloc, KLEAK_FAMILY_KMEM_CACHE, KLEAK_PART_KMEM_CACHE, kleak_kc_alloc, false, true,
-               true),
-    KLEAK_HOOK("kmem", kmem_cache_free, KLEAK_FAMILY_KMEM_CACHE, KLEAK_PART_KMEM_CACHE, kleak_kc_free, false, false,
-               true),
+    {"kmem", "kmalloc", KLEAK_FAMILY_KMALLOC, KLEAK_PART_CORE, "kleak_kmalloc", true, true, true},
+    {"kmem", "kfree", KLEAK_FAMILY_KMALLOC, KLEAK_PART_CORE, "kleak_kfree", true, false, true},
+    {"kmem", "kmem_cache_alloc", KLEAK_FAMILY_KMEM_CACHE, KLEAK_PART_KMEM_CACHE, "kleak_kc_alloc", false, true, true},
+    {"kmem", "kmem_cache_free", KLEAK_FAMILY_KMEM_CACHE, KLEAK_PART_KMEM_CACHE, "kleak_kc_free", false, false, true},
     // Before v6.1: the _node variants, and kmem_cache_alloc without a cache
     // pointer (kleak_kc_old; the loader picks it or kleak_kc_alloc by layout).
-    KLEAK_HOOK("kmem", kmalloc_node, KLEAK_FAMILY_KMALLOC, KLEAK_PART_CORE, kleak_kmalloc_n, false, true, true, true),
-    KLEAK_HOOK("kmem", kmem_cache_alloc_node, KLEAK_FAMILY_KMEM_CACHE, KLEAK_PART_KMEM_CACHE, kleak_kc_node, false,
-               true, true, true),
-    KLEAK_HOOK("kmem", kmem_cache_alloc, KLEAK_FAMILY_KMEM_CACHE, KLEAK_PART_KMEM_CACHE, kleak_kc_old, false, true,
-               true, true),
-    KLEAK_HOOK("kmem", mm_page_alloc, KLEAK_FAMILY_PAGE, KLEAK_PART_PAGE, kleak_pg_alloc, true, true, false),
-    KLEAK_HOOK("kmem", mm_page_free, KLEAK_FAMILY_PAGE, KLEAK_PART_PAGE, kleak_pg_free, true, false, false),
-    KLEAK_HOOK("filemap", mm_filemap_add_to_page_cache, KLEAK_FAMILY_PAGE, KLEAK_PART_PAGE, kleak_pg_cache, false,
-               false, false),
-    KLEAK_HOOK("percpu", percpu_alloc_percpu, KLEAK_FAMILY_PERCPU, KLEAK_PART_PERCPU, kleak_pcpu_alloc, true, true,
-               true),
-    KLEAK_HOOK("percpu", percpu_free_percpu, KLEAK_FAMILY_PERCPU, KLEAK_PART_PERCPU, kleak_pcpu_free, true, false,
-               true),
-    KLEAK_HOOK("vmalloc", alloc_vmap_area, KLEAK_FAMILY_VMALLOC, KLEAK_PART_VMALLOC, kleak_va_alloc, true, true,
-               false),
-    KLEAK_HOOK("vmalloc", free_vmap_area_noflush, KLEAK_FAMILY_VMALLOC, KLEAK_PART_VMALLOC, kleak_va_free, true,
-               false, false),
+    {"kmem", "kmalloc_node", KLEAK_FAMILY_KMALLOC, KLEAK_PART_CORE, "kleak_kmalloc_n", false, true, true, true},
+    {"kmem", "kmem_cache_alloc_node", KLEAK_FAMILY_KMEM_CACHE, KLEAK_PART_KMEM_CACHE, "kleak_kc_node", false, true, true,
+     true},
+    {"kmem", "kmem_cache_alloc", KLEAK_FAMILY_KMEM_CACHE, KLEAK_PART_KMEM_CACHE, "kleak_kc_old", false, true, true,
+     true},
+    {"kmem", "mm_page_alloc", KLEAK_FAMILY_PAGE, KLEAK_PART_PAGE, "kleak_pg_alloc", true, true, false},
+    {"kmem", "mm_page_free", KLEAK_FAMILY_PAGE, KLEAK_PART_PAGE, "kleak_pg_free", true, false, false},
+    {"filemap", "mm_filemap_add_to_page_cache", KLEAK_FAMILY_PAGE, KLEAK_PART_PAGE, "kleak_pg_cache", false, false,
+     false},
+    {"percpu", "percpu_alloc_percpu", KLEAK_FAMILY_PERCPU, KLEAK_PART_PERCPU, "kleak_pcpu_alloc", true, true, true},
+    {"percpu", "percpu_free_percpu", KLEAK_FAMILY_PERCPU, KLEAK_PART_PERCPU, "kleak_pcpu_free", true, false, true},
+    {"vmalloc", "alloc_vmap_area", KLEAK_FAMILY_VMALLOC, KLEAK_PART_VMALLOC, "kleak_va_alloc", true, true, false},
+    {"vmalloc", "free_vmap_area_noflush", KLEAK_FAMILY_VMALLOC, KLEAK_PART_VMALLOC, "kleak_va_free", true, false,
+     false},
 };
-#undef KLEAK_HOOK
 
 std::string hook_label(const Hook& h) { return std::string(h.subsystem) + "/" + h.name; }
 
@@ -177,6 +165,80 @@ bool direct_void_ptr_args_allowed() {
   return true;
 }
 
+// What the object's .rodata gets: every knob but the stack cache's, which
+// only kleak_sc.bpf.o has.
+struct Rodata {
+  uint32_t refuse_parts = 0;
+  bool direct_ptr_args = false;
+  uint32_t self_tgid = 0, target_tgid = 0;
+  bool follow_tasks = false;
+  uint64_t min_size = 0, max_size = ~0ull;
+  bool kmalloc_off = false, kmem_cache_off = false;
+  int kmalloc_type = -1;
+  uint64_t gfp_account = 0, gfp_movable = 0;
+  std::string cache_name;
+  uint32_t stack_sample_every = 1;
+  uint32_t page_shift = 12;
+  uint32_t nr_possible_cpus = 1;
+  std::vector<std::array<uint64_t, 3>> page_skip;  // lo, hi, kind
+  uint32_t stack_cache_mode = KLEAK_SC_OFF;        // kleak_sc.bpf.o only
+  uint32_t sc_sets_mask = 0;
+};
+
+// One open skeleton of bpf/kleak.bpf.c's two objects (kleak.bpf.o,
+// kleak_sc.bpf.o): the same programs and maps, the skeleton types differ.
+class LoadedObject {
+ public:
+  virtual ~LoadedObject() = default;
+  virtual bpf_object* obj() const = 0;
+  virtual const bpf_object_skeleton* skeleton() const = 0;
+  virtual bool has_stack_cache() const = 0;
+  virtual void set_rodata(const Rodata& r) = 0;
+  virtual int load() = 0;
+};
+
+template <typename Skel>
+class SkelObject final : public LoadedObject {
+ public:
+  explicit SkelObject(Skel* s) : s_(s) {}
+  ~SkelObject() override { Skel::destroy(s_); }
+  bpf_object* obj() const override { return s_->obj; }
+  const bpf_object_skeleton* skeleton() const override { return s_->skeleton; }
+  bool has_stack_cache() const override { return requires(Skel * s) { s->rodata->stack_cache_mode; }; }
+  int load() override { return Skel::load(s_); }
+  void set_rodata(const Rodata& r) override {
+    auto* ro = s_->rodata;
+    ro->refuse_parts = r.refuse_parts;
+    ro->direct_ptr_args = r.direct_ptr_args;
+    ro->self_tgid = r.self_tgid;
+    ro->target_tgid = r.target_tgid;
+    ro->follow_tasks = r.follow_tasks;
+    ro->min_size = r.min_size;
+    ro->max_size = r.max_size;
+    ro->kmalloc_off = r.kmalloc_off;
+    ro->kmem_cache_off = r.kmem_cache_off;
+    ro->kmalloc_type = r.kmalloc_type;
+    ro->gfp_account = r.gfp_account;
+    ro->gfp_movable = r.gfp_movable;
+    std::copy(r.cache_name.begin(), r.cache_name.end(), const_cast<char*>(ro->cache_name));
+    ro->stack_sample_every = r.stack_sample_every;
+    ro->page_shift = r.page_shift;
+    ro->nr_possible_cpus = r.nr_possible_cpus;
+    for (size_t n = 0; n < r.page_skip.size() && n < KLEAK_PAGE_SKIP_RANGES; ++n) {
+      ro->page_skip_lo[n] = r.page_skip[n][0];
+      ro->page_skip_hi[n] = r.page_skip[n][1];
+      ro->page_skip_kind[n] = static_cast<uint32_t>(r.page_skip[n][2]);
+    }
+    if constexpr (requires(Skel* s) { s->rodata->stack_cache_mode; }) {
+      ro->stack_cache_mode = r.stack_cache_mode;
+      ro->sc_sets_mask = r.sc_sets_mask;
+    }
+  }
+
+ private:
+  Skel* s_;
+};
+
 struct KernelFacts {
   std::unique_ptr<btf, BtfDeleter> vmlinux;
   std::vector<bool> hook_present;  // per kHooks entry: its tracepoint is in the BTF
@@ -191,8 +253,6 @@ struct KernelFacts {
   };
   std::vector<Range> page_skip;  // kPageSkipFunctions found in kallsyms
 };
-
-void Loader::SkelDeleter::operator()(kleak_bpf* skel) const { kleak_bpf__destroy(skel); }
 
 Loader::Loader(LoaderConfig config) : config_(std::move(config)) {}
 Loader::~Loader() = default;
@@ -301,8 +361,7 @@ Status Loader::decide_hooks() {
 bool Loader::traces(uint32_t part) const { return !(dropped_ & part); }
 
 uint32_t Loader::stack_cache_mode() const {
-  bool used = config_.stack_cache != KLEAK_SC_OFF && config_.stack_sample_every <= 1 && traces(KLEAK_PART_STACK_CACHE);
-  return used ? config_.stack_cache : uint32_t{KLEAK_SC_OFF};
+  return object_ && object_->has_stack_cache() ? config_.stack_cache : uint32_t{KLEAK_SC_OFF};
 }
 
 std::string Loader::what() const {
@@ -314,92 +373,107 @@ std::string Loader::what() const {
 
 // Opens the object afresh and configures it with the parts in `dropped`
 // (and those already dropped) left out.
+bool Loader::wants_stack_cache(uint32_t off) const {
+  return config_.stack_cache != KLEAK_SC_OFF && config_.stack_sample_every <= 1 && !(off & KLEAK_PART_STACK_CACHE);
+}
+
+// Opens afresh the object for the parts in `dropped` (and those already
+// dropped) left out, and configures it: kleak_sc.bpf.o while the stack
+// cache is wanted, else kleak.bpf.o.
 Status Loader::open_configured(uint32_t dropped) {
-  skel_.reset();
+  object_.reset();
+  const uint32_t off = dropped_ | dropped;
   LIBBPF_OPTS(bpf_object_open_opts, opts);
   if (!config_.btf_path.empty()) opts.btf_custom_path = config_.btf_path.c_str();
-  kleak_bpf* skel = kleak_bpf__open_opts(&opts);
-  if (!skel) return make_error("open BPF object", errno);
-  skel_.reset(skel);
-  const uint32_t off = dropped_ | dropped;
+  if (wants_stack_cache(off)) {
+    if (kleak_sc_bpf* s = kleak_sc_bpf::open(&opts)) object_ = std::make_unique<SkelObject<kleak_sc_bpf>>(s);
+  } else {
+    if (kleak_bpf* s = kleak_bpf::open(&opts)) object_ = std::make_unique<SkelObject<kleak_bpf>>(s);
+  }
+  if (!object_) return make_error("open BPF object", errno);
   for (size_t i = 0; i < std::size(kHooks); ++i) {
     const Hook& h = kHooks[i];
     bool load = config_.families.has(h.family) && kernel_->hook_present[i] && !(off & h.part);
     // Two programs for one event: the one for this kernel's layout.
     if (load && std::strcmp(h.name, "kmem_cache_alloc") == 0) load = kernel_->kmem_cache_old == h.legacy;
-    bpf_program__set_autoload(h.prog(skel_.get()), load);
+    bpf_program__set_autoload(prog(h.program), load);
   }
-  auto* ro = skel_->rodata;
   const bool follow = !config_.follow_tgids.empty();
-  bpf_program__set_autoload(skel_->progs.kleak_fork, follow);
-  bpf_program__set_autoload(skel_->progs.kleak_exit, follow && !(off & KLEAK_PART_EXIT_FOLLOWER));
-  bpf_program__set_autoload(skel_->progs.kleak_peek_run, !(off & KLEAK_PART_PEEK));
-  ro->refuse_parts = *config_.refuse_parts;
-  ro->gfp_account = kernel_->gfp_account;
-  ro->direct_ptr_args = kernel_->direct_ptr_args && !(off & KLEAK_PART_DIRECT_PTR);
-  ro->self_tgid = config_.self_tgid;
-  ro->target_tgid = config_.target_tgid;
-  ro->follow_tasks = follow;
-  ro->kmalloc_off = config_.kmalloc_off;
-  ro->kmem_cache_off = config_.kmem_cache_off;
-  ro->kmalloc_type = config_.kmalloc_type;
-  std::copy(config_.cache_name.begin(), config_.cache_name.end(), const_cast<char*>(ro->cache_name));
-  ro->stack_sample_every = config_.stack_sample_every;
-  ro->nr_possible_cpus = kernel_->ncpus;
-  if (auto st = configure_stack_cache(off); !st) return st;
-  ro->min_size = config_.min_size_bytes;
-  ro->max_size = config_.max_size_bytes;
-  if (int err = bpf_map__set_max_entries(skel_->maps.kleak_live, config_.families.slab ? config_.max_allocs : 1); err)
+  bpf_program__set_autoload(prog("kleak_fork"), follow);
+  bpf_program__set_autoload(prog("kleak_exit"), follow && !(off & KLEAK_PART_EXIT_FOLLOWER));
+  bpf_program__set_autoload(prog("kleak_peek_run"), !(off & KLEAK_PART_PEEK));
+  Rodata ro;
+  ro.refuse_parts = *config_.refuse_parts;
+  ro.gfp_account = kernel_->gfp_account;
+  ro.gfp_movable = kernel_->gfp_movable;
+  ro.direct_ptr_args = kernel_->direct_ptr_args && !(off & KLEAK_PART_DIRECT_PTR);
+  ro.self_tgid = config_.self_tgid;
+  ro.target_tgid = config_.target_tgid;
+  ro.follow_tasks = follow;
+  ro.kmalloc_off = config_.kmalloc_off;
+  ro.kmem_cache_off = config_.kmem_cache_off;
+  ro.kmalloc_type = config_.kmalloc_type;
+  ro.cache_name = config_.cache_name;
+  ro.stack_sample_every = config_.stack_sample_every;
+  ro.nr_possible_cpus = kernel_->ncpus;
+  ro.min_size = config_.min_size_bytes;
+  ro.max_size = config_.max_size_bytes;
+  ro.page_shift = static_cast<uint32_t>(__builtin_ctzl(static_cast<unsigned long>(sysconf(_SC_PAGESIZE))));
+  for (const KernelFacts::Range& r : kernel_->page_skip) ro.page_skip.push_back({r.lo, r.hi, r.kind});
+  if (auto st = configure_stack_cache(ro); !st) return st;
+  object_->set_rodata(ro);
+  if (int err = bpf_map__set_max_entries(map("kleak_live"), config_.families.slab ? config_.max_allocs : 1); err)
     return make_error("size map kleak_live", err);
-  if (auto st = configure_families(); !st) return st;
-  if (int err = bpf_map__set_max_entries(skel_->maps.kleak_stacks, config_.stack_storage_size); err)
+  for (uint32_t fam : kExtraFamilies) {
+    // A family that is off keeps a one-entry map: preallocated maps cost
+    // their full size in kernel memory.
+    uint32_t size = config_.families.has(fam) && !(off & family_part(fam)) ? config_.max_allocs : 1;
+    if (int err = bpf_map__set_max_entries(family_map(fam), size); err)
+      return make_error(std::string("size map ") + bpf_map__name(family_map(fam)), err);
+  }
+  if (int err = bpf_map__set_max_entries(map("kleak_stacks"), config_.stack_storage_size); err)
     return make_error("size map kleak_stacks", err);
   return {};
 }
 
-// The verified stack cache (bpf/stack_cache.bpf.h): a per-CPU map of
-// KLEAK_SC_SLOTS entries as compiled, fewer where that would pass 4 MiB over
-// all CPUs, and 4 (one set) when nothing uses it.
-Status Loader::configure_stack_cache(uint32_t off) {
+// The verified stack cache (bpf/stack_cache.bpf.h), in kleak_sc.bpf.o: a
+// per-CPU map of KLEAK_SC_SLOTS entries as compiled, fewer where that would
+// pass 4 MiB over all CPUs.
+Status Loader::configure_stack_cache(Rodata& ro) {
+  if (!object_->has_stack_cache()) return {};
   constexpr uint64_t kBudget = 4ull << 20;
   constexpr uint32_t kMinSlots = 64;
-  auto* ro = skel_->rodata;
-  bpf_map* map = skel_->maps.kleak_sc;
-  bool used = config_.stack_cache != KLEAK_SC_OFF && config_.stack_sample_every <= 1 && !(off & KLEAK_PART_STACK_CACHE);
-  ro->stack_cache_mode = used ? config_.stack_cache : uint32_t{KLEAK_SC_OFF};
-  uint64_t fit = kBudget / (uint64_t{ro->nr_possible_cpus} * bpf_map__value_size(map));
-  uint32_t slots = std::bit_floor(static_cast<uint32_t>(std::min<uint64_t>(bpf_map__max_entries(map), fit)));
-  slots = used ? std::max(slots, kMinSlots) : KLEAK_SC_WAYS;
-  ro->sc_sets_mask = slots / KLEAK_SC_WAYS - 1;
-  if (int err = bpf_map__set_max_entries(map, slots); err) return make_error("size map kleak_sc", err);
+  bpf_map* sc = map("kleak_sc");
+  ro.stack_cache_mode = config_.stack_cache;
+  uint64_t fit = kBudget / (uint64_t{ro.nr_possible_cpus} * bpf_map__value_size(sc));
+  uint32_t slots = std::bit_floor(static_cast<uint32_t>(std::min<uint64_t>(bpf_map__max_entries(sc), fit)));
+  slots = std::max(slots, kMinSlots);
+  ro.sc_sets_mask = slots / KLEAK_SC_WAYS - 1;
+  if (int err = bpf_map__set_max_entries(sc, slots); err) return make_error("size map kleak_sc", err);
   return {};
 }
 
-Status Loader::configure_families() {
-  auto* ro = skel_->rodata;
-  ro->gfp_movable = kernel_->gfp_movable;
-  ro->page_shift = static_cast<uint32_t>(__builtin_ctzl(static_cast<unsigned long>(sysconf(_SC_PAGESIZE))));
-  for (uint32_t fam : kExtraFamilies) {
-    // A family that is off keeps a one-entry map: preallocated maps cost
-    // their full size in kernel memory.
-    uint32_t size = config_.families.has(fam) && traces(family_part(fam)) ? config_.max_allocs : 1;
-    if (int err = bpf_map__set_max_entries(family_map(fam), size); err)
-      return make_error(std::string("size map ") + bpf_map__name(family_map(fam)), err);
+bpf_program* Loader::prog(const char* name) const { return bpf_object__find_program_by_name(object_->obj(), name); }
+
+bpf_map* Loader::map(const char* name) const { return bpf_object__find_map_by_name(object_->obj(), name); }
+
+// The skeleton's link of program `name`: where pin_session finds it.
+bpf_link** Loader::link_slot(const char* name) const {
+  const bpf_object_skeleton* s = object_->skeleton();
+  for (int i = 0; i < s->prog_cnt; ++i) {
+    const auto* ps = reinterpret_cast<const bpf_prog_skeleton*>(reinterpret_cast<const char*>(s->progs) +
+                                                                static_cast<size_t>(i) * s->prog_skel_sz);
+    if (std::strcmp(ps->name, name) == 0) return ps->link;
   }
-  for (size_t n = 0; n < kernel_->page_skip.size(); ++n) {
-    ro->page_skip_lo[n] = kernel_->page_skip[n].lo;
-    ro->page_skip_hi[n] = kernel_->page_skip[n].hi;
-    ro->page_skip_kind[n] = kernel_->page_skip[n].kind;
-  }
-  return {};
+  return nullptr;
 }
 
 bpf_map* Loader::family_map(uint32_t family) const {
   switch (family) {
-    case KLEAK_FAMILY_PAGE: return skel_->maps.kleak_pages;
-    case KLEAK_FAMILY_PERCPU: return skel_->maps.kleak_percpu;
-    case KLEAK_FAMILY_VMALLOC: return skel_->maps.kleak_vmalloc;
-    default: return skel_->maps.kleak_live;
+    case KLEAK_FAMILY_PAGE: return map("kleak_pages");
+    case KLEAK_FAMILY_PERCPU: return map("kleak_percpu");
+    case KLEAK_FAMILY_VMALLOC: return map("kleak_vmalloc");
+    default: return map("kleak_live");
   }
 }
 
@@ -412,19 +486,18 @@ Status Loader::load() {
   plan.required = config_.required_parts;
   plan.attempt = [this](uint32_t dropped) -> Result<std::optional<Refusal>> {
     if (auto st = open_configured(dropped); !st) return st.error();
-    return load_watched(skel_->obj, [this] { return kleak_bpf__load(skel_.get()); });
+    return load_watched(object_->obj(), [this] { return object_->load(); });
   };
   plan.causes = [this](const std::string& program) {
     std::vector<uint32_t> parts;
     const Hook* hook = nullptr;
     for (const Hook& h : kHooks)
-      if (program == bpf_program__name(h.prog(skel_.get()))) hook = &h;
-    const bool sc = config_.stack_cache != KLEAK_SC_OFF && config_.stack_sample_every <= 1;
-    if (hook && hook->alloc && sc) parts.push_back(KLEAK_PART_STACK_CACHE);
+      if (program == h.program) hook = &h;
+    if (hook && hook->alloc && wants_stack_cache(dropped_)) parts.push_back(KLEAK_PART_STACK_CACHE);
     if (hook && hook->void_ptr && kernel_->direct_ptr_args) parts.push_back(KLEAK_PART_DIRECT_PTR);
     if (hook && hook->part != KLEAK_PART_CORE) parts.push_back(hook->part);
-    if (program == bpf_program__name(skel_->progs.kleak_exit)) parts.push_back(KLEAK_PART_EXIT_FOLLOWER);
-    if (program == bpf_program__name(skel_->progs.kleak_peek_run)) parts.push_back(KLEAK_PART_PEEK);
+    if (program == "kleak_exit") parts.push_back(KLEAK_PART_EXIT_FOLLOWER);
+    if (program == "kleak_peek_run") parts.push_back(KLEAK_PART_PEEK);
     return parts;
   };
   auto r = load_in_tiers(plan);
@@ -440,7 +513,7 @@ Status Loader::load() {
 void Loader::drop_at_attach(uint32_t part, const std::string& why) {
   for (const Hook& h : kHooks) {
     if (h.part != part) continue;
-    bpf_link** link = h.link(skel_.get());
+    bpf_link** link = link_slot(h.program);
     if (*link) {
       bpf_link__destroy(*link);
       *link = nullptr;
@@ -460,16 +533,16 @@ Status Loader::attach() {
     if (bpf_map_update_elem(tasks_fd(), &tgid, &one, BPF_ANY) != 0)
       return make_error("follow process " + std::to_string(tgid), errno);
   }
-  if (bpf_program__autoload(skel_->progs.kleak_fork)) {
-    bpf_link* link = bpf_program__attach(skel_->progs.kleak_fork);
+  if (bpf_program__autoload(prog("kleak_fork"))) {
+    bpf_link* link = bpf_program__attach(prog("kleak_fork"));
     if (!link) return make_error("attach sched/sched_process_fork", errno);
-    skel_->links.kleak_fork = link;
+    *link_slot("kleak_fork") = link;
     attached_.push_back("sched/sched_process_fork");
   }
-  if (bpf_program__autoload(skel_->progs.kleak_exit)) {
-    bpf_link* link = bpf_program__attach(skel_->progs.kleak_exit);
+  if (bpf_program__autoload(prog("kleak_exit"))) {
+    bpf_link* link = bpf_program__attach(prog("kleak_exit"));
     if (link) {
-      skel_->links.kleak_exit = link;
+      *link_slot("kleak_exit") = link;
       attached_.push_back("sched/sched_process_exit");
     } else {
       const int err = errno;
@@ -482,11 +555,11 @@ Status Loader::attach() {
   // and whose free hook does not would leave records no free removes.
   for (bool allocs : {false, true}) {
     for (const Hook& h : kHooks) {
-      bpf_program* prog = h.prog(skel_.get());
-      if (h.alloc != allocs || !bpf_program__autoload(prog) || !traces(h.part)) continue;
-      bpf_link* link = bpf_program__attach(prog);
+      bpf_program* p = prog(h.program);
+      if (h.alloc != allocs || !bpf_program__autoload(p) || !traces(h.part)) continue;
+      bpf_link* link = bpf_program__attach(p);
       if (link) {
-        *h.link(skel_.get()) = link;
+        *link_slot(h.program) = link;
         attached_.push_back(hook_label(h));
         continue;
       }
@@ -505,30 +578,30 @@ Status Loader::attach() {
 
 bpf_program* Loader::family_alloc_prog(uint32_t family) const {
   for (const Hook& h : kHooks)
-    if (h.family == family && h.required) return h.prog(skel_.get());
+    if (h.family == family && h.required) return prog(h.program);
   return nullptr;
 }
 
 std::vector<std::pair<std::string, int>> Loader::programs() const {
   std::vector<std::pair<std::string, int>> progs;
   bpf_program* prog;
-  bpf_object__for_each_program(prog, skel_->obj) {
-    if (bpf_program__fd(prog) >= 0 && prog != skel_->progs.kleak_peek_run)
+  bpf_object__for_each_program(prog, object_->obj()) {
+    if (bpf_program__fd(prog) >= 0 && std::strcmp(bpf_program__name(prog), "kleak_peek_run") != 0)
       progs.emplace_back(bpf_program__name(prog), bpf_program__fd(prog));
   }
   return progs;
 }
 
 int Loader::map_fd(const std::string& name) const {
-  const bpf_map* map = bpf_object__find_map_by_name(skel_->obj, name.c_str());
+  const bpf_map* map = bpf_object__find_map_by_name(object_->obj(), name.c_str());
   return map ? bpf_map__fd(map) : -1;
 }
 
 int Loader::prog_fd(const std::string& name) const {
-  const bpf_program* prog = bpf_object__find_program_by_name(skel_->obj, name.c_str());
+  const bpf_program* prog = bpf_object__find_program_by_name(object_->obj(), name.c_str());
   return prog ? bpf_program__fd(prog) : -1;
 }
 
-const bpf_object_skeleton& Loader::skeleton() const { return *skel_->skeleton; }
+const bpf_object_skeleton& Loader::skeleton() const { return *object_->skeleton(); }
 
 }  // namespace kleak

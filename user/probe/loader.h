@@ -15,7 +15,7 @@
 #include "probe/handles.h"
 #include "util/result.h"
 
-struct kleak_bpf;
+struct bpf_link;
 struct bpf_map;
 struct bpf_program;
 struct bpf_object_skeleton;
@@ -65,6 +65,10 @@ bool direct_void_ptr_args_allowed();
 // Facts about the running kernel that configuring the object needs, read
 // once however many times the tiered load opens it.
 struct KernelFacts;
+// One open object of bpf/kleak.bpf.c, with or without the stack cache, and
+// what its .rodata gets (loader.cpp).
+class LoadedObject;
+struct Rodata;
 
 class Loader : public BpfHandles {
  public:
@@ -103,22 +107,22 @@ class Loader : public BpfHandles {
   explicit Loader(LoaderConfig config);
   Status read_kernel();
   Status decide_hooks();
+  bool wants_stack_cache(uint32_t dropped) const;
   Status open_configured(uint32_t dropped);
-  Status configure_families();
-  Status configure_stack_cache(uint32_t dropped);
+  Status configure_stack_cache(Rodata& ro);
   Status load();
   Status attach();
   void drop_at_attach(uint32_t part, const std::string& why);
+  bpf_program* prog(const char* name) const;
+  bpf_map* map(const char* name) const;
+  bpf_link** link_slot(const char* program) const;
   bpf_map* family_map(uint32_t family) const;
   bpf_program* family_alloc_prog(uint32_t family) const;
   bool traces(uint32_t part) const;
   std::string what() const;
 
-  struct SkelDeleter {
-    void operator()(kleak_bpf* skel) const;
-  };
   LoaderConfig config_;
-  std::unique_ptr<kleak_bpf, SkelDeleter> skel_;
+  std::unique_ptr<LoadedObject> object_;  // of kleak.bpf.o or kleak_sc.bpf.o
   std::unique_ptr<KernelFacts> kernel_;
   uint32_t dropped_ = 0;  // parts not loaded or not attached (enum kleak_part)
   std::vector<Degraded> degraded_;

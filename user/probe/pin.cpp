@@ -22,6 +22,7 @@
 
 #include "model/abi.h"
 #include "kleak.skel.h"
+#include "kleak_sc.skel.h"
 #include "util/log.h"
 
 namespace kleak {
@@ -105,8 +106,11 @@ std::string abi_fingerprint() {
   const uint64_t sizes[] = {sizeof(kleak_alloc), sizeof(kleak_stack), sizeof(kleak_counters), KLEAK_CNT_MAX,
                             sizeof(kleak_peek_slot)};
   uint64_t h = fnv1a(0xcbf29ce484222325ull, sizes, sizeof(sizes));
+  // Both objects of bpf/kleak.bpf.c: a session may run either.
   size_t n = 0;
   const void* elf = kleak_bpf__elf_bytes(&n);
+  h = fnv1a(h, elf, n);
+  elf = kleak_sc_bpf__elf_bytes(&n);
   h = fnv1a(h, elf, n);
   return fmt::format("{:016x}", h);
 }

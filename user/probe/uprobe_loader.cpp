@@ -66,7 +66,15 @@ UserLoader::~UserLoader() {
   links_.clear();
 }
 
+std::string user_tracer_unsupported() {
+  // One uprobe program serves every allocator function, told apart by its
+  // attach cookie (v5.15, commit 82e6b1eee6a8).
+  if (libbpf_probe_bpf_helper(BPF_PROG_TYPE_KPROBE, BPF_FUNC_get_attach_cookie, nullptr) > 0) return {};
+  return "this kernel has no bpf_get_attach_cookie helper (v5.15+), which kleak user needs";
+}
+
 Result<std::unique_ptr<UserLoader>> UserLoader::create(const UserLoaderConfig& config) {
+  if (auto why = user_tracer_unsupported(); !why.empty()) return make_error(why, EOPNOTSUPP);
   std::unique_ptr<UserLoader> l(new UserLoader(config));
   if (!l->config_.refuse_parts) {
     auto refuse = parts_to_refuse();
