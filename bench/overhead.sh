@@ -16,7 +16,9 @@
 #   KLEAK_BENCH_TRACERS  which to run, in this order (default: every one
 #                        available): empty kleak kleak-walk kleak-low memleak bpftrace ftrace ftrace-stacks
 #                        (kleak-walk: exact mode without the verified stack
-#                        cache, every stack walked)
+#                        cache, every stack walked; kleak-nobackup: the
+#                        default mode without the free programs' backups,
+#                        KLEAK_REFUSE=free-backup, to measure what they cost)
 #                        (empty: programs that do nothing on the four
 #                        kmem tracepoints, bench/empty_hooks.c: the dispatch
 #                        floor every BPF tracer of these events pays)
@@ -91,6 +93,7 @@ start_tracer() {
     kleak) "$kleak" -q --format json -d 3600 >"$tmp/report.json" 2>"$tmp/tracer.err" & ;;
     kleak-low) "$kleak" -q --format json -d 3600 --low-overhead >"$tmp/report.json" 2>"$tmp/tracer.err" & ;;
     kleak-walk) "$kleak" -q --format json -d 3600 --stack-cache off >"$tmp/report.json" 2>"$tmp/tracer.err" & ;;
+    kleak-nobackup) KLEAK_REFUSE=free-backup "$kleak" -q --format json -d 3600 >"$tmp/report.json" 2>"$tmp/tracer.err" & ;;
     memleak) "$memleak" 3600 >/dev/null 2>"$tmp/tracer.err" & ;;
     bpftrace) BPFTRACE_MAP_KEYS_MAX=262144 bpftrace "$tmp/live.bt" >/dev/null 2>"$tmp/tracer.err" & ;;
     ftrace|ftrace-stacks) start_ftrace "$t"; return ;;

@@ -48,6 +48,7 @@ enum kleak_fam_counter {
 	KLEAK_FCNT_EXCL_KMALLOC_BYTES,
 	KLEAK_FCNT_EXCL_PAGECACHE,  /* recorded, then added to the page cache: dropped */
 	KLEAK_FCNT_EXCL_PAGECACHE_BYTES,
+	KLEAK_FCNT_FREE_RESCUED,    /* frees the kernel skipped for the free program, done by its backup */
 	KLEAK_FCNT_MAX,
 };
 
@@ -92,6 +93,7 @@ enum kleak_counter {
 	KLEAK_CNT_SC_NESTED,        /* walked: nested in a cache use on this CPU */
 	KLEAK_CNT_SC_PAUSED,        /* walked: the cache paused on this CPU (too few hits) */
 	KLEAK_CNT_SC_MISMATCH,      /* verify mode: a hit whose walk differs */
+	KLEAK_CNT_FREE_RESCUED,     /* frees the kernel skipped for the free program, done by its backup */
 	KLEAK_CNT_MAX,
 };
 
@@ -159,6 +161,18 @@ enum kleak_part {
 	KLEAK_PART_EXIT_FOLLOWER = 1 << 7, /* kleak_exit: followed processes forgotten at exit */
 	KLEAK_PART_PEEK = 1 << 8,          /* kleak_peek_run: --peek */
 	KLEAK_PART_EXEC_FOLLOWER = 1 << 9, /* kleak user: exec times of traced processes */
+	KLEAK_PART_FREE_BACKUP = 1 << 10,  /* the free programs' backups (kleak_*_b) */
+};
+
+/* The free programs, each with a backup (kleak.bpf.c): slots of the
+ * per-CPU kleak_freeing map. */
+enum kleak_free_slot {
+	KLEAK_FREE_KFREE = 0,
+	KLEAK_FREE_KMEM_CACHE,
+	KLEAK_FREE_PAGE,
+	KLEAK_FREE_PERCPU,
+	KLEAK_FREE_VMALLOC,
+	KLEAK_FREE_SLOTS,
 };
 
 /* Most tasks followed at once with follow_tasks (a command's process tree). */

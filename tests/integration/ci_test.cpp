@@ -281,7 +281,7 @@ TEST(Ci, BusyWorkloadLeavesNothingInAnyFamily) {
   const std::map<std::string, std::vector<std::string>> free_programs = {
       {"slab", {"kleak_kfree", "kleak_kc_free"}},
       {"page", {"kleak_pg_free"}},
-      {"percpu", {"kleak_pcpu_free"}},
+      {"percpu", {"kleak_pc_free"}},
       {"vmalloc", {"kleak_va_free"}}};
   std::map<std::string, uint64_t> left_count;
   std::string left;

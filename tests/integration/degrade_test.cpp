@@ -138,7 +138,7 @@ TEST(Degrade, RefusedFamilyIsDroppedTheOthersTraced) {
   auto named = run(refusing("percpu", {kKleak, "-d", "1", "-q", "--family", "slab,percpu"}));
   EXPECT_EQ(named.status, 1) << named.err;
   EXPECT_TRUE(has(named.err, "percpu was asked for by name, but this kernel refuses it: the verifier refused "
-                             "kleak_pcpu_alloc: " +
+                             "kleak_pc_alloc: " +
                                  kRefusedLine))
       << named.err;
   EXPECT_TRUE(no_kleak_programs_within(std::chrono::seconds(3)));
@@ -225,7 +225,7 @@ TEST(Degrade, SelftestListsDroppedParts) {
   for (const auto& row : p["results"]) {
     if (row["family"] != "percpu") continue;
     EXPECT_EQ(row["result"], "missed");
-    EXPECT_TRUE(has(row["detail"], "dropped: the verifier refused kleak_pcpu_alloc")) << row.dump();
+    EXPECT_TRUE(has(row["detail"], "dropped: the verifier refused kleak_pc_alloc")) << row.dump();
   }
   // The load matrix names each case the refusal breaks.
   auto loads = run(refusing("stack-cache", {kKleak, "selftest", "--loads"}));

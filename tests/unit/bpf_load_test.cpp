@@ -50,7 +50,7 @@ TEST(Parts, NamesRoundTrip) {
   ASSERT_TRUE(m) << m.error().message;
   EXPECT_EQ(*m, uint32_t{KLEAK_PART_STACK_CACHE | KLEAK_PART_PERCPU});
   EXPECT_STREQ(part_name(KLEAK_PART_EXIT_FOLLOWER), "exit-follower");
-  for (uint32_t bit = 1; bit <= KLEAK_PART_EXEC_FOLLOWER; bit <<= 1) {
+  for (uint32_t bit = 1; bit <= KLEAK_PART_FREE_BACKUP; bit <<= 1) {
     auto back = parse_parts(part_name(bit));
     ASSERT_TRUE(back) << bit;
     EXPECT_EQ(*back, bit);
@@ -114,9 +114,9 @@ TEST(Tiers, TheRefusedPartIsDroppedAndNamed) {
 // The first suspect is innocent: its drop is undone, the next one is tried.
 TEST(Tiers, ADropThatDoesNotHelpIsUndone) {
   FakeKernel k;
-  k.refusals["kleak_pcpu_alloc"] = {{KLEAK_PART_PERCPU, "invalid read from stack"}};
+  k.refusals["kleak_pc_alloc"] = {{KLEAK_PART_PERCPU, "invalid read from stack"}};
   auto r = load_in_tiers(plan_for(
-      k, {{"kleak_pcpu_alloc", {KLEAK_PART_STACK_CACHE, KLEAK_PART_DIRECT_PTR, KLEAK_PART_PERCPU}}}));
+      k, {{"kleak_pc_alloc", {KLEAK_PART_STACK_CACHE, KLEAK_PART_DIRECT_PTR, KLEAK_PART_PERCPU}}}));
   ASSERT_TRUE(r) << r.error().message;
   EXPECT_EQ(r->dropped, uint32_t{KLEAK_PART_PERCPU});
   ASSERT_EQ(r->degraded.size(), 1u);

@@ -2,6 +2,19 @@
 
 namespace kleak {
 
+bool is_free_program(std::string_view name) {
+  for (std::string_view p : {"kleak_kfree", "kleak_kc_free", "kleak_pg_free", "kleak_pc_free", "kleak_va_free"})
+    if (name == p) return true;
+  return false;
+}
+
+uint64_t RecursionMisses::free_runs_skipped() const {
+  uint64_t n = 0;
+  for (const auto& [name, misses] : by_program)
+    if (is_free_program(name)) n += misses;
+  return n;
+}
+
 uint64_t Counters::stack_errors() const {
   return v[KLEAK_CNT_STACK_EFAULT] + v[KLEAK_CNT_STACK_ENOMEM] +
          v[KLEAK_CNT_STACK_OTHER];

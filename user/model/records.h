@@ -6,6 +6,7 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -43,7 +44,15 @@ struct RecursionMisses {
   bool available = false;  // false: the kernel does not report them
   uint64_t total = 0;
   std::vector<std::pair<std::string, uint64_t>> by_program;  // programs with misses
+  // Runs of the free programs skipped: frees their backups may have done
+  // (the rescued counters), or records left that were freed.
+  uint64_t free_runs_skipped() const;
 };
+
+// A program that removes records at a free (bpf/kleak.bpf.c: kleak_kfree,
+// kleak_kc_free, kleak_pg_free, kleak_pc_free, kleak_va_free), each backed
+// by kleak_*_b for the runs the kernel skips.
+bool is_free_program(std::string_view name);
 
 // When a snapshot was taken and what the counters said then.
 struct SnapshotInfo {

@@ -51,6 +51,7 @@ const PartName kParts[] = {
     {KLEAK_PART_EXIT_FOLLOWER, "exit-follower"},
     {KLEAK_PART_PEEK, "peek"},
     {KLEAK_PART_EXEC_FOLLOWER, "exec-follower"},
+    {KLEAK_PART_FREE_BACKUP, "free-backup"},
 };
 
 // The log's lines, without the verifier's closing summary and blank lines.

@@ -39,6 +39,7 @@ struct Hook {
   bool alloc;             // records allocations: captures stacks (the stack cache's user)
   bool void_ptr;          // reads a `const void *` argument (direct_ptr_args)
   bool legacy = false;    // an event of older kernels: loaded where it exists, not "missing" where not
+  bool backup = false;    // a free program's backup (kleak_*_b, bpf/kleak.bpf.c): not listed as attached
 };
 
 const Hook kHooks[] = {
@@ -57,11 +58,22 @@ const Hook kHooks[] = {
     {"kmem", "mm_page_free", KLEAK_FAMILY_PAGE, KLEAK_PART_PAGE, "kleak_pg_free", true, false, false},
     {"filemap", "mm_filemap_add_to_page_cache", KLEAK_FAMILY_PAGE, KLEAK_PART_PAGE, "kleak_pg_cache", false, false,
      false},
-    {"percpu", "percpu_alloc_percpu", KLEAK_FAMILY_PERCPU, KLEAK_PART_PERCPU, "kleak_pcpu_alloc", true, true, true},
-    {"percpu", "percpu_free_percpu", KLEAK_FAMILY_PERCPU, KLEAK_PART_PERCPU, "kleak_pcpu_free", true, false, true},
+    {"percpu", "percpu_alloc_percpu", KLEAK_FAMILY_PERCPU, KLEAK_PART_PERCPU, "kleak_pc_alloc", true, true, true},
+    {"percpu", "percpu_free_percpu", KLEAK_FAMILY_PERCPU, KLEAK_PART_PERCPU, "kleak_pc_free", true, false, true},
     {"vmalloc", "alloc_vmap_area", KLEAK_FAMILY_VMALLOC, KLEAK_PART_VMALLOC, "kleak_va_alloc", true, true, false},
     {"vmalloc", "free_vmap_area_noflush", KLEAK_FAMILY_VMALLOC, KLEAK_PART_VMALLOC, "kleak_va_free", true, false,
      false},
+    // The free programs' backups: frees the kernel skips for the program
+    // (nested in it on one CPU) are done by these.
+    {"kmem", "kfree", KLEAK_FAMILY_KMALLOC, KLEAK_PART_FREE_BACKUP, "kleak_kfree_b", false, false, true, false, true},
+    {"kmem", "kmem_cache_free", KLEAK_FAMILY_KMEM_CACHE, KLEAK_PART_FREE_BACKUP, "kleak_kc_free_b", false, false, true,
+     false, true},
+    {"kmem", "mm_page_free", KLEAK_FAMILY_PAGE, KLEAK_PART_FREE_BACKUP, "kleak_pg_free_b", false, false, false, false,
+     true},
+    {"percpu", "percpu_free_percpu", KLEAK_FAMILY_PERCPU, KLEAK_PART_FREE_BACKUP, "kleak_pc_free_b", false, false,
+     true, false, true},
+    {"vmalloc", "free_vmap_area_noflush", KLEAK_FAMILY_VMALLOC, KLEAK_PART_FREE_BACKUP, "kleak_va_free_b", false,
+     false, false, false, true},
 };
 
 std::string hook_label(const Hook& h) { return std::string(h.subsystem) + "/" + h.name; }
@@ -338,7 +350,7 @@ Status Loader::read_kernel() {
 Status Loader::decide_hooks() {
   for (size_t i = 0; i < std::size(kHooks); ++i) {
     const Hook& h = kHooks[i];
-    if (!config_.families.has(h.family) || kernel_->hook_present[i] || h.legacy) continue;
+    if (!config_.families.has(h.family) || kernel_->hook_present[i] || h.legacy || h.backup) continue;
     missing_.push_back(hook_label(h));
     if (!h.required) {
       log_warn("kernel has no {} tracepoint: not tracing it", hook_label(h));
@@ -393,7 +405,8 @@ Status Loader::open_configured(uint32_t dropped) {
   if (!object_) return make_error("open BPF object", errno);
   for (size_t i = 0; i < std::size(kHooks); ++i) {
     const Hook& h = kHooks[i];
-    bool load = config_.families.has(h.family) && kernel_->hook_present[i] && !(off & h.part);
+    bool load = config_.families.has(h.family) && kernel_->hook_present[i] && !(off & h.part) &&
+                !(off & family_part(h.family));
     // Two programs for one event: the one for this kernel's layout.
     if (load && std::strcmp(h.name, "kmem_cache_alloc") == 0) load = kernel_->kmem_cache_old == h.legacy;
     bpf_program__set_autoload(prog(h.program), load);
@@ -517,7 +530,8 @@ void Loader::drop_at_attach(uint32_t part, const std::string& why) {
     if (*link) {
       bpf_link__destroy(*link);
       *link = nullptr;
-      attached_.erase(std::remove(attached_.begin(), attached_.end(), hook_label(h)), attached_.end());
+      if (!h.backup)
+        attached_.erase(std::remove(attached_.begin(), attached_.end(), hook_label(h)), attached_.end());
     }
   }
   dropped_ |= part;
@@ -560,7 +574,7 @@ Status Loader::attach() {
       bpf_link* link = bpf_program__attach(p);
       if (link) {
         *link_slot(h.program) = link;
-        attached_.push_back(hook_label(h));
+        if (!h.backup) attached_.push_back(hook_label(h));
         continue;
       }
       Error e = make_error("attach " + hook_label(h), errno);

@@ -118,10 +118,21 @@ std::string family_counter_lines(const Report& r) {
   return out;
 }
 
-std::string recursion_line(const RecursionMisses& m) {
+// Frees the free programs' backups did: each one a run the kernel skipped
+// for the program itself (bpf/kleak.bpf.c, KLEAK_FREE_PROGRAMS).
+uint64_t frees_rescued(const Report& r) {
+  uint64_t n = r.counters[KLEAK_CNT_FREE_RESCUED];
+  for (const FamilyCounters& f : r.family_counters) n += f[KLEAK_FCNT_FREE_RESCUED];
+  return n;
+}
+
+std::string recursion_line(const Report& r) {
+  const RecursionMisses& m = r.recursion;
   if (!m.available) return "  recursion: this kernel does not report skipped program runs (before v5.12)\n";
-  return fmt::format("  recursion: the kernel skipped {} program runs (recursion): up to {} frees may be missed\n",
-                     m.total, m.total);
+  const uint64_t skipped = m.free_runs_skipped(), rescued = frees_rescued(r);
+  return fmt::format("  recursion: the kernel skipped {} program runs (recursion){}: up to {} frees may be missed\n",
+                     m.total, rescued ? fmt::format(", their backups did {} of those frees", rescued) : "",
+                     skipped > rescued ? skipped - rescued : 0);
 }
 
 // The verified stack cache's line, when it was used (bpf/stack_cache.bpf.h).
@@ -275,7 +286,7 @@ std::string render_text(const Report& r) {
                      c[KLEAK_CNT_STACK_OTHER], c[KLEAK_CNT_TASKS_FULL]);
   out += stack_cache_line(c);
   out += family_counter_lines(r);
-  out += recursion_line(r.recursion);
+  out += recursion_line(r);
   if (const Reconciliation& rc = r.reconciliation; rc.available) {
     // The kernel counts slab pages (new objects first fill partly used ones)
     // and nets out frees of objects older than kleak: tracked bytes can
@@ -428,6 +439,7 @@ nlohmann::json to_json(const Report& r) {
                    {"frees_unmatched", c.frees_unmatched()},
                    {"tasks_full", c[KLEAK_CNT_TASKS_FULL]},
                    {"free_errors", c[KLEAK_CNT_FREE_ERROR]},
+                   {"frees_rescued", c[KLEAK_CNT_FREE_RESCUED]},
                    {"stack_errors", {{"EFAULT", c[KLEAK_CNT_STACK_EFAULT]},
                                      {"ENOMEM", c[KLEAK_CNT_STACK_ENOMEM]},
                                      {"other", c[KLEAK_CNT_STACK_OTHER]}}},
@@ -459,6 +471,7 @@ nlohmann::json to_json(const Report& r) {
                {"frees_matched", f[KLEAK_FCNT_FREE_MATCHED]},
                {"frees_unmatched", f.frees_unmatched()},
                {"free_errors", f[KLEAK_FCNT_FREE_ERROR]},
+               {"frees_rescued", f[KLEAK_FCNT_FREE_RESCUED]},
                {"stack_errors", f[KLEAK_FCNT_STACK_ERROR]}};
     if (fam == KLEAK_FAMILY_PAGE) {
       auto ex = [&](kleak_fam_counter n, kleak_fam_counter b) { return json{{"count", f[n]}, {"bytes", f[b]}}; };
