@@ -4,6 +4,7 @@
 #include <linux/bpf.h>
 #include <sys/ipc.h>
 #include <sys/msg.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -141,6 +142,12 @@ class TriggerChild {
     if (pid_ == 0) {
       close(cmd[1]);
       close(res[0]);
+      // Before v5.11 a BPF map's memory counts against RLIMIT_MEMLOCK (not
+      // the memcg), whose default is too small for the 1 MiB array: EPERM
+      // (Debian's 5.10 under scripts/vmtest). libbpf raises it for kleak
+      // itself; the triggers' maps are this child's own.
+      const rlimit unlimited{RLIM_INFINITY, RLIM_INFINITY};
+      setrlimit(RLIMIT_MEMLOCK, &unlimited);
       ChildState st;
       unsigned char op[2];
       while (read(cmd[0], op, 2) == 2) {
