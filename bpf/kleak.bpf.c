@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
-/* kleak: track outstanding kernel slab allocations by kernel stack.
+/* kleak: track outstanding kernel allocations by kernel stack: slab
+ * (kmalloc, kmem_cache), and where asked for pages, percpu and vmalloc.
  *
- * Hot path per allocation: filters, one stack capture, one map update.
- * Per free: one map delete. Counters are per-CPU and cover every loss.
- * Every allocation also drops a stale record at its address (a free that
- * bypassed the hooks), so pairing heals itself. */
+ * Hot path per allocation: filters, one stack capture, one map update
+ * (record_alloc, every family). Per free: one map delete (record_free).
+ * Counters are per-CPU, per family, and cover every loss. Every allocation
+ * also drops a stale record at its address (a free that bypassed the
+ * hooks), so pairing heals itself. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
@@ -12,6 +14,7 @@
 #include "refuse.bpf.h"
 #include "compat.bpf.h"
 #include "stack_store.bpf.h"
+#include "record.bpf.h"
 
 /* This file is built twice (CMakeLists.txt): kleak_sc.bpf.o with the
  * verified stack cache, kleak.bpf.o without. Not a constant the verifier
@@ -23,9 +26,6 @@
  * cache is wanted, and drops to kleak when the kernel refuses it. */
 #ifndef KLEAK_STACK_CACHE
 #define KLEAK_STACK_CACHE 0
-#endif
-#if KLEAK_STACK_CACHE
-#include "stack_cache.bpf.h"
 #endif
 
 #define EFAULT 14
@@ -105,11 +105,13 @@ struct {
 	__uint(max_entries, KLEAK_MAX_TASKS);
 } kleak_tasks SEC(".maps");
 
+/* One struct kleak_counters per family (enum kleak_family); reports add
+ * the two slab families'. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);
 	__type(value, struct kleak_counters);
-	__uint(max_entries, 1);
+	__uint(max_entries, KLEAK_FAMILY_MAX);
 } kleak_counters SEC(".maps");
 
 /* The sampled mode's per-CPU call-site cache (stack_store.bpf.h). */
@@ -120,46 +122,9 @@ struct {
 	__uint(max_entries, 1);
 } kleak_sites SEC(".maps");
 
-static __always_inline struct kleak_counters *counters(void)
+static __always_inline struct kleak_counters *counters(__u32 family)
 {
-	__u32 zero = 0;
-
-	return bpf_map_lookup_elem(&kleak_counters, &zero);
-}
-
-/* Atomic: programs for different events can nest on one CPU (a free in an
- * interrupt while an allocation is being recorded). */
-static __always_inline void count(struct kleak_counters *c, int idx)
-{
-	__sync_fetch_and_add(&c->v[idx], 1);
-}
-
-static __always_inline void count_stack_error(struct kleak_counters *c, long err)
-{
-	switch (err) {
-	case -EFAULT:
-		count(c, KLEAK_CNT_STACK_EFAULT);
-		break;
-	case -ENOMEM:
-		count(c, KLEAK_CNT_STACK_ENOMEM);
-		break;
-	default:
-		count(c, KLEAK_CNT_STACK_OTHER);
-	}
-}
-
-/* `stale` was live at an address the allocator just handed out again: note
- * where such objects come from, so reports can flag their stacks. */
-static __always_inline void note_missed_free(const struct kleak_alloc *stale)
-{
-	__u64 key = stale->family == KLEAK_FAMILY_KMEM_CACHE ? stale->cache : stale->call_site;
-	__u64 one = 1, *n;
-
-	n = bpf_map_lookup_elem(&kleak_missed, &key);
-	if (n)
-		__sync_fetch_and_add(n, 1);
-	else
-		bpf_map_update_elem(&kleak_missed, &key, &one, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&kleak_counters, &family);
 }
 
 static __always_inline bool task_wanted(__u32 tgid)
@@ -171,28 +136,56 @@ static __always_inline bool task_wanted(__u32 tgid)
 	return !target_tgid || tgid == target_tgid;
 }
 
+#if KLEAK_STACK_CACHE
+#include "stack_cache.bpf.h"
+
+/* The stack cache's knobs and maps (bpf/stack_cache.bpf.h), set and sized
+ * by the loader (user/probe/loader.cpp). */
+const volatile __u32 stack_cache_mode = KLEAK_SC_OFF;
+const volatile __u32 sc_sets_mask = KLEAK_SC_SLOTS / KLEAK_SC_WAYS - 1;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct kleak_sc_entry);
+	__uint(max_entries, KLEAK_SC_SLOTS);
+} kleak_sc SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct kleak_sc_work);
+	__uint(max_entries, 1);
+} kleak_scwork SEC(".maps");
+#endif
+
 /* Captures the current kernel stack into kleak_stacks (stack_store.bpf.h),
  * through the verified stack cache when it is on (stack_cache.bpf.h).
  * Returns its key, or 0 with *err set to -errno. */
-static __always_inline __u64 capture_stack(void *ctx, __u64 call_site, int *err)
+static __always_inline __u64 capture_stack(void *ctx, struct kleak_counters *c, __u64 call_site, int *err)
 {
 #if KLEAK_STACK_CACHE
-	struct kleak_counters *c;
 	int outcome = KLEAK_SC_UNCACHED;
 	bool mismatch = false;
 	__u64 key;
 
+	struct kleak_sc_maps m = {
+		.cache = &kleak_sc,
+		.work = &kleak_scwork,
+		.scratch = &kleak_scratch,
+		.stacks = &kleak_stacks,
+		.sets_mask = sc_sets_mask,
+		.mode = stack_cache_mode,
+	};
+
 	if (stack_cache_mode == KLEAK_SC_OFF || !KLEAK_SC_ARCH)
 		return kleak_store_stack(ctx, &kleak_scratch, &kleak_stacks, KLEAK_STACK_SKIP, err);
-	key = kleak_cached_stack(ctx, call_site, &kleak_scratch, &kleak_stacks, err, &outcome, &mismatch);
-	c = counters();
-	if (c) {
-		/* enum kleak_sc_outcome is in the counters' order */
-		if (outcome >= KLEAK_SC_HIT && outcome <= KLEAK_SC_PAUSED)
-			count(c, KLEAK_CNT_SC_HIT + outcome);
-		if (mismatch)
-			count(c, KLEAK_CNT_SC_MISMATCH);
-	}
+	key = kleak_cached_stack(ctx, call_site, &m, err, &outcome, &mismatch);
+	/* enum kleak_sc_outcome is in the counters' order */
+	if (outcome >= KLEAK_SC_HIT && outcome <= KLEAK_SC_PAUSED)
+		kleak_count(c, KLEAK_CNT_SC_HIT + outcome);
+	if (mismatch)
+		kleak_count(c, KLEAK_CNT_SC_MISMATCH);
 	return key;
 #else
 	return kleak_store_stack(ctx, &kleak_scratch, &kleak_stacks, KLEAK_STACK_SKIP, err);
@@ -237,108 +230,88 @@ static __always_inline bool cache_name_matches(const struct kmem_cache *s)
 	return true;
 }
 
-static __always_inline void record_alloc(void *ctx, const void *ptr, __u64 bytes_alloc,
-					 __u32 bytes_req, __u64 call_site, __u32 family,
-					 __u32 flags, __u64 cache, bool wanted)
-{
-	struct kleak_counters *c = counters();
-	struct kleak_alloc a = {};
-	__u64 key = (__u64)ptr;
-	__u64 id;
-	int err;
+/* One allocation, as a family's program saw it. */
+struct alloc_event {
+	__u64 key;       /* the address: object, struct page *, __percpu pointer, vmap start */
+	__u64 bytes;     /* what the allocator handed out */
+	__u64 call_site; /* 0 where the event has none */
+	__u64 cache;     /* struct kmem_cache *, 0 for the others */
+	__u32 bytes_req; /* what the caller asked for (pages: the order) */
+	__u32 family;    /* enum kleak_family */
+	__u32 flags;     /* KLEAK_ALLOC_* */
+	bool wanted;     /* the program's own filter (--cache) passed */
+	bool slab;       /* the sampled mode and missed-free sites (kleak_missed) apply */
+};
 
-	if (!c)
-		return;
-	count(c, KLEAK_CNT_ALLOC_SEEN);
-	if (!ptr) {
-		count(c, KLEAK_CNT_ALLOC_FAILED);
-		return;
-	}
-	id = bpf_get_current_pid_tgid();
+/* An allocation event begins: counted as seen; false (counted as failed)
+ * when the allocation failed, and there is nothing to record. */
+static __always_inline bool alloc_seen(struct kleak_counters *c, __u64 key)
+{
+	kleak_count(c, KLEAK_CNT_ALLOC_SEEN);
+	if (key)
+		return true;
+	kleak_count(c, KLEAK_CNT_ALLOC_FAILED);
+	return false;
+}
+
+/* Records one allocation in `live`, for every family: the filters first
+ * (before the expensive stack walk), then the stack, then the record. The
+ * caller counted it as seen (alloc_seen) and ruled out its own exclusions. */
+static __always_inline void record_alloc(void *ctx, void *live, struct kleak_counters *c,
+					 const struct alloc_event *ev)
+{
+	struct kleak_alloc a = {};
+	__u64 id = bpf_get_current_pid_tgid();
+	__u64 key = ev->key;
+	/* where missed frees of slab objects are noted */
+	void *missed = ev->slab ? (void *)&kleak_missed : NULL;
+
 	a.tgid = id >> 32;
 	a.pid = (__u32)id;
-	/* Filters run before the (expensive) stack walk. */
-	if (!wanted || bytes_alloc < min_size || bytes_alloc > max_size || !task_wanted(a.tgid)) {
-		struct kleak_alloc *stale;
-
-		count(c, KLEAK_CNT_ALLOC_FILTERED);
-		/* Even unrecorded, this allocation proves any record at its
-		 * address stale: drop it, or it would pose as a leak. */
-		stale = bpf_map_lookup_elem(&kleak_live, &key);
-		if (stale) {
-			note_missed_free(stale);
-			/* Counted only if the record really left the map, so
-			 * live = recorded - matched - missed holds. */
-			if (!map_result(bpf_map_delete_elem(&kleak_live, &key)))
-				count(c, KLEAK_CNT_MISSED_FILTERED);
-		}
+	if (!ev->wanted || ev->bytes < min_size || ev->bytes > max_size || !task_wanted(a.tgid)) {
+		kleak_count(c, KLEAK_CNT_ALLOC_FILTERED);
+		kleak_drop_stale(live, c, key, missed);
 		return;
 	}
 	a.ts_ns = bpf_ktime_get_ns();
-	a.call_site = call_site;
-	a.bytes_alloc = bytes_alloc;
-	a.bytes_req = bytes_req;
-	a.family = family;
-	a.flags = flags;
-	a.cache = cache;
+	a.call_site = ev->call_site;
+	a.bytes_alloc = ev->bytes;
+	a.bytes_req = ev->bytes_req;
+	a.family = ev->family;
+	a.flags = ev->flags;
+	a.cache = ev->cache;
 	/* Without a stack the record keeps call_site, and the error is counted. */
-	if (stack_sample_every <= 1) {
-		a.stack_id = capture_stack(ctx, call_site, &a.stack_err);
-	} else {
+	if (ev->slab && stack_sample_every > 1)
 		sampled_stack(ctx, &a);
-	}
+	else
+		a.stack_id = capture_stack(ctx, c, ev->call_site, &a.stack_err);
 	if (a.stack_err)
-		count_stack_error(c, a.stack_err);
+		kleak_count_stack_error(c, a.stack_err);
 	/* Reports take task names from allocations with their own stack: the
 	 * sampled mode skips the copy for the others. */
 	if (!(a.flags & KLEAK_ALLOC_STACK_HINT))
 		bpf_get_current_comm(a.comm, sizeof(a.comm));
 
-	err = map_result(bpf_map_update_elem(&kleak_live, &key, &a, BPF_NOEXIST));
-	if (err == -EEXIST) {
-		/* The slab handed out an address kleak still holds: its free
-		 * went past every hook. Count it; the new record wins. */
-		struct kleak_alloc *stale = bpf_map_lookup_elem(&kleak_live, &key);
-
-		if (stale)
-			note_missed_free(stale);
-		err = map_result(bpf_map_update_elem(&kleak_live, &key, &a, BPF_ANY));
-		/* If the overwrite failed the stale record stays: not replaced. */
-		if (!err)
-			count(c, KLEAK_CNT_ALLOC_REPLACED);
-	}
-	if (!err)
-		count(c, KLEAK_CNT_ALLOC_RECORDED);
-	else if (err == -E2BIG)
-		count(c, KLEAK_CNT_LIVE_FULL);
-	else
-		count(c, KLEAK_CNT_LIVE_ERROR);
+	kleak_put_record(live, key, &a, c, missed);
 }
 
-/* A free done by a free program's backup (see KLEAK_FREE_PROGRAMS) is one
- * the kernel skipped for the program itself: counted as rescued. */
-static __always_inline void record_free(__u64 key, bool rescued)
+/* Removes the record of `key` from `live`, for every family. A free done
+ * by a free program's backup (see KLEAK_FREE_PROGRAMS) is one the kernel
+ * skipped for the program itself: counted as rescued. */
+static __always_inline void record_free(void *live, __u32 family, __u64 key, bool rescued)
 {
-	struct kleak_counters *c;
-	int err;
+	struct kleak_counters *c = counters(family);
 
-	c = counters();
 	if (!c)
 		return;
 	/* Counted first: each rescue is one run the kernel skipped. */
 	if (rescued)
-		count(c, KLEAK_CNT_FREE_RESCUED);
-	/* kfree(NULL) and ZERO_SIZE_PTR (16) are traced but free nothing. */
+		kleak_count(c, KLEAK_CNT_FREE_RESCUED);
+	/* kfree(NULL) and ZERO_SIZE_PTR (16) are traced but free nothing; no
+	 * other family's address is that small. */
 	if (key <= 16)
 		return;
-	count(c, KLEAK_CNT_FREE_SEEN);
-	err = map_result(bpf_map_delete_elem(&kleak_live, &key));
-	if (!err)
-		count(c, KLEAK_CNT_FREE_MATCHED);
-	else if (err != -ENOENT)
-		/* e.g. -EBUSY: the bucket lock is held by a program this one
-		 * interrupted on the same CPU. The record stays: a phantom. */
-		count(c, KLEAK_CNT_FREE_ERROR);
+	kleak_free_record(live, c, key);
 }
 
 /* Each program takes the event's TP_PROTO as u64 slots and reads ptr, a
@@ -400,17 +373,38 @@ static __always_inline __u64 *noted_free(__u32 slot)
 		return 0;                                                                 \
 	}
 
+/* A kmalloc family event's flags: reclaimable when gfp picks a reclaimable
+ * kmalloc cache. */
+static __always_inline __u32 kmalloc_flags(__u64 gfp_flags)
+{
+	return (gfp_flags & KLEAK_GFP_RECLAIMABLE) ? KLEAK_ALLOC_RECLAIMABLE : 0;
+}
+
+/* --cache of a kmalloc cache: its kmalloc_type(), or any. */
+static __always_inline bool kmalloc_wanted(__u64 gfp_flags)
+{
+	return !kmalloc_off && (kmalloc_type < 0 || kmalloc_type_of(gfp_flags) == kmalloc_type);
+}
+
 /* kmalloc(call_site, ptr, bytes_req, bytes_alloc, gfp_flags, node) */
 SEC("tp_btf/kmalloc")
 int kleak_kmalloc(__u64 *ctx)
 {
-	KLEAK_REFUSE_IF(KLEAK_PART_CORE);
-	const void *ptr = (const void *)kleak_void_ptr_arg(ctx, 1);
-	__u64 gfp_flags = ctx[4];
-	bool wanted = !kmalloc_off && (kmalloc_type < 0 || kmalloc_type_of(gfp_flags) == kmalloc_type);
+	struct kleak_counters *c = counters(KLEAK_FAMILY_KMALLOC);
+	struct alloc_event ev = {
+		.key = kleak_void_ptr_arg(ctx, 1),
+		.bytes = ctx[3],
+		.bytes_req = (__u32)ctx[2],
+		.call_site = ctx[0],
+		.family = KLEAK_FAMILY_KMALLOC,
+		.flags = kmalloc_flags(ctx[4]),
+		.wanted = kmalloc_wanted(ctx[4]),
+		.slab = true,
+	};
 
-	record_alloc(ctx, ptr, ctx[3], ctx[2], ctx[0], KLEAK_FAMILY_KMALLOC,
-		     (gfp_flags & KLEAK_GFP_RECLAIMABLE) ? KLEAK_ALLOC_RECLAIMABLE : 0, 0, wanted);
+	KLEAK_REFUSE_IF(KLEAK_PART_CORE);
+	if (c && alloc_seen(c, ev.key))
+		record_alloc(ctx, &kleak_live, c, &ev);
 	return 0;
 }
 
@@ -418,19 +412,25 @@ int kleak_kmalloc(__u64 *ctx)
 SEC("tp_btf/kmem_cache_alloc")
 int kleak_kc_alloc(__u64 *ctx)
 {
-	const void *ptr = (const void *)kleak_void_ptr_arg(ctx, 1);
+	struct kleak_counters *c = counters(KLEAK_FAMILY_KMEM_CACHE);
+	__u64 key = kleak_void_ptr_arg(ctx, 1);
 	struct kmem_cache *s = (struct kmem_cache *)ctx[2];
 
 	KLEAK_REFUSE_IF(KLEAK_PART_KMEM_CACHE);
-	if (!ptr) {
-		/* Don't touch s for a failed allocation. */
-		record_alloc(ctx, ptr, 0, 0, ctx[0], KLEAK_FAMILY_KMEM_CACHE, 0, 0, false);
-		return 0;
-	}
-	record_alloc(ctx, ptr, kleak_cache_size(s), kleak_cache_object_size(s), ctx[0],
-		     KLEAK_FAMILY_KMEM_CACHE,
-		     kleak_cache_reclaimable(s) ? KLEAK_ALLOC_RECLAIMABLE : 0, (__u64)s,
-		     !kmem_cache_off && (!cache_name[0] || cache_name_matches(s)));
+	if (!c || !alloc_seen(c, key))
+		return 0; /* s is not touched for a failed allocation */
+	struct alloc_event ev = {
+		.key = key,
+		.bytes = kleak_cache_size(s),
+		.bytes_req = kleak_cache_object_size(s),
+		.call_site = ctx[0],
+		.cache = (__u64)s,
+		.family = KLEAK_FAMILY_KMEM_CACHE,
+		.flags = kleak_cache_reclaimable(s) ? KLEAK_ALLOC_RECLAIMABLE : 0,
+		.wanted = !kmem_cache_off && (!cache_name[0] || cache_name_matches(s)),
+		.slab = true,
+	};
+	record_alloc(ctx, &kleak_live, c, &ev);
 	return 0;
 }
 
@@ -438,19 +438,24 @@ int kleak_kc_alloc(__u64 *ctx)
  * and the _node events of both families used the kmem_alloc classes:
  *   (call_site, ptr, bytes_req, bytes_alloc, gfp_flags[, node])
  * with no cache pointer, so --cache NAME cannot match a kmem_cache there.
- * The loader loads these only where those events (or that layout) exist;
- * scripts/vmtest's kernels (6.1, 6.12) have neither, so no kernel kleak is
- * tested on verifies them. */
+ * The loader loads these only where those events (or that layout) exist:
+ * Debian's 5.10 under scripts/vmtest. */
 static __always_inline void record_kmem_alloc_class(__u64 *ctx, __u32 family)
 {
-	const void *ptr = (const void *)kleak_void_ptr_arg(ctx, 1);
-	__u64 gfp_flags = ctx[4];
-	bool wanted = family == KLEAK_FAMILY_KMALLOC
-			      ? !kmalloc_off && (kmalloc_type < 0 || kmalloc_type_of(gfp_flags) == kmalloc_type)
-			      : !kmem_cache_off && !cache_name[0];
+	struct kleak_counters *c = counters(family);
+	struct alloc_event ev = {
+		.key = kleak_void_ptr_arg(ctx, 1),
+		.bytes = ctx[3],
+		.bytes_req = (__u32)ctx[2],
+		.call_site = ctx[0],
+		.family = family,
+		.flags = kmalloc_flags(ctx[4]),
+		.wanted = family == KLEAK_FAMILY_KMALLOC ? kmalloc_wanted(ctx[4]) : !kmem_cache_off && !cache_name[0],
+		.slab = true,
+	};
 
-	record_alloc(ctx, ptr, ctx[3], ctx[2], ctx[0], family,
-		     (gfp_flags & KLEAK_GFP_RECLAIMABLE) ? KLEAK_ALLOC_RECLAIMABLE : 0, 0, wanted);
+	if (c && alloc_seen(c, ev.key))
+		record_alloc(ctx, &kleak_live, c, &ev);
 }
 
 SEC("tp_btf/kmalloc_node")
@@ -481,8 +486,19 @@ static __always_inline __u64 slab_free_key(__u64 *ctx)
 	return kleak_void_ptr_arg(ctx, 1);
 }
 
-KLEAK_FREE_PROGRAMS("kfree", kleak_kfree, KLEAK_FREE_KFREE, slab_free_key, record_free)
-KLEAK_FREE_PROGRAMS("kmem_cache_free", kleak_kc_free, KLEAK_FREE_KMEM_CACHE, slab_free_key, record_free)
+/* kfree() frees objects of either slab family: its counts go to kmalloc's. */
+static __always_inline void on_kfree(__u64 key, bool rescued)
+{
+	record_free(&kleak_live, KLEAK_FAMILY_KMALLOC, key, rescued);
+}
+
+static __always_inline void on_kmem_cache_free(__u64 key, bool rescued)
+{
+	record_free(&kleak_live, KLEAK_FAMILY_KMEM_CACHE, key, rescued);
+}
+
+KLEAK_FREE_PROGRAMS("kfree", kleak_kfree, KLEAK_FREE_KFREE, slab_free_key, on_kfree)
+KLEAK_FREE_PROGRAMS("kmem_cache_free", kleak_kc_free, KLEAK_FREE_KMEM_CACHE, slab_free_key, on_kmem_cache_free)
 
 /* With follow_tasks, a followed process's children are followed too. Only
  * loaded in that mode. */
@@ -497,9 +513,9 @@ int BPF_PROG(kleak_fork, struct task_struct *parent, struct task_struct *child)
 	if (ptgid == ctgid || !bpf_map_lookup_elem(&kleak_tasks, &ptgid))
 		return 0; /* a new thread, or not followed */
 	if (bpf_map_update_elem(&kleak_tasks, &ctgid, &one, BPF_ANY)) {
-		c = counters();
+		c = counters(KLEAK_FAMILY_KMALLOC);
 		if (c)
-			count(c, KLEAK_CNT_TASKS_FULL);
+			kleak_count(c, KLEAK_CNT_TASKS_FULL);
 	}
 	return 0;
 }
@@ -525,7 +541,7 @@ int BPF_PROG(kleak_exit, struct task_struct *p)
  *
  * Each has a live map of its own, so struct page pointers, __percpu
  * pointers and vmap addresses never share a key space with slab objects
- * (or with each other), and counters of its own (kleak_fcounters). Their
+ * (or with each other), and counters of its own (kleak_counters[family]). Their
  * programs are loaded only when --family asks for them: without them the
  * slab hot path above is exactly what it was. Records are struct
  * kleak_alloc, so reports group and symbolize them like slab records. */
@@ -560,92 +576,6 @@ struct {
 	__type(value, struct kleak_alloc);
 	__uint(max_entries, 1);
 } kleak_vmalloc SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__type(key, __u32); /* enum kleak_family */
-	__type(value, struct kleak_fam_counters);
-	__uint(max_entries, KLEAK_FAMILY_MAX);
-} kleak_fcounters SEC(".maps");
-
-static __always_inline struct kleak_fam_counters *fam_counters(__u32 family)
-{
-	return bpf_map_lookup_elem(&kleak_fcounters, &family);
-}
-
-static __always_inline void fcount(struct kleak_fam_counters *c, int idx, __u64 n)
-{
-	__sync_fetch_and_add(&c->v[idx], n);
-}
-
-/* An allocation at `key` proves a record still there stale: its free went
- * past the hooks (e.g. a page freed in an interrupt while kleak_pg_free
- * ran on that CPU: the kernel skips the nested run, see recursion_misses).
- * Drop it and count it as a missed free. A lock-free lookup first: most
- * addresses hold no record, and a delete takes the bucket lock. */
-static __always_inline void drop_stale(void *live, struct kleak_fam_counters *c, __u64 key)
-{
-	if (bpf_map_lookup_elem(live, &key) && !map_result(bpf_map_delete_elem(live, &key)))
-		fcount(c, KLEAK_FCNT_ALLOC_REPLACED, 1);
-}
-
-/* Records one allocation of a family beyond slab in `live`; the caller
- * counted it as seen and ruled out failure and exclusions. */
-static __always_inline void record_family_alloc(void *ctx, void *live, struct kleak_fam_counters *c,
-						__u32 family, __u64 key, __u64 bytes, __u32 bytes_req,
-						__u64 call_site)
-{
-	struct kleak_alloc a = {};
-	__u64 id = bpf_get_current_pid_tgid();
-	int err;
-
-	a.tgid = id >> 32;
-	a.pid = (__u32)id;
-	if (bytes < min_size || bytes > max_size || !task_wanted(a.tgid)) {
-		fcount(c, KLEAK_FCNT_ALLOC_FILTERED, 1);
-		drop_stale(live, c, key);
-		return;
-	}
-	a.ts_ns = bpf_ktime_get_ns();
-	a.call_site = call_site;
-	a.bytes_alloc = bytes;
-	a.bytes_req = bytes_req;
-	a.family = family;
-	a.stack_id = capture_stack(ctx, call_site, &a.stack_err);
-	if (a.stack_err)
-		fcount(c, KLEAK_FCNT_STACK_ERROR, 1);
-	bpf_get_current_comm(a.comm, sizeof(a.comm));
-	err = map_result(bpf_map_update_elem(live, &key, &a, BPF_NOEXIST));
-	if (err == -EEXIST) {
-		fcount(c, KLEAK_FCNT_ALLOC_REPLACED, 1);
-		err = map_result(bpf_map_update_elem(live, &key, &a, BPF_ANY));
-	}
-	if (!err)
-		fcount(c, KLEAK_FCNT_ALLOC_RECORDED, 1);
-	else if (err == -E2BIG)
-		fcount(c, KLEAK_FCNT_LIVE_FULL, 1);
-	else
-		fcount(c, KLEAK_FCNT_LIVE_ERROR, 1);
-}
-
-static __always_inline void record_family_free(void *live, __u32 family, __u64 key, bool rescued)
-{
-	struct kleak_fam_counters *c = fam_counters(family);
-	int err;
-
-	if (!c)
-		return;
-	if (rescued) /* first: each rescue is one run the kernel skipped */
-		fcount(c, KLEAK_FCNT_FREE_RESCUED, 1);
-	if (!key)
-		return;
-	fcount(c, KLEAK_FCNT_FREE_SEEN, 1);
-	err = map_result(bpf_map_delete_elem(live, &key));
-	if (!err)
-		fcount(c, KLEAK_FCNT_FREE_MATCHED, 1);
-	else if (err != -ENOENT)
-		fcount(c, KLEAK_FCNT_FREE_ERROR, 1);
-}
 
 /* Which page path this allocation came through, from its innermost frames:
  * KLEAK_PAGE_SKIP_SLAB for a page that backs a slab (allocate_slab: each
@@ -692,42 +622,42 @@ static __always_inline __u32 page_skip_of(void *ctx)
  * Kept: alloc_pages()/__get_free_pages() of drivers and subsystems (pipe
  * buffers are GFP_HIGHUSER | __GFP_ACCOUNT: not movable, kept), page
  * tables, socket page frags. */
+/* A page that is not a leak candidate: counted under `excl` (the count,
+ * then its bytes at excl + 1), never recorded. */
+static __always_inline void exclude_page(struct kleak_counters *c, int excl, __u64 key, __u64 bytes)
+{
+	kleak_count(c, excl);
+	kleak_count_n(c, excl + 1, bytes);
+	kleak_drop_stale(&kleak_pages, c, key, NULL);
+}
+
 SEC("tp_btf/mm_page_alloc")
 int BPF_PROG(kleak_pg_alloc, struct page *page, unsigned int order, gfp_t gfp_flags)
 {
-	struct kleak_fam_counters *c = fam_counters(KLEAK_FAMILY_PAGE);
-	__u64 bytes = 1ULL << ((page_shift + order) & 63);
-	__u64 key = (__u64)page;
+	struct kleak_counters *c = counters(KLEAK_FAMILY_PAGE);
+	struct alloc_event ev = {
+		.key = (__u64)page,
+		.bytes = 1ULL << ((page_shift + order) & 63),
+		.bytes_req = order,
+		.family = KLEAK_FAMILY_PAGE,
+		.wanted = true,
+	};
 	__u32 skip;
 
 	KLEAK_REFUSE_IF(KLEAK_PART_PAGE);
-	if (!c)
+	if (!c || !alloc_seen(c, ev.key))
 		return 0;
-	fcount(c, KLEAK_FCNT_ALLOC_SEEN, 1);
-	if (!key) {
-		fcount(c, KLEAK_FCNT_ALLOC_FAILED, 1);
-		return 0;
-	}
 	if (gfp_flags & gfp_movable) {
-		fcount(c, KLEAK_FCNT_EXCL_MOVABLE, 1);
-		fcount(c, KLEAK_FCNT_EXCL_MOVABLE_BYTES, bytes);
-		drop_stale(&kleak_pages, c, key);
+		exclude_page(c, KLEAK_CNT_EXCL_MOVABLE, ev.key, ev.bytes);
 		return 0;
 	}
 	skip = page_skip_of(ctx);
-	if (skip == KLEAK_PAGE_SKIP_SLAB) {
-		fcount(c, KLEAK_FCNT_EXCL_SLAB, 1);
-		fcount(c, KLEAK_FCNT_EXCL_SLAB_BYTES, bytes);
-		drop_stale(&kleak_pages, c, key);
-		return 0;
-	}
-	if (skip == KLEAK_PAGE_SKIP_KMALLOC) {
-		fcount(c, KLEAK_FCNT_EXCL_KMALLOC, 1);
-		fcount(c, KLEAK_FCNT_EXCL_KMALLOC_BYTES, bytes);
-		drop_stale(&kleak_pages, c, key);
-		return 0;
-	}
-	record_family_alloc(ctx, &kleak_pages, c, KLEAK_FAMILY_PAGE, key, bytes, order, 0);
+	if (skip == KLEAK_PAGE_SKIP_SLAB)
+		exclude_page(c, KLEAK_CNT_EXCL_SLAB, ev.key, ev.bytes);
+	else if (skip == KLEAK_PAGE_SKIP_KMALLOC)
+		exclude_page(c, KLEAK_CNT_EXCL_KMALLOC, ev.key, ev.bytes);
+	else
+		record_alloc(ctx, &kleak_pages, c, &ev);
 	return 0;
 }
 
@@ -745,7 +675,7 @@ static __always_inline __u64 first_arg(__u64 *ctx)
 
 static __always_inline void on_page_free(__u64 key, bool rescued)
 {
-	record_family_free(&kleak_pages, KLEAK_FAMILY_PAGE, key, rescued);
+	record_free(&kleak_pages, KLEAK_FAMILY_PAGE, key, rescued);
 }
 
 KLEAK_FREE_PROGRAMS("mm_page_free", kleak_pg_free, KLEAK_FREE_PAGE, first_arg, on_page_free)
@@ -755,7 +685,7 @@ KLEAK_FREE_PROGRAMS("mm_page_free", kleak_pg_free, KLEAK_FREE_PAGE, first_arg, o
 SEC("tp_btf/mm_filemap_add_to_page_cache")
 int kleak_pg_cache(__u64 *ctx)
 {
-	struct kleak_fam_counters *c = fam_counters(KLEAK_FAMILY_PAGE);
+	struct kleak_counters *c = counters(KLEAK_FAMILY_PAGE);
 	__u64 key = ctx[0];
 	struct kleak_alloc *a;
 	__u64 bytes;
@@ -767,8 +697,8 @@ int kleak_pg_cache(__u64 *ctx)
 		return 0;
 	bytes = a->bytes_alloc; /* copied before the delete */
 	if (!map_result(bpf_map_delete_elem(&kleak_pages, &key))) {
-		fcount(c, KLEAK_FCNT_EXCL_PAGECACHE, 1);
-		fcount(c, KLEAK_FCNT_EXCL_PAGECACHE_BYTES, bytes);
+		kleak_count(c, KLEAK_CNT_EXCL_PAGECACHE);
+		kleak_count_n(c, KLEAK_CNT_EXCL_PAGECACHE_BYTES, bytes);
 	}
 	return 0;
 }
@@ -786,28 +716,24 @@ int kleak_pg_cache(__u64 *ctx)
 SEC("tp_btf/percpu_alloc_percpu")
 int kleak_pc_alloc(__u64 *ctx)
 {
-	struct kleak_fam_counters *c = fam_counters(KLEAK_FAMILY_PERCPU);
-	__u64 ptr, size, bytes, call_site = 0;
+	struct kleak_counters *c = counters(KLEAK_FAMILY_PERCPU);
+	struct alloc_event ev = { .family = KLEAK_FAMILY_PERCPU, .wanted = true };
 
 	KLEAK_REFUSE_IF(KLEAK_PART_PERCPU);
 	if (!c)
 		return 0;
 	if (bpf_core_field_exists(struct trace_event_raw_percpu_alloc_percpu, bytes_alloc)) {
-		call_site = ctx[0];
-		size = ctx[3];
-		ptr = kleak_void_ptr_arg(ctx, 7);
-		bytes = ctx[8];
+		ev.call_site = ctx[0];
+		ev.bytes_req = (__u32)ctx[3];
+		ev.key = kleak_void_ptr_arg(ctx, 7);
+		ev.bytes = ctx[8];
 	} else {
-		size = ctx[2];
-		ptr = kleak_void_ptr_arg(ctx, 6);
-		bytes = size * nr_possible_cpus;
+		ev.bytes_req = (__u32)ctx[2];
+		ev.key = kleak_void_ptr_arg(ctx, 6);
+		ev.bytes = ctx[2] * nr_possible_cpus;
 	}
-	fcount(c, KLEAK_FCNT_ALLOC_SEEN, 1);
-	if (!ptr) {
-		fcount(c, KLEAK_FCNT_ALLOC_FAILED, 1);
-		return 0;
-	}
-	record_family_alloc(ctx, &kleak_percpu, c, KLEAK_FAMILY_PERCPU, ptr, bytes, (__u32)size, call_site);
+	if (alloc_seen(c, ev.key))
+		record_alloc(ctx, &kleak_percpu, c, &ev);
 	return 0;
 }
 
@@ -819,7 +745,7 @@ static __always_inline __u64 percpu_free_key(__u64 *ctx)
 
 static __always_inline void on_percpu_free(__u64 key, bool rescued)
 {
-	record_family_free(&kleak_percpu, KLEAK_FAMILY_PERCPU, key, rescued);
+	record_free(&kleak_percpu, KLEAK_FAMILY_PERCPU, key, rescued);
 }
 
 KLEAK_FREE_PROGRAMS("percpu_free_percpu", kleak_pc_free, KLEAK_FREE_PERCPU, percpu_free_key, on_percpu_free)
@@ -832,18 +758,18 @@ KLEAK_FREE_PROGRAMS("percpu_free_percpu", kleak_pc_free, KLEAK_FREE_PERCPU, perc
 SEC("tp_btf/alloc_vmap_area")
 int kleak_va_alloc(__u64 *ctx)
 {
-	struct kleak_fam_counters *c = fam_counters(KLEAK_FAMILY_VMALLOC);
+	struct kleak_counters *c = counters(KLEAK_FAMILY_VMALLOC);
+	struct alloc_event ev = {
+		.key = (int)ctx[5] ? 0 : ctx[0], /* failed: no area */
+		.bytes = ctx[1],
+		.bytes_req = (__u32)ctx[1],
+		.family = KLEAK_FAMILY_VMALLOC,
+		.wanted = true,
+	};
 
 	KLEAK_REFUSE_IF(KLEAK_PART_VMALLOC);
-	if (!c)
-		return 0;
-	fcount(c, KLEAK_FCNT_ALLOC_SEEN, 1);
-	if ((int)ctx[5] || !ctx[0]) {
-		fcount(c, KLEAK_FCNT_ALLOC_FAILED, 1);
-		return 0;
-	}
-	record_family_alloc(ctx, &kleak_vmalloc, c, KLEAK_FAMILY_VMALLOC, ctx[0], ctx[1],
-			    (__u32)ctx[1], 0);
+	if (c && alloc_seen(c, ev.key))
+		record_alloc(ctx, &kleak_vmalloc, c, &ev);
 	return 0;
 }
 
@@ -852,7 +778,7 @@ int kleak_va_alloc(__u64 *ctx)
  * waits for a lazy purge, which is not memory held. */
 static __always_inline void on_vmap_free(__u64 key, bool rescued)
 {
-	record_family_free(&kleak_vmalloc, KLEAK_FAMILY_VMALLOC, key, rescued);
+	record_free(&kleak_vmalloc, KLEAK_FAMILY_VMALLOC, key, rescued);
 }
 
 KLEAK_FREE_PROGRAMS("free_vmap_area_noflush", kleak_va_free, KLEAK_FREE_VMALLOC, first_arg, on_vmap_free)

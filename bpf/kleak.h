@@ -23,39 +23,6 @@ enum kleak_family {
 	KLEAK_FAMILY_MAX,
 };
 
-/* Counters of the families beyond slab (page, percpu, vmalloc), one
- * struct kleak_fam_counters per family in kleak_fcounters (indexed by enum
- * kleak_family; the slab families use kleak_counters). */
-enum kleak_fam_counter {
-	KLEAK_FCNT_ALLOC_SEEN = 0,
-	KLEAK_FCNT_ALLOC_FAILED,
-	KLEAK_FCNT_ALLOC_FILTERED,  /* size/pid/self filters */
-	KLEAK_FCNT_ALLOC_RECORDED,
-	KLEAK_FCNT_ALLOC_REPLACED,  /* address still recorded: its free was missed */
-	KLEAK_FCNT_LIVE_FULL,
-	KLEAK_FCNT_LIVE_ERROR,
-	KLEAK_FCNT_STACK_ERROR,     /* recorded without a stack */
-	KLEAK_FCNT_FREE_SEEN,
-	KLEAK_FCNT_FREE_MATCHED,
-	KLEAK_FCNT_FREE_ERROR,
-	/* Pages that are not leak candidates, not recorded (see kleak.bpf.c):
-	 * count and bytes. */
-	KLEAK_FCNT_EXCL_MOVABLE,    /* __GFP_MOVABLE: user and page-cache pages */
-	KLEAK_FCNT_EXCL_MOVABLE_BYTES,
-	KLEAK_FCNT_EXCL_SLAB,       /* pages backing a slab: their objects are tracked */
-	KLEAK_FCNT_EXCL_SLAB_BYTES,
-	KLEAK_FCNT_EXCL_KMALLOC,    /* a kmalloc too large for a slab cache */
-	KLEAK_FCNT_EXCL_KMALLOC_BYTES,
-	KLEAK_FCNT_EXCL_PAGECACHE,  /* recorded, then added to the page cache: dropped */
-	KLEAK_FCNT_EXCL_PAGECACHE_BYTES,
-	KLEAK_FCNT_FREE_RESCUED,    /* frees the kernel skipped for the free program, done by its backup */
-	KLEAK_FCNT_MAX,
-};
-
-struct kleak_fam_counters {
-	__u64 v[KLEAK_FCNT_MAX];
-};
-
 /* Address ranges of the functions through which a page allocation is not a
  * leak candidate (slab and large-kmalloc paths), found in kallsyms by user
  * space: the innermost KLEAK_PAGE_SKIP_FRAMES frames are checked. */
@@ -66,8 +33,10 @@ enum kleak_page_skip_kind {
 	KLEAK_PAGE_SKIP_KMALLOC = 2,
 };
 
-/* Indices into struct kleak_counters: every event kleak saw, and every one
- * it lost or dropped, so reports can say how complete they are. */
+/* Indices into struct kleak_counters, one layout for every family (the
+ * kleak_counters map holds one per enum kleak_family; kleak user's one):
+ * every event kleak saw, and every one it lost or dropped, so reports can
+ * say how complete they are. Each family uses the counters that apply. */
 enum kleak_counter {
 	KLEAK_CNT_ALLOC_SEEN = 0,   /* allocation events seen (incl. failed) */
 	KLEAK_CNT_ALLOC_FAILED,     /* allocation returned NULL: nothing to track */
@@ -94,6 +63,16 @@ enum kleak_counter {
 	KLEAK_CNT_SC_PAUSED,        /* walked: the cache paused on this CPU (too few hits) */
 	KLEAK_CNT_SC_MISMATCH,      /* verify mode: a hit whose walk differs */
 	KLEAK_CNT_FREE_RESCUED,     /* frees the kernel skipped for the free program, done by its backup */
+	/* The page family's allocations that are not leak candidates, not
+	 * recorded (see kleak.bpf.c): count and bytes. */
+	KLEAK_CNT_EXCL_MOVABLE,     /* __GFP_MOVABLE: user and page-cache pages */
+	KLEAK_CNT_EXCL_MOVABLE_BYTES,
+	KLEAK_CNT_EXCL_SLAB,        /* pages backing a slab: their objects are tracked */
+	KLEAK_CNT_EXCL_SLAB_BYTES,
+	KLEAK_CNT_EXCL_KMALLOC,     /* a kmalloc too large for a slab cache */
+	KLEAK_CNT_EXCL_KMALLOC_BYTES,
+	KLEAK_CNT_EXCL_PAGECACHE,   /* recorded, then added to the page cache: dropped */
+	KLEAK_CNT_EXCL_PAGECACHE_BYTES,
 	KLEAK_CNT_MAX,
 };
 

@@ -23,6 +23,7 @@
 #include "kleak_user.h"
 #include "refuse.bpf.h"
 #include "stack_store.bpf.h"
+#include "record.bpf.h"
 
 #define BPF_F_USER_STACK_FLAG (1ULL << 8) /* BPF_F_USER_STACK */
 
@@ -85,7 +86,7 @@ struct {
 	__type(key, __u32);
 	__type(value, struct kleak_counters);
 	__uint(max_entries, 1);
-} kleak_ucounters SEC(".maps");
+} kleak_ucounts SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -111,13 +112,19 @@ struct {
 	__uint(max_entries, KLEAK_USER_MAX_PIDS);
 } kleak_uexec SEC(".maps");
 
-static __always_inline void count(int idx)
+static __always_inline struct kleak_counters *ucounters(void)
 {
 	__u32 zero = 0;
-	struct kleak_counters *c = bpf_map_lookup_elem(&kleak_ucounters, &zero);
+
+	return bpf_map_lookup_elem(&kleak_ucounts, &zero);
+}
+
+static __always_inline void count(int idx)
+{
+	struct kleak_counters *c = ucounters();
 
 	if (c && idx >= 0 && idx < KLEAK_CNT_MAX)
-		__sync_fetch_and_add(&c->v[idx], 1); /* uprobe programs are preemptible */
+		kleak_count(c, idx);
 }
 
 static __always_inline void count_user(int idx)
@@ -129,16 +136,6 @@ static __always_inline void count_user(int idx)
 		__sync_fetch_and_add(&c->v[idx], 1);
 }
 
-static __always_inline void count_stack_error(int err)
-{
-	if (err == -EFAULT)
-		count(KLEAK_CNT_STACK_EFAULT);
-	else if (err == -ENOMEM)
-		count(KLEAK_CNT_STACK_ENOMEM);
-	else
-		count(KLEAK_CNT_STACK_OTHER);
-}
-
 static __always_inline __u64 live_key(__u64 slot, __u64 addr)
 {
 	return (addr & KLEAK_USER_ADDR_MASK) | (slot << KLEAK_USER_SLOT_SHIFT);
@@ -147,33 +144,25 @@ static __always_inline __u64 live_key(__u64 slot, __u64 addr)
 /* Removes the record at addr. Returns whether there was one. */
 static __always_inline bool drop(__u64 slot, __u64 addr)
 {
-	__u64 key = live_key(slot, addr);
-	int err;
+	struct kleak_counters *c = ucounters();
 
-	count(KLEAK_CNT_FREE_SEEN);
-	err = map_result(bpf_map_delete_elem(&kleak_ulive, &key));
-	if (!err) {
-		count(KLEAK_CNT_FREE_MATCHED);
-		return true;
-	}
-	if (err != -ENOENT)
-		count(KLEAK_CNT_FREE_ERROR);
-	return false;
+	return c && kleak_free_record(&kleak_ulive, c, live_key(slot, addr));
 }
 
 static __always_inline void record(struct pt_regs *ctx, __u64 slot, __u32 fn, __u64 addr, __u64 bytes,
 				   __u64 bytes_req)
 {
+	struct kleak_counters *c = ucounters();
 	struct kleak_alloc a = {};
 	__u64 key = live_key(slot, addr);
 	__u64 id = bpf_get_current_pid_tgid();
-	int err;
 
+	if (!c)
+		return;
 	if (bytes < min_size || bytes > max_size) {
-		count(KLEAK_CNT_ALLOC_FILTERED);
+		kleak_count(c, KLEAK_CNT_ALLOC_FILTERED);
 		/* The address is in use again: any record there is stale. */
-		if (!map_result(bpf_map_delete_elem(&kleak_ulive, &key)))
-			count(KLEAK_CNT_MISSED_FILTERED);
+		kleak_drop_stale(&kleak_ulive, c, key, NULL);
 		return;
 	}
 	a.ts_ns = bpf_ktime_get_ns();
@@ -198,24 +187,13 @@ static __always_inline void record(struct pt_regs *ctx, __u64 slot, __u32 fn, __
 			a.flags |= KLEAK_ALLOC_STACK_HINT;
 	}
 	if (a.stack_err)
-		count_stack_error(a.stack_err);
+		kleak_count_stack_error(c, a.stack_err);
 	/* Reports take task names from blocks with their own stack. */
 	if (!(a.flags & KLEAK_ALLOC_STACK_HINT))
 		bpf_get_current_comm(a.comm, sizeof(a.comm));
-
-	err = map_result(bpf_map_update_elem(&kleak_ulive, &key, &a, BPF_NOEXIST));
-	if (err == -EEXIST) {
-		/* The allocator handed out an address kleak still holds: its
-		 * free went past the probes. The new record wins. */
-		count(KLEAK_CNT_ALLOC_REPLACED);
-		err = map_result(bpf_map_update_elem(&kleak_ulive, &key, &a, BPF_ANY));
-	}
-	if (!err)
-		count(KLEAK_CNT_ALLOC_RECORDED);
-	else if (err == -E2BIG)
-		count(KLEAK_CNT_LIVE_FULL);
-	else
-		count(KLEAK_CNT_LIVE_ERROR);
+	/* A live address again: its free went past the probes; the new
+	 * record wins. */
+	kleak_put_record(&kleak_ulive, key, &a, c, NULL);
 }
 
 /* munmap(addr, len) at entry: whole pages from addr. A recorded mapping

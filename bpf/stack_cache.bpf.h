@@ -92,9 +92,6 @@
 /* KLEAK_SC_PAIRS' index flag: the word is a stack pointer, kept relative. */
 #define KLEAK_SC_REL 0x8000
 
-/* Set by the loader (user/probe/loader.cpp). */
-const volatile __u32 stack_cache_mode = KLEAK_SC_OFF;
-
 /* One cached stack. */
 struct kleak_sc_entry {
 	__u64 call_site;
@@ -106,19 +103,12 @@ struct kleak_sc_entry {
 	__u64 val[KLEAK_SC_PAIRS];
 };
 
-/* KLEAK_SC_WAYS-way sets chosen by (call_site, fp_off), per CPU: no locks,
- * no sharing. RANDOMIZE_KSTACK_OFFSET moves every syscall's stack by one of
- * 64 depths, so a hot call site holds up to 64 entries per CPU: the loader
- * sizes the map (KLEAK_SC_SLOTS, fewer on machines with many CPUs; a power
- * of two) and sets sc_sets_mask to its sets - 1. */
+/* The cache: KLEAK_SC_WAYS-way sets of entries chosen by (call_site,
+ * fp_off), per CPU: no locks, no sharing. RANDOMIZE_KSTACK_OFFSET moves
+ * every syscall's stack by one of 64 depths, so a hot call site holds up
+ * to 64 entries per CPU: the loader sizes the map (KLEAK_SC_SLOTS, fewer on
+ * machines with many CPUs; a power of two) and the sets' mask. */
 #define KLEAK_SC_SLOTS 2048
-const volatile __u32 sc_sets_mask = KLEAK_SC_SLOTS / KLEAK_SC_WAYS - 1;
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__type(key, __u32);
-	__type(value, struct kleak_sc_entry);
-	__uint(max_entries, KLEAK_SC_SLOTS);
-} kleak_sc SEC(".maps");
 
 /* Per-CPU working room: the stack copy, a miss's frame table. */
 struct kleak_sc_work {
@@ -152,12 +142,17 @@ struct kleak_sc_work {
 	__u16 frame_gen[KLEAK_SC_BUF_WORDS]; /* == (u16)gen: a frame's address is there */
 };
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__type(key, __u32);
-	__type(value, struct kleak_sc_work);
-	__uint(max_entries, 1);
-} kleak_scwork SEC(".maps");
+/* What the cache works with, all owned by the object that includes this
+ * header (kleak.bpf.c, built with KLEAK_STACK_CACHE): the header defines no
+ * map and no constant of its own. */
+struct kleak_sc_maps {
+	void *cache;      /* PERCPU_ARRAY of struct kleak_sc_entry, KLEAK_SC_SLOTS */
+	void *work;       /* PERCPU_ARRAY of one struct kleak_sc_work */
+	void *scratch;    /* kleak_store_stack()'s */
+	void *stacks;     /* ... */
+	__u32 sets_mask;  /* the cache's sets - 1 (the loader sizes it) */
+	__u32 mode;       /* KLEAK_SC_ON or KLEAK_SC_VERIFY */
+};
 
 static __always_inline __u32 kleak_sc_hash(__u64 x)
 {
@@ -539,29 +534,17 @@ static __always_inline bool kleak_sc_check(struct kleak_sc_work *w, const struct
 	return true;
 }
 
-/* kleak_cached_stack() without the pause: looks the stack up, walks and
- * caches it on a miss. */
-static __always_inline __u64 kleak_cached_stack_once(void *ctx, __u64 call_site, void *scratch, void *stacks,
-						int *err, int *outcome, bool *mismatch)
+/* kleak_cached_stack_once() with this CPU's work area `w` held (busy):
+ * looks the stack up, walks and caches it on a miss. */
+static __always_inline __u64 kleak_sc_capture(void *ctx, __u64 call_site, const struct kleak_sc_maps *m,
+					      struct kleak_sc_work *w, int *err, int *outcome, bool *mismatch)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct kleak_sc_entry *e;
-	struct kleak_sc_work *w;
 	__u32 zero = 0, slot;
 	__u64 fp, off, key, len;
+	void *scratch = m->scratch, *stacks = m->stacks;
 
-	KLEAK_REFUSE_IF(KLEAK_PART_STACK_CACHE);
-	*mismatch = false;
-	w = bpf_map_lookup_elem(&kleak_scwork, &zero);
-	if (!w) {
-		*outcome = KLEAK_SC_UNCACHED;
-		return kleak_store_stack(ctx, scratch, stacks, KLEAK_STACK_SKIP, err);
-	}
-	if (w->busy) {
-		*outcome = KLEAK_SC_NESTED;
-		return kleak_store_stack(ctx, scratch, stacks, KLEAK_STACK_SKIP, err);
-	}
-	w->busy = 1;
 	/* ctx as a number: see the top of this file */
 	asm volatile("*(u64 *)(%[p] + 0) = %[ctx]" ::[p] "r"(&w->fp), [ctx] "r"(ctx) : "memory");
 	fp = *(volatile __u64 *)&w->fp;
@@ -577,15 +560,14 @@ static __always_inline __u64 kleak_cached_stack_once(void *ctx, __u64 call_site,
 	w->base = (__u64)BPF_CORE_READ(task, stack);
 	off = fp - w->base;
 	if (off >= KLEAK_SC_STACK_BYTES || off < KLEAK_SC_BELOW || (off & 7)) {
-		w->busy = 0;
-		*outcome = KLEAK_SC_NOT_TASK;
+			*outcome = KLEAK_SC_NOT_TASK;
 		return kleak_store_stack(ctx, scratch, stacks, KLEAK_STACK_SKIP, err);
 	}
 	fp -= KLEAK_SC_BELOW; /* the region read starts there */
 	/* KLEAK_SC_WAYS entries per (call_site, depth): paths that differ
 	 * only higher up share both. Hits refresh nothing; a miss replaces
 	 * the way after the one it last replaced. */
-	slot = (kleak_sc_hash(call_site ^ (off << 48)) & sc_sets_mask) * KLEAK_SC_WAYS;
+	slot = (kleak_sc_hash(call_site ^ (off << 48)) & m->sets_mask) * KLEAK_SC_WAYS;
 	len = KLEAK_SC_STACK_BYTES - off + KLEAK_SC_BELOW;
 	barrier_var(len);
 	w->span = 0;
@@ -594,7 +576,7 @@ static __always_inline __u64 kleak_cached_stack_once(void *ctx, __u64 call_site,
 	for (int way = 0; way < KLEAK_SC_WAYS; way++) {
 		__u32 k = slot + way;
 
-		e = bpf_map_lookup_elem(&kleak_sc, &k);
+		e = bpf_map_lookup_elem(m->cache, &k);
 		if (!e || e->call_site != call_site || e->fp_off != off || !e->n || !kleak_sc_check(w, e))
 			continue;
 		key = e->stack_id;
@@ -602,7 +584,7 @@ static __always_inline __u64 kleak_cached_stack_once(void *ctx, __u64 call_site,
 		if (!bpf_map_lookup_elem(stacks, &key))
 			continue;
 		*outcome = KLEAK_SC_HIT;
-		if (stack_cache_mode == KLEAK_SC_VERIFY) {
+		if (m->mode == KLEAK_SC_VERIFY) {
 			__u64 walked = kleak_store_stack(ctx, scratch, stacks, KLEAK_STACK_SKIP, err);
 
 			*mismatch = !*err && walked != key;
@@ -610,14 +592,12 @@ static __always_inline __u64 kleak_cached_stack_once(void *ctx, __u64 call_site,
 		} else {
 			*err = 0;
 		}
-		w->busy = 0;
-		return key;
+			return key;
 	}
 	slot += w->victim++ & (KLEAK_SC_WAYS - 1);
-	e = bpf_map_lookup_elem(&kleak_sc, &slot);
+	e = bpf_map_lookup_elem(m->cache, &slot);
 	if (!e) {
-		w->busy = 0;
-		*outcome = KLEAK_SC_UNCACHED;
+			*outcome = KLEAK_SC_UNCACHED;
 		return kleak_store_stack(ctx, scratch, stacks, KLEAK_STACK_SKIP, err);
 	}
 	key = kleak_store_stack(ctx, scratch, stacks, KLEAK_STACK_SKIP, err);
@@ -629,7 +609,7 @@ static __always_inline __u64 kleak_cached_stack_once(void *ctx, __u64 call_site,
 		w->region_rel = off - KLEAK_SC_BELOW;
 		for (int way = 0; way < KLEAK_SC_WAYS; way++) {
 			__u32 k = (slot & ~(KLEAK_SC_WAYS - 1)) + way;
-			struct kleak_sc_entry *pe = bpf_map_lookup_elem(&kleak_sc, &k);
+			struct kleak_sc_entry *pe = bpf_map_lookup_elem(m->cache, &k);
 			struct kleak_sc_scan scan = { .w = w, .e = pe, .st = wst };
 			__u32 n;
 
@@ -654,8 +634,7 @@ static __always_inline __u64 kleak_cached_stack_once(void *ctx, __u64 call_site,
 				break; /* refill the victim below */
 			pe->n = w->k;
 			*outcome = KLEAK_SC_MISS;
-			w->busy = 0;
-			return key;
+					return key;
 		}
 	}
 	/* A fill copies and scans the stack: several walks' worth. Where
@@ -678,6 +657,27 @@ static __always_inline __u64 kleak_cached_stack_once(void *ctx, __u64 call_site,
 			}
 		}
 	}
+	return key;
+}
+
+
+/* kleak_cached_stack() without the pause. One capture at a time per CPU:
+ * a capture nested in another (an interrupt's allocation) walks. */
+static __always_inline __u64 kleak_cached_stack_once(void *ctx, __u64 call_site, const struct kleak_sc_maps *m,
+						int *err, int *outcome, bool *mismatch)
+{
+	__u32 zero = 0;
+	struct kleak_sc_work *w = bpf_map_lookup_elem(m->work, &zero);
+	__u64 key;
+
+	KLEAK_REFUSE_IF(KLEAK_PART_STACK_CACHE);
+	*mismatch = false;
+	if (!w || w->busy) {
+		*outcome = w ? KLEAK_SC_NESTED : KLEAK_SC_UNCACHED;
+		return kleak_store_stack(ctx, m->scratch, m->stacks, KLEAK_STACK_SKIP, err);
+	}
+	w->busy = 1;
+	key = kleak_sc_capture(ctx, call_site, m, w, err, outcome, mismatch);
 	w->busy = 0;
 	return key;
 }
@@ -685,20 +685,20 @@ static __always_inline __u64 kleak_cached_stack_once(void *ctx, __u64 call_site,
 /* kleak_store_stack() (stack_store.bpf.h) through the cache. *outcome says
  * what happened; in KLEAK_SC_VERIFY mode *mismatch is set when a hit's key
  * differs from the walk's (the walk's key is returned). */
-static __always_inline __u64 kleak_cached_stack(void *ctx, __u64 call_site, void *scratch, void *stacks,
+static __always_inline __u64 kleak_cached_stack(void *ctx, __u64 call_site, const struct kleak_sc_maps *m,
 						int *err, int *outcome, bool *mismatch)
 {
 	__u32 zero = 0;
-	struct kleak_sc_work *w = bpf_map_lookup_elem(&kleak_scwork, &zero);
+	struct kleak_sc_work *w = bpf_map_lookup_elem(m->work, &zero);
 	__u64 key;
 
 	if (w && !w->busy && w->pause) {
 		w->pause--;
 		*mismatch = false;
 		*outcome = KLEAK_SC_PAUSED;
-		return kleak_store_stack(ctx, scratch, stacks, KLEAK_STACK_SKIP, err);
+		return kleak_store_stack(ctx, m->scratch, m->stacks, KLEAK_STACK_SKIP, err);
 	}
-	key = kleak_cached_stack_once(ctx, call_site, scratch, stacks, err, outcome, mismatch);
+	key = kleak_cached_stack_once(ctx, call_site, m, err, outcome, mismatch);
 	if (!w || *outcome > KLEAK_SC_UNCACHED)
 		return key; /* not a lookup: nothing learnt */
 	w->win_n++;

@@ -20,6 +20,9 @@
 namespace kleak::test {
 namespace {
 
+// Loads kleak's programs: BPF required (env.h).
+class Ci : public BpfTest {};
+
 using nlohmann::json;
 
 struct CiRun {
@@ -76,8 +79,7 @@ const json* stack_through(const json& report, const std::string& fn) {
   return nullptr;
 }
 
-TEST(Ci, LeakingCommandFailsWithTheLeakingStack) {
-  KLEAK_REQUIRE_BPF();
+TEST_F(Ci, LeakingCommandFailsWithTheLeakingStack) {
   const int n = 30;
   CiRun r = run_ci(n, "send\nkeep\n");
   remove_queues(r.kept_queues);
@@ -103,8 +105,7 @@ TEST(Ci, LeakingCommandFailsWithTheLeakingStack) {
   EXPECT_EQ(r.ktap.rfind("KTAP version 1\n1..1\n", 0), 0u);
 }
 
-TEST(Ci, CleanCommandPasses) {
-  KLEAK_REQUIRE_BPF();
+TEST_F(Ci, CleanCommandPasses) {
   CiRun r = run_ci(30, "send\nrelease\nexit\n");
   EXPECT_EQ(r.status, 0) << r.out;
   ASSERT_FALSE(r.report.is_discarded());
@@ -117,8 +118,7 @@ TEST(Ci, CleanCommandPasses) {
   EXPECT_NE(r.ktap.find("\nok 1 kleak_kernel_memory_leaks"), std::string::npos) << r.ktap;
 }
 
-TEST(Ci, ThresholdsDecide) {
-  KLEAK_REQUIRE_BPF();
+TEST_F(Ci, ThresholdsDecide) {
   const int n = 20;
   // 20 messages and 5 queues leak: 25 allocations. A count threshold above
   // that passes; a byte threshold below the messages' bytes fails.
@@ -131,8 +131,7 @@ TEST(Ci, ThresholdsDecide) {
   EXPECT_EQ(over.status, 1) << over.out;
 }
 
-TEST(Ci, BaselineSuppressesKnownStacksByName) {
-  KLEAK_REQUIRE_BPF();
+TEST_F(Ci, BaselineSuppressesKnownStacksByName) {
   CiRun first = run_ci(8, "send\nkeep\n");
   remove_queues(first.kept_queues);
   ASSERT_EQ(first.status, 1);
@@ -169,7 +168,7 @@ TEST(Ci, BaselineSuppressesKnownStacksByName) {
   EXPECT_GE(ignored.report["ci"]["suppressed_stacks"]["ignored"].get<int>(), 1);
 }
 
-TEST(Ci, UsageErrors) {
+TEST(CiOffline, UsageErrors) {
   auto none = run({KLEAK_BIN, "--ci"});
   EXPECT_EQ(none.status, 2);
   EXPECT_NE(none.err.find("--ci needs a command"), std::string::npos) << none.err;
@@ -180,15 +179,14 @@ TEST(Ci, UsageErrors) {
   EXPECT_NE(bad_baseline.err.find("/nonexistent.json"), std::string::npos) << bad_baseline.err;
 }
 
-TEST(Ci, CommandThatCannotRunIsAUsageError) {
-  KLEAK_REQUIRE_BPF();
+TEST_F(Ci, CommandThatCannotRunIsAUsageError) {
   auto r = run({KLEAK_BIN, "--ci", "-q", "--", "/nonexistent/workload"});
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.err.find("cannot run /nonexistent/workload"), std::string::npos) << r.err;
 }
 
-TEST(Ci, UnprivilegedIsUnsupported) {
-  if (getuid() != 0) GTEST_SKIP() << "needs root to drop privileges";
+TEST(CiOffline, UnprivilegedIsUnsupported) {
+  KLEAK_REQUIRE(root_unavailable_reason("to drop privileges"));
   auto r = run({KLEAK_BIN, "--ci", "-q", "--", "/bin/true"}, Child::Options{false, true});
   EXPECT_EQ(r.status, 4);
 }
@@ -198,8 +196,7 @@ TEST(Ci, UnprivilegedIsUnsupported) {
 // once charged a ctest child's exec and pipe page to the workload). The
 // command's child prints its PID and exits; this test then makes a process
 // that holds messages take that PID (ns_last_pid) while the command runs.
-TEST(Ci, ReusedPidOfAnExitedChildIsNotFollowed) {
-  KLEAK_REQUIRE_BPF();
+TEST_F(Ci, ReusedPidOfAnExitedChildIsNotFollowed) {
   const std::string rj = ::testing::TempDir() + "/kleak-reuse.json";
   // --settle 12: the shells' own creds go back through call_rcu, which lazy
   // RCU may batch for up to 10 s (once a cred was still out after 1 s). The
@@ -251,8 +248,7 @@ TEST(Ci, ReusedPidOfAnExitedChildIsNotFollowed) {
 // buffer heads of the file writes) are freed under memory pressure, not by
 // the workload, and stacks whose frees bypass kleak's hooks (bulk frees)
 // are reported as unverified instead.
-TEST(Ci, BusyWorkloadLeavesNothingInAnyFamily) {
-  KLEAK_REQUIRE_BPF();
+TEST_F(Ci, BusyWorkloadLeavesNothingInAnyFamily) {
   const std::string dir = ::testing::TempDir();
   const std::string rj = dir + "/kleak-busy.json";
   // -T: every judged stack in the report, so its counts add up to leak_count.

@@ -23,13 +23,16 @@
 namespace kleak::test {
 namespace {
 
+// Loads kleak's programs: BPF required (env.h).
+class Cli : public BpfTest {};
+
 using nlohmann::json;
 
 const std::string kKleak = KLEAK_BIN;
 
 bool stack_has(const json& stack, const std::string& fn) { return stack_runs_through(stack, fn); }
 
-TEST(Cli, HelpAndVersion) {
+TEST(CliOffline, HelpAndVersion) {
   auto h = run({kKleak, "--help"});
   EXPECT_EQ(h.status, 0);
   EXPECT_NE(h.out.find("Examples:"), std::string::npos);
@@ -40,23 +43,22 @@ TEST(Cli, HelpAndVersion) {
   EXPECT_EQ(t.status, 0);
 }
 
-TEST(Cli, UsageErrorIsOneLineAndStatus2) {
+TEST(CliOffline, UsageErrorIsOneLineAndStatus2) {
   auto r = run({kKleak, "--top", "zero"});
   EXPECT_EQ(r.status, 2);
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
   EXPECT_TRUE(r.out.empty());
 }
 
-TEST(Cli, RefusesWithoutPrivileges) {
-  if (getuid() != 0) GTEST_SKIP() << "needs root to drop privileges";
+TEST(CliOffline, RefusesWithoutPrivileges) {
+  KLEAK_REQUIRE(root_unavailable_reason("to drop privileges"));
   auto r = run({kKleak, "-d", "1"}, Child::Options{false, true});
   EXPECT_EQ(r.status, 1);
   EXPECT_NE(r.err.find("need root, or CAP_BPF and CAP_PERFMON"), std::string::npos) << r.err;
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
 }
 
-TEST(Cli, MissingBtfFileIsOneClearLine) {
-  KLEAK_REQUIRE_BPF();
+TEST_F(Cli, MissingBtfFileIsOneClearLine) {
   auto r = run({kKleak, "-d", "1", "--btf", "/nonexistent/vmlinux"});
   EXPECT_EQ(r.status, 1);
   EXPECT_NE(r.err.find("--btf /nonexistent/vmlinux"), std::string::npos) << r.err;
@@ -64,8 +66,7 @@ TEST(Cli, MissingBtfFileIsOneClearLine) {
   EXPECT_TRUE(no_kleak_programs_within(std::chrono::seconds(3)));
 }
 
-TEST(Cli, DurationPrintsOneFinalJsonReportAndDetaches) {
-  KLEAK_REQUIRE_BPF();
+TEST_F(Cli, DurationPrintsOneFinalJsonReportAndDetaches) {
   auto t0 = std::chrono::steady_clock::now();
   auto r = run({kKleak, "-d", "2", "-o", "0", "--format", "json", "-q"});
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -93,8 +94,7 @@ TEST(Cli, DurationPrintsOneFinalJsonReportAndDetaches) {
 
 // Periodic reports, a leak held by a real process, Ctrl-C: the final report
 // still comes, names the stack and the task, and kleak detaches.
-TEST(Cli, SigintPrintsFinalReportWithTheHeldMessages) {
-  KLEAK_REQUIRE_BPF();
+TEST_F(Cli, SigintPrintsFinalReportWithTheHeldMessages) {
   const int n = 40;
   MsgHold holder(n);
   ASSERT_TRUE(holder.ready());
@@ -135,8 +135,7 @@ json trace_around(const std::vector<std::string>& extra, const std::function<voi
 
 // --low-overhead: stacks are sampled, yet the leak's full stack ranks first
 // and its call site's bytes and count are exact.
-TEST(Cli, LowOverheadNamesTheLeakStackWithExactCallSiteTotals) {
-  KLEAK_REQUIRE_BPF();
+TEST_F(Cli, LowOverheadNamesTheLeakStackWithExactCallSiteTotals) {
   const int n = 2000;
   MsgHold holder(n);
   ASSERT_TRUE(holder.ready());
@@ -158,8 +157,7 @@ TEST(Cli, LowOverheadNamesTheLeakStackWithExactCallSiteTotals) {
   EXPECT_EQ(fin["counters"]["live_map_full"], 0);
 }
 
-TEST(Cli, CacheSelectsOneSlabtopRow) {
-  KLEAK_REQUIRE_BPF();
+TEST_F(Cli, CacheSelectsOneSlabtopRow) {
   const int n = 30;
   // System V messages live in msg_msg-4k on kernels with kmalloc buckets
   // (v6.11+), in kmalloc-cg-4k before: either way a kmalloc of 4096 bytes.
@@ -181,8 +179,7 @@ TEST(Cli, CacheSelectsOneSlabtopRow) {
   }
 }
 
-TEST(Cli, CacheByNameTracesOnlyThatCache) {
-  KLEAK_REQUIRE_BPF();
+TEST_F(Cli, CacheByNameTracesOnlyThatCache) {
   Child pipes({KLEAK_PIPES_BIN, "50"});
   ASSERT_TRUE(pipes.read_line());
   json fin = trace_around({"--cache", "filp"}, [&] {
@@ -204,8 +201,7 @@ TEST(Cli, CacheByNameTracesOnlyThatCache) {
   EXPECT_NE(bad.err.find("no such slab cache"), std::string::npos) << bad.err;
 }
 
-TEST(Cli, PeekShowsTheLeakedBuffersAndGroupsThem) {
-  KLEAK_REQUIRE_BPF();
+TEST_F(Cli, PeekShowsTheLeakedBuffersAndGroupsThem) {
   const int n = 12;
   MsgHold holder(n);
   ASSERT_TRUE(holder.ready());
@@ -229,8 +225,7 @@ TEST(Cli, PeekShowsTheLeakedBuffersAndGroupsThem) {
   EXPECT_EQ(p["groups"][0]["shape"].get<std::string>().rfind("LEAKMARK-#", 0), 0u);
 }
 
-TEST(Cli, PeekAddrRefusesWhatKleakDoesNotTrack) {
-  KLEAK_REQUIRE_BPF();
+TEST_F(Cli, PeekAddrRefusesWhatKleakDoesNotTrack) {
   // The direct map's first page: readable kernel memory, never a record.
   auto r = run({kKleak, "-q", "-d", "1", "--format", "json", "--peek-addr", "0xffff888000000000,64"});
   ASSERT_EQ(r.status, 0) << r.err;
@@ -240,8 +235,7 @@ TEST(Cli, PeekAddrRefusesWhatKleakDoesNotTrack) {
   EXPECT_EQ(j["peek_addr"]["hex"], "");
 }
 
-TEST(Cli, HideAddressesPrintsNoKernelAddress) {
-  KLEAK_REQUIRE_BPF();
+TEST_F(Cli, HideAddressesPrintsNoKernelAddress) {
   for (const char* format : {"json", "text"}) {
     // Something to report: messages held while kleak runs.
     MsgHold holder(10000);
@@ -258,8 +252,7 @@ TEST(Cli, HideAddressesPrintsNoKernelAddress) {
   }
 }
 
-TEST(Cli, OutputFileIsPrivateAndFailuresAreOneLine) {
-  KLEAK_REQUIRE_BPF();
+TEST_F(Cli, OutputFileIsPrivateAndFailuresAreOneLine) {
   const std::string dir = ::testing::TempDir() + "/kleak-out-" + std::to_string(getpid());
   std::filesystem::create_directories(dir);
   const std::string file = dir + "/report.json";
@@ -297,8 +290,8 @@ TEST(Cli, OutputFileIsPrivateAndFailuresAreOneLine) {
   std::filesystem::remove_all(dir);
 }
 
-TEST(Cli, PeekIsRootOnlyAndBounded) {
-  if (getuid() != 0) GTEST_SKIP() << "needs root to drop privileges";
+TEST(CliOffline, PeekIsRootOnlyAndBounded) {
+  KLEAK_REQUIRE(root_unavailable_reason("to drop privileges"));
   auto big = run({kKleak, "--peek", "5000"});
   EXPECT_EQ(big.status, 2);
   EXPECT_NE(big.err.find("4096"), std::string::npos) << big.err;
@@ -307,8 +300,7 @@ TEST(Cli, PeekIsRootOnlyAndBounded) {
   EXPECT_NE(r.err.find("need root"), std::string::npos) << r.err;
 }
 
-TEST(Cli, CountEndsAfterThatManyReports) {
-  KLEAK_REQUIRE_BPF();
+TEST_F(Cli, CountEndsAfterThatManyReports) {
   auto r = run({kKleak, "0.5", "3", "-q"});
   ASSERT_EQ(r.status, 0) << r.err;
   size_t reports = 0;
@@ -330,8 +322,7 @@ uint64_t rss_anon_kib(pid_t pid) {
 // once it shrinks, kleak's heap must shrink too, not stay at the peak.
 // 100,000 messages from 20,000 processes: before each report returned its
 // freed heap, RssAnon stayed 5.4 MiB above the floor after the release.
-TEST(Cli, RssComesBackDownWhenTheLiveSetShrinks) {
-  KLEAK_REQUIRE_BPF();
+TEST_F(Cli, RssComesBackDownWhenTheLiveSetShrinks) {
   const int n = 100000, tasks = 20000;
   Child holder({KLEAK_MSGHOLD_BIN, std::to_string(n), "64"});
   auto ready = holder.read_line();
@@ -370,8 +361,7 @@ TEST(Cli, RssComesBackDownWhenTheLiveSetShrinks) {
   EXPECT_TRUE(kleak.last_line_after(SIGINT)) << "kleak did not end with a final report and status 0";
 }
 
-TEST(Cli, SigkillLeavesNoProgramBehind) {
-  KLEAK_REQUIRE_BPF();
+TEST_F(Cli, SigkillLeavesNoProgramBehind) {
   Child kleak({kKleak, "1", "-q"});
   ASSERT_TRUE(kleak.read_line(std::chrono::seconds(30))) << "no first report";
   // The default (--family slab): the four slab hooks, the backups of the two
@@ -382,8 +372,7 @@ TEST(Cli, SigkillLeavesNoProgramBehind) {
   EXPECT_TRUE(no_kleak_programs_within(std::chrono::seconds(5)));
 }
 
-TEST(Cli, FamilyAllLoadsEveryFamilyAndReportsIt) {
-  KLEAK_REQUIRE_BPF();
+TEST_F(Cli, FamilyAllLoadsEveryFamilyAndReportsIt) {
   Child kleak({kKleak, "1", "-q", "--family", "all", "--format", "json"});
   auto line = kleak.read_line(std::chrono::seconds(30));
   ASSERT_TRUE(line) << "no first report";
@@ -418,8 +407,7 @@ TEST(Cli, FamilyAllLoadsEveryFamilyAndReportsIt) {
 }
 
 // kleak selftest on this kernel: every family it has paired, none missed.
-TEST(Cli, SelftestPairsEveryFamilyHere) {
-  KLEAK_REQUIRE_BPF();
+TEST_F(Cli, SelftestPairsEveryFamilyHere) {
   auto r = run({kKleak, "selftest", "--format", "json"});
   ASSERT_EQ(r.status, 0) << r.out << r.err;
   json j = json::parse(r.out);
@@ -444,8 +432,7 @@ TEST(Cli, SelftestPairsEveryFamilyHere) {
   EXPECT_TRUE(no_kleak_programs_within(std::chrono::seconds(5)));
 }
 
-TEST(Cli, ClosedPipeEndsQuietly) {
-  KLEAK_REQUIRE_BPF();
+TEST_F(Cli, ClosedPipeEndsQuietly) {
   // Like `kleak | head -1`: the reader leaves after one line; kleak must end
   // with status 0 at its next write, print no error, and detach.
   auto r = run({"/bin/bash", "-c", kKleak + " 0.2 -q 2>/tmp/kleak-pipe.err | head -n1 >/dev/null; "

@@ -26,6 +26,9 @@
 namespace kleak::test {
 namespace {
 
+// Loads kleak's programs: BPF required (env.h).
+class Faults : public BpfTest {};
+
 using nlohmann::json;
 
 const std::string kKleak = KLEAK_BIN;
@@ -76,8 +79,7 @@ class Traffic {
 
 // A tiny live map: kleak keeps reporting, every report counts the lost
 // allocations and says it is incomplete, and the text report says what to do.
-TEST(Faults, LiveMapFullKeepsReportingAndMarksIncomplete) {
-  KLEAK_REQUIRE_BPF();
+TEST_F(Faults, LiveMapFullKeepsReportingAndMarksIncomplete) {
   Traffic traffic;
   auto r = run({kKleak, "0.5", "3", "-q", "-o", "0", "--max-allocs", "8", "--format", "json"});
   ASSERT_EQ(r.status, 0) << r.err;
@@ -103,8 +105,7 @@ TEST(Faults, LiveMapFullKeepsReportingAndMarksIncomplete) {
 
 // In CI mode the same loss is the "incomplete" verdict, status 3. The byte
 // threshold keeps the few recorded allocations from being judged a leak.
-TEST(Faults, LiveMapFullMakesCiIncomplete) {
-  KLEAK_REQUIRE_BPF();
+TEST_F(Faults, LiveMapFullMakesCiIncomplete) {
   auto r = run({kKleak, "--ci", "-q", "--settle", "1", "--max-allocs", "4", "--fail-on-bytes", "1000000000",
                 "--format", "json", "--", "/bin/sh", "-c", "cat /proc/stat /proc/meminfo >/dev/null"});
   EXPECT_EQ(r.status, 3) << r.err;
@@ -120,8 +121,7 @@ TEST(Faults, LiveMapFullMakesCiIncomplete) {
 // A stack store with room for two stacks: new stacks are counted as ENOMEM,
 // their allocations are still reported (by call site), and the text report
 // says what to raise.
-TEST(Faults, StackStoreFullIsCountedAndShown) {
-  KLEAK_REQUIRE_BPF();
+TEST_F(Faults, StackStoreFullIsCountedAndShown) {
   Traffic traffic;
   auto r = run({kKleak, "-q", "-d", "1", "-o", "0", "-T", "1000", "--stack-storage-size", "2", "--format", "json"});
   ASSERT_EQ(r.status, 0) << r.err;
@@ -160,8 +160,7 @@ std::string wchan(pid_t pid) {
 // SIGKILL while kleak is inside a report: its stdout is a 4 KiB pipe nobody
 // reads, so it blocks in the write of a report of some 200 allocation lines.
 // Nothing may stay loaded: links and programs are fd-based.
-TEST(Faults, SigkillMidReportLeavesNoProgram) {
-  KLEAK_REQUIRE_BPF();
+TEST_F(Faults, SigkillMidReportLeavesNoProgram) {
   const int n = 200;
   MsgHold holder(n);
   ASSERT_TRUE(holder.ready());
@@ -203,8 +202,7 @@ TEST(Faults, SigkillMidReportLeavesNoProgram) {
 // Root with every capability but the two that bypass file permissions: a
 // directory it may not write is EACCES, as for any user; a read-only tmpfs
 // is EROFS. One line each, status 1, nothing loaded.
-TEST(Faults, UnwritableOutputAsRootIsOneLine) {
-  KLEAK_REQUIRE_BPF();
+TEST_F(Faults, UnwritableOutputAsRootIsOneLine) {
   TempDir dir("unwritable");
   const std::string ro_dir = dir.path() + "/ro", file = ro_dir + "/report";
   std::filesystem::create_directories(ro_dir);
@@ -228,8 +226,7 @@ TEST(Faults, UnwritableOutputAsRootIsOneLine) {
 // Files that would leak a report to someone else: a symlink planted at the
 // path is refused (its target untouched), an existing world-readable file
 // is made private, one owned by another user is refused (untouched).
-TEST(Faults, OutputNeverReachesOtherReaders) {
-  KLEAK_REQUIRE_BPF();
+TEST_F(Faults, OutputNeverReachesOtherReaders) {
   TempDir dir("private");
   namespace fs = std::filesystem;
   const std::string target = dir.path() + "/target", link = dir.path() + "/link";
@@ -263,8 +260,7 @@ TEST(Faults, OutputNeverReachesOtherReaders) {
 }
 
 // --output in CI mode: the report goes to the file, not to stdout.
-TEST(Faults, CiWritesItsReportToOutput) {
-  KLEAK_REQUIRE_BPF();
+TEST_F(Faults, CiWritesItsReportToOutput) {
   TempDir dir("ci-output");
   const std::string file = dir.path() + "/ci.json";
   auto r = run({kKleak, "--ci", "-q", "--settle", "1", "--fail-on-bytes", "1000000000", "--format", "json",
@@ -285,8 +281,7 @@ TEST(Faults, CiWritesItsReportToOutput) {
 
 // --btf pointing at something that is not kernel BTF: one line naming the
 // file and what is wrong with it, status 1 (runtime failure), nothing loaded.
-TEST(Faults, BadBtfFileIsOneLine) {
-  KLEAK_REQUIRE_BPF();
+TEST_F(Faults, BadBtfFileIsOneLine) {
   TempDir dir("btf");
   const std::string text = dir.path() + "/text", truncated = dir.path() + "/truncated";
   std::ofstream(text) << "not BTF at all\n";
@@ -314,8 +309,7 @@ TEST(Faults, BadBtfFileIsOneLine) {
 
 // Without the capabilities: the one line names what is missing. With
 // CAP_BPF and CAP_PERFMON alone (no CAP_SYS_ADMIN) kleak traces.
-TEST(Faults, MissingCapabilitiesAreNamed) {
-  KLEAK_REQUIRE_BPF();
+TEST_F(Faults, MissingCapabilitiesAreNamed) {
   const std::string prefix = "kleak: error: need root, or CAP_BPF and CAP_PERFMON: missing ";
   auto nobody = run({kKleak, "-q", "-d", "1"}, Child::Options{false, true});
   EXPECT_EQ(nobody.status, 1);
@@ -340,8 +334,7 @@ TEST(Faults, MissingCapabilitiesAreNamed) {
 
 // tracefs, debugfs and bpffs unmounted (in a private mount namespace):
 // kleak attaches through BTF and needs none of them.
-TEST(Faults, NoTracefsNoBpffsStillTraces) {
-  KLEAK_REQUIRE_BPF();
+TEST_F(Faults, NoTracefsNoBpffsStillTraces) {
   auto r = run({"/usr/bin/unshare", "-m", "--", "/bin/sh", "-c",
                 "for m in $(awk '$3==\"tracefs\"||$3==\"debugfs\"||$3==\"bpf\"{print $2}' /proc/self/mounts); do "
                 "umount -l \"$m\" 2>/dev/null; done; "
@@ -361,8 +354,7 @@ TEST(Faults, NoTracefsNoBpffsStillTraces) {
 // of a free program is one its backup did: none is left to make a phantom.
 // (A backup interrupted itself may redo a free its program did: harmless,
 // and why rescues can exceed the skipped runs.)
-TEST(Faults, FreesTheKernelSkipsAreDoneByTheBackups) {
-  KLEAK_REQUIRE_BPF();
+TEST_F(Faults, FreesTheKernelSkipsAreDoneByTheBackups) {
   Child load({KLEAK_SOFTIRQ_BIN, "8"});
   auto r = run({kKleak, "-d", "10", "-q", "--family", "slab,page", "--format", "json"});
   ASSERT_EQ(load.read_line(std::chrono::seconds(30)), "done");

@@ -28,6 +28,11 @@
 namespace kleak::test {
 namespace {
 
+// Loads kleak's programs: BPF required (env.h).
+class Formats : public BpfTest {};
+// Loads kleak's programs: BPF required (env.h).
+class Serve : public BpfTest {};
+
 namespace fs = std::filesystem;
 using nlohmann::json;
 
@@ -49,14 +54,7 @@ std::string tool_missing(const std::string& tool) {
 }
 
 // In a TEST body: skips (by hand) or fails (CI=true) without `tool`.
-#define KLEAK_REQUIRE_TOOL(tool)                                            \
-  do {                                                                      \
-    std::string why_ = tool_missing(tool);                                  \
-    if (!why_.empty()) {                                                    \
-      if (::kleak::test::running_in_ci()) FAIL() << "CI=true but " << why_; \
-      GTEST_SKIP() << why_;                                                 \
-    }                                                                       \
-  } while (0)
+#define KLEAK_REQUIRE_TOOL(tool) KLEAK_REQUIRE(tool_missing(tool))
 
 std::string slurp(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
@@ -113,8 +111,7 @@ std::string trace_held(const std::string& format, const std::vector<std::string>
   return slurp(file);
 }
 
-TEST(Formats, JsonlRoundTripsWithAStableStackHash) {
-  KLEAK_REQUIRE_BPF();
+TEST_F(Formats, JsonlRoundTripsWithAStableStackHash) {
   TempDir dir;
   // --cache: only the 4 KiB messages (load_msg makes other, small
   // allocations on some runs, e.g. 64 bytes, at a stack of its own).
@@ -167,8 +164,7 @@ std::vector<std::pair<std::vector<std::string>, uint64_t>> parse_folded(const st
   return out;
 }
 
-TEST(Formats, FoldedLinesSumToTheHeldBytesAndCount) {
-  KLEAK_REQUIRE_BPF();
+TEST_F(Formats, FoldedLinesSumToTheHeldBytesAndCount) {
   TempDir dir;
   for (bool count : {false, true}) {
     std::vector<std::string> extra = {"--cache", message_cache()};
@@ -191,8 +187,7 @@ TEST(Formats, FoldedLinesSumToTheHeldBytesAndCount) {
   }
 }
 
-TEST(Formats, PprofListsLoadMsgInGoToolPprof) {
-  KLEAK_REQUIRE_BPF();
+TEST_F(Formats, PprofListsLoadMsgInGoToolPprof) {
   KLEAK_REQUIRE_TOOL("go");
   TempDir dir;
   fs::path file = dir.path / "kleak.pb.gz";
@@ -225,8 +220,7 @@ std::optional<double> prom_value(const std::string& text, const std::string& met
   return v;
 }
 
-TEST(Formats, PrometheusTextfilePassesPromtool) {
-  KLEAK_REQUIRE_BPF();
+TEST_F(Formats, PrometheusTextfilePassesPromtool) {
   KLEAK_REQUIRE_TOOL("promtool");
   TempDir dir;
   fs::path file = dir.path / "kleak.prom";
@@ -282,7 +276,7 @@ std::pair<int, std::string> http_get(uint16_t port, const std::string& path) {
   return {status, body == std::string::npos ? "" : resp.substr(body + 4)};
 }
 
-TEST(Serve, RefusesNonLoopbackWithoutListenAny) {
+TEST(ServeOffline, RefusesNonLoopbackWithoutListenAny) {
   auto r = run({kKleak, "serve", "--listen", "0.0.0.0:9745"});
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.err.find("--listen-any"), std::string::npos) << r.err;
@@ -291,8 +285,7 @@ TEST(Serve, RefusesNonLoopbackWithoutListenAny) {
 
 // A real Prometheus scrapes `kleak serve` every second; PromQL returns the
 // bytes the holder keeps; Ctrl-C leaves no program behind.
-TEST(Serve, PrometheusScrapesTheHeldBytes) {
-  KLEAK_REQUIRE_BPF();
+TEST_F(Serve, PrometheusScrapesTheHeldBytes) {
   KLEAK_REQUIRE_TOOL("prometheus");
   TempDir dir;
   MsgHold holder(kHeld);

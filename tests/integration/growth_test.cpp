@@ -19,6 +19,9 @@
 namespace kleak::test {
 namespace {
 
+// Loads kleak's programs: BPF required (env.h).
+class Growth : public BpfTest {};
+
 using nlohmann::json;
 
 bool has_frame(const json& stack, const std::string& fn) {
@@ -27,8 +30,7 @@ bool has_frame(const json& stack, const std::string& fn) {
   return false;
 }
 
-TEST(Growth, LeakRanksFirstCacheAndChurnAreNotLeaks) {
-  KLEAK_REQUIRE_BPF();
+TEST_F(Growth, LeakRanksFirstCacheAndChurnAreNotLeaks) {
   Child leak({KLEAK_MSGHOLD_BIN, "10000"});
   Child cache({KLEAK_PIPES_BIN, "300"});
   Child churn({KLEAK_CHURN_BIN, "proc", "100000000"});

@@ -103,10 +103,11 @@ std::pair<uint64_t, uint64_t> held_messages(const json& report, pid_t tgid) {
   return {count, bytes};
 }
 
-class Pinned : public ::testing::Test {
+class Pinned : public BpfTest {
  protected:
   void SetUp() override {
-    KLEAK_REQUIRE_BPF();
+    BpfTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
     before_ = kleak_ids();
   }
   void TearDown() override {

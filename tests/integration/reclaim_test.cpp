@@ -19,10 +19,12 @@
 namespace kleak::test {
 namespace {
 
+// Loads kleak's programs: BPF required (env.h).
+class StackReclaim : public BpfTest {};
+
 using nlohmann::json;
 
-TEST(StackReclaim, DeletesOnlyStacksUnreferencedAtTwoSweeps) {
-  KLEAK_REQUIRE_BPF();
+TEST_F(StackReclaim, DeletesOnlyStacksUnreferencedAtTwoSweeps) {
   int fd = bpf_map_create(BPF_MAP_TYPE_HASH, "kleak_t_stacks", 8, 8, 16, nullptr);
   ASSERT_GE(fd, 0) << "bpf_map_create: " << errno;
   for (uint64_t k = 1; k <= 5; ++k) ASSERT_EQ(bpf_map_update_elem(fd, &k, &k, BPF_ANY), 0);
@@ -54,8 +56,7 @@ TEST(StackReclaim, DeletesOnlyStacksUnreferencedAtTwoSweeps) {
 
 // A small stack store on a busy machine: dead stacks are reclaimed while the
 // held messages' stack, referenced all along, still resolves at the end.
-TEST(StackReclaim, KleakKeepsTheStoreFromFillingWithDeadStacks) {
-  KLEAK_REQUIRE_BPF();
+TEST_F(StackReclaim, KleakKeepsTheStoreFromFillingWithDeadStacks) {
   const int n = 50;
   MsgHold holder(n);
   ASSERT_TRUE(holder.ready());

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "child.h"
+#include "env.h"
 #include "msghold.h"
 
 namespace kleak::test {
@@ -104,10 +105,7 @@ TEST(TriageLive, FindsAGrowingProcess) {
 // SUnreclaim grow and name the cache in the next command. Reading
 // /proc/slabinfo needs root.
 TEST(TriageLive, FindsAGrowingSlabCacheAndNamesIt) {
-  if (getuid() != 0) {
-    if (std::getenv("CI") && std::string(std::getenv("CI")) == "true") FAIL() << "CI=true but not root";
-    GTEST_SKIP() << "needs root to read /proc/slabinfo";
-  }
+  KLEAK_REQUIRE(root_unavailable_reason("to read /proc/slabinfo"));
   std::ifstream in("/proc/slabinfo");
   std::string slabinfo((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   // v6.11+ keeps messages in kmalloc buckets (msg_msg-4k), older kernels in kmalloc-cg-4k.
@@ -165,7 +163,7 @@ TEST(TriageLive, TextReportAndUsageError) {
 }
 
 TEST(TriageLive, WorksWithoutRoot) {
-  if (geteuid() != 0) GTEST_SKIP() << "needs root to drop privileges to nobody";
+  KLEAK_REQUIRE(root_unavailable_reason("to drop privileges to nobody"));
   Child::Options o;
   o.drop_privileges = true;
   auto r = run({kKleak, "triage", "--interval", "0.5", "--duration", "1", "--format", "json", "-q"}, o);

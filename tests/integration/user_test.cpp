@@ -22,6 +22,13 @@
 namespace kleak::test {
 namespace {
 
+// Loads kleak's programs: BPF required (env.h).
+class User : public BpfTest {};
+// Loads kleak's programs: BPF required (env.h).
+class UserCi : public BpfTest {};
+// Loads kleak's programs: BPF required (env.h).
+class UserFormats : public BpfTest {};
+
 using nlohmann::json;
 
 const std::string kKleak = KLEAK_BIN;
@@ -73,8 +80,7 @@ void expect_counts(const std::map<std::string, Expected>& got, const std::map<st
 
 // -c: the probes are in place before exec, so even main's first statement
 // (leak_first) is seen; the final report is what was outstanding at exit.
-TEST(User, CommandLeaksNamedWithExactCountsFromMainsFirstStatement) {
-  KLEAK_REQUIRE_BPF();
+TEST_F(User, CommandLeaksNamedWithExactCountsFromMainsFirstStatement) {
   auto want = expected_leaks();
   ASSERT_EQ(want.size(), 7u);
   auto r = run({kKleak, "user", "--format", "json", "-q", "-T", "50", "-c", kUleak});
@@ -101,8 +107,7 @@ TEST(User, CommandLeaksNamedWithExactCountsFromMainsFirstStatement) {
 
 // exec replaces the address space: what the shell allocated before it
 // exec'd the leaker is gone, and only the leaker's blocks are reported.
-TEST(User, ExecDropsTheOldAddressSpacesBlocks) {
-  KLEAK_REQUIRE_BPF();
+TEST_F(User, ExecDropsTheOldAddressSpacesBlocks) {
   auto want = expected_leaks();
   auto r = run({kKleak, "user", "--format", "json", "-q", "-T", "50", "-c", "sh -c 'exec " + kUleak + "'"});
   ASSERT_EQ(r.status, 0) << r.err;
@@ -115,8 +120,7 @@ TEST(User, ExecDropsTheOldAddressSpacesBlocks) {
 }
 
 // -p: attach to a running process; only what it leaks afterwards shows.
-TEST(User, PidAttachSeesLeaksAfterAttachOnly) {
-  KLEAK_REQUIRE_BPF();
+TEST_F(User, PidAttachSeesLeaksAfterAttachOnly) {
   auto want = expected_leaks();
   want.erase("leak_first");  // before kleak attached
   Child target({kUleak, "--hold"});
@@ -137,13 +141,10 @@ TEST(User, PidAttachSeesLeaksAfterAttachOnly) {
 // valgrind memcheck counts heap blocks (malloc family), not mmap: its
 // "in use at exit" (definitely + indirectly + possibly lost + still
 // reachable) must equal kleak's outstanding bytes and blocks less mmap's.
-TEST(User, AgreesWithValgrindInUseAtExit) {
-  KLEAK_REQUIRE_BPF();
+TEST_F(User, AgreesWithValgrindInUseAtExit) {
   auto vg = run({"/usr/bin/valgrind", "--leak-check=full", "--show-leak-kinds=all", kUleak});
-  if (vg.status == 127 || vg.err.find("in use at exit") == std::string::npos) {
-    if (running_in_ci()) FAIL() << "CI=true but valgrind did not run: " << vg.err;
-    GTEST_SKIP() << "valgrind not installed";
-  }
+  const bool ran = vg.status != 127 && vg.err.find("in use at exit") != std::string::npos;
+  KLEAK_REQUIRE(ran ? std::string() : "valgrind did not run (scripts/install-deps.sh installs it): " + vg.err);
   std::smatch m;
   ASSERT_TRUE(std::regex_search(vg.err, m, std::regex(R"(in use at exit: ([0-9,]+) bytes in ([0-9,]+) blocks)")));
   auto num = [](std::string s) {
@@ -173,8 +174,7 @@ uint64_t expected_total_bytes() {
 
 // --ci: a command that leaves blocks behind fails (status 1) with exactly
 // its leaked bytes and a JUnit failure; one that frees everything passes.
-TEST(UserCi, LeakingCommandFailsCleanOnePasses) {
-  KLEAK_REQUIRE_BPF();
+TEST_F(UserCi, LeakingCommandFailsCleanOnePasses) {
   const std::string junit = ::testing::TempDir() + "/kleak-user-ci.xml";
   std::remove(junit.c_str());
   auto r = run({kKleak, "user", "--ci", "--format", "json", "-q", "--junit", junit, "--", kUleak});
@@ -202,8 +202,7 @@ TEST(UserCi, LeakingCommandFailsCleanOnePasses) {
 
 // --format folded: one line per stack, leaf last, adding up to the bytes
 // the leaker left.
-TEST(UserFormats, FoldedSumsToTheLeakedBytes) {
-  KLEAK_REQUIRE_BPF();
+TEST_F(UserFormats, FoldedSumsToTheLeakedBytes) {
   auto r = run({kKleak, "user", "--format", "folded", "-q", "--", kUleak});
   ASSERT_EQ(r.status, 0) << r.err;
   auto want = expected_leaks();
@@ -228,8 +227,7 @@ TEST(UserFormats, FoldedSumsToTheLeakedBytes) {
 
 // A -p run reclaims the stacks of freed blocks (the churn's) from the
 // stack store, and keeps those the leaks use.
-TEST(User, StackStoreReclaimsTheStacksOfFreedBlocks) {
-  KLEAK_REQUIRE_BPF();
+TEST_F(User, StackStoreReclaimsTheStacksOfFreedBlocks) {
   Child target({kUleak, "--hold"});
   Child kleak({kKleak, "user", "-p", std::to_string(target.pid()), "0.5", "-o", "0", "--format", "json", "-q", "-T",
                "50"});
@@ -251,8 +249,7 @@ TEST(User, StackStoreReclaimsTheStacksOfFreedBlocks) {
 // --stack-sample: most blocks take their call site's last stack instead of
 // walking their own; every leaking function is still named with exact bytes
 // (per-caller totals are exact, and each leaking caller has one stack).
-TEST(User, SampledStacksKeepExactPerCallerBytes) {
-  KLEAK_REQUIRE_BPF();
+TEST_F(User, SampledStacksKeepExactPerCallerBytes) {
   auto r = run({kKleak, "user", "--format", "json", "-q", "-T", "50", "--stack-sample", "1000", "--", kUleak});
   ASSERT_EQ(r.status, 0) << r.err;
   json rep = json::parse(r.out);
@@ -266,7 +263,7 @@ TEST(User, SampledStacksKeepExactPerCallerBytes) {
   EXPECT_FALSE(any_frame(rep, "churn"));
 }
 
-TEST(User, UsageErrorsAreOneLineAndStatus2) {
+TEST(UserOffline, UsageErrorsAreOneLineAndStatus2) {
   for (const std::vector<std::string>& args :
        {std::vector<std::string>{"user"}, {"user", "-p", "abc"}, {"user", "-p", "1", "-c", "true"},
         {"user", "-c", "'unterminated"}, {"user", "--obj", "relative.so", "-p", "1"}, {"user", "--"}}) {
@@ -278,8 +275,7 @@ TEST(User, UsageErrorsAreOneLineAndStatus2) {
   }
 }
 
-TEST(User, CommandThatCannotRunIsStatus2AndGoneProcessStatus1) {
-  KLEAK_REQUIRE_BPF();
+TEST_F(User, CommandThatCannotRunIsStatus2AndGoneProcessStatus1) {
   auto r = run({kKleak, "user", "-q", "-c", "/nonexistent/kleak-no-such-program"});
   EXPECT_EQ(r.status, 2) << r.err;
   EXPECT_NE(r.err.find("cannot run /nonexistent/kleak-no-such-program"), std::string::npos) << r.err;

@@ -26,7 +26,7 @@ class Loads : public ::testing::TestWithParam<LoadCase> {
 KernelGaps Loads::gaps_;
 
 TEST_P(Loads, EveryPartThisKernelCanHaveLoads) {
-  KLEAK_REQUIRE_BPF();
+  KLEAK_REQUIRE(bpf_unavailable_reason());
   const LoadCase& c = GetParam();
   LoadOutcome o = run_load_case(c, gaps_);
   EXPECT_TRUE(o.passed) << c.name << ": " << o.failure;

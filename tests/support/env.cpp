@@ -65,7 +65,7 @@ bool running_in_ci() {
 }
 
 std::string bpf_unavailable_reason() {
-  if (auto why = missing_privileges(); !why.empty()) return why;
+  if (auto why = check_privileges(); !why) return why.error().message;
   if (access("/sys/kernel/btf/vmlinux", R_OK) != 0) return "no /sys/kernel/btf/vmlinux";
   return {};
 }
@@ -93,6 +93,10 @@ bool kernel_has_member(const std::string& type, const std::string& member) {
   for (uint16_t i = 0; i < btf_vlen(t); ++i)
     if (member == btf__name_by_offset(b, m[i].name_off)) return true;
   return false;
+}
+
+std::string root_unavailable_reason(const std::string& what) {
+  return geteuid() == 0 ? std::string() : "needs root " + what;
 }
 
 std::vector<std::string> loaded_kleak_programs() {

@@ -32,12 +32,29 @@ bool no_kleak_programs_within(std::chrono::milliseconds timeout);
 
 }  // namespace kleak::test
 
-// In a TEST body or SetUp: skips (by hand) or fails (CI=true) when BPF is unavailable.
-#define KLEAK_REQUIRE_BPF()                                                              \
-  do {                                                                                   \
-    std::string why_ = ::kleak::test::bpf_unavailable_reason();                          \
-    if (!why_.empty()) {                                                                 \
-      if (::kleak::test::running_in_ci()) FAIL() << "CI=true but BPF unavailable: " << why_; \
-      GTEST_SKIP() << "needs BPF: " << why_;                                             \
-    }                                                                                    \
+// In a TEST body or SetUp: when `why` (a std::string) is not empty, the
+// test cannot run here: skipped with that reason when run by hand, failed
+// under CI=true, where a skip would hide a regression. The one way a test
+// of kleak skips.
+#define KLEAK_REQUIRE(why)                                                             \
+  do {                                                                                 \
+    const std::string why_ = (why);                                                    \
+    if (!why_.empty()) {                                                               \
+      if (::kleak::test::running_in_ci()) FAIL() << "CI=true, but cannot run: " << why_; \
+      GTEST_SKIP() << why_;                                                            \
+    }                                                                                  \
   } while (0)
+
+namespace kleak::test {
+
+// Why the test cannot run without root (`what` it needs root for), or empty.
+std::string root_unavailable_reason(const std::string& what);
+
+// The base of every test that loads kleak's programs: BPF required
+// (KLEAK_REQUIRE) before its body runs.
+class BpfTest : public ::testing::Test {
+ protected:
+  void SetUp() override { KLEAK_REQUIRE(bpf_unavailable_reason()); }
+};
+
+}  // namespace kleak::test

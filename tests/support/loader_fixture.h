@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include "child.h"
+#include "env.h"
 #include "symbols/ksyms.h"
 #include "probe/loader.h"
 #include "probe/snapshot.h"
@@ -18,10 +19,10 @@ namespace kleak::test {
 // /proc/kallsyms, read once per test process (empty when unreadable).
 const Ksyms& kernel_symbols();
 
-class LoaderFixture : public ::testing::Test {
+class LoaderFixture : public BpfTest {
  protected:
-  // Skips (by hand) or fails (CI=true) without BPF; fails when
-  // /proc/kallsyms names too few symbols to resolve stacks.
+  // BPF required (BpfTest); fails when /proc/kallsyms names too few
+  // symbols to resolve stacks.
   void SetUp() override;
 
   // Loads and attaches with `cfg`, this process excluded (self_tgid); nullptr,

@@ -145,9 +145,9 @@ TEST(Options, Version) {
 TEST(Options, ValidateRejectsCountWithoutInterval) {
   TraceOptions o;
   o.count = 3;
-  EXPECT_NE(validate(o), "");
+  EXPECT_FALSE(validate(o));
   o.interval_s = 1;
-  EXPECT_EQ(validate(o), "");
+  EXPECT_TRUE(validate(o));
 }
 
 TEST(Options, FamilyDefaultsToSlabAndParsesLists) {

@@ -92,11 +92,11 @@ TEST(PinMeta, RejectsMalformedText) {
 
 TEST(PinMeta, CompatibilityNamesWhatDiffers) {
   PinMeta m = sample();
-  EXPECT_EQ(pin_incompatibility(m, m.version, m.abi, m.boot_id), "");
-  EXPECT_NE(pin_incompatibility(m, m.version, m.abi, "other-boot").find("another boot"), std::string::npos);
-  EXPECT_NE(pin_incompatibility(m, "0.2.0 (fff)", m.abi, m.boot_id).find("started by kleak 0.1.0 (abc1234)"),
+  EXPECT_TRUE(pin_incompatibility(m, m.version, m.abi, m.boot_id));
+  EXPECT_NE(pin_incompatibility(m, m.version, m.abi, "other-boot").error().message.find("another boot"), std::string::npos);
+  EXPECT_NE(pin_incompatibility(m, "0.2.0 (fff)", m.abi, m.boot_id).error().message.find("started by kleak 0.1.0 (abc1234)"),
             std::string::npos);
-  EXPECT_NE(pin_incompatibility(m, m.version, "ffff", m.boot_id).find("another layout"), std::string::npos);
+  EXPECT_NE(pin_incompatibility(m, m.version, "ffff", m.boot_id).error().message.find("another layout"), std::string::npos);
 }
 
 ParsedPinCommandLine parse(PinCommand c, std::vector<std::string> words, std::string* err_text = nullptr) {

@@ -221,9 +221,9 @@ TEST(Report, FamiliesBeyondSlabAreLabelledAndCounted) {
   page.a.bytes_req = 2;
   page.a.ts_ns = 2 * kSec;
   f.snap.allocs.push_back(page);
-  f.snap.family_counters[KLEAK_FAMILY_PAGE].v[KLEAK_FCNT_ALLOC_SEEN] = 9;
-  f.snap.family_counters[KLEAK_FAMILY_PAGE].v[KLEAK_FCNT_EXCL_MOVABLE] = 5;
-  f.snap.family_counters[KLEAK_FAMILY_PAGE].v[KLEAK_FCNT_EXCL_MOVABLE_BYTES] = 5 * 4096;
+  f.snap.family_counters[KLEAK_FAMILY_PAGE].v[KLEAK_CNT_ALLOC_SEEN] = 9;
+  f.snap.family_counters[KLEAK_FAMILY_PAGE].v[KLEAK_CNT_EXCL_MOVABLE] = 5;
+  f.snap.family_counters[KLEAK_FAMILY_PAGE].v[KLEAK_CNT_EXCL_MOVABLE_BYTES] = 5 * 4096;
   f.snap.recursion.available = true;
   f.snap.recursion.total = 3;
   f.snap.recursion.by_program = {{"kleak_kfree", 3}};

@@ -91,8 +91,8 @@ int run_ci(const TraceOptions& opts) {
     return kCiUsage;
   }
   const std::set<std::string> baseline = std::move(*loaded);
-  if (auto why = missing_privileges(); !why.empty()) {
-    log_error("{}", why);
+  if (auto why = check_privileges(); !why) {
+    log_error("{}", why.error().message);
     return kCiUnsupported;
   }
   if ((opts.peek_bytes > 0 || opts.peek_addr != 0) && geteuid() != 0) {
@@ -106,8 +106,8 @@ int run_ci(const TraceOptions& opts) {
   HeldCommand command(HeldCommand::Trace::none);
   const bool with_command = !ci.command.empty();
   if (with_command) {
-    if (auto why = command.fork_held(ci.command); !why.empty()) {
-      log_error("cannot start {}: {}", ci.command[0], why);
+    if (auto why = command.fork_held(ci.command); !why) {
+      log_error("cannot start {}: {}", ci.command[0], why.error().message);
       return kCiUsage;
     }
   }
@@ -130,9 +130,9 @@ int run_ci(const TraceOptions& opts) {
   const uint64_t deadline = opts.duration_s > 0 ? start + static_cast<uint64_t>(opts.duration_s * 1e9) : 0;
   Verdict v;
   if (with_command) {
-    if (auto why = command.start(); !why.empty()) {
+    if (auto why = command.start(); !why) {
       command.kill_and_reap();
-      log_error("cannot run {}: {}", ci.command[0], why);
+      log_error("cannot run {}: {}", ci.command[0], why.error().message);
       return kCiUsage;
     }
   }

@@ -38,8 +38,8 @@ int write_ci_verdict(const Report& r, const Verdict& v, const TraceOptions& opts
                                    std::pair{ci.junit_path, junit_xml(v, text, run.elapsed_s, run.testcase)},
                                    std::pair{ci.ktap_path, ktap(v, text, run.testcase)}}) {
     if (path.empty()) continue;
-    if (auto why = write_file(path, body); !why.empty()) {
-      log_error("{}", why);
+    if (auto why = write_file(path, body); !why) {
+      log_error("{}", why.error().message);
       return kCiIncomplete;
     }
   }

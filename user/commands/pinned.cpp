@@ -34,24 +34,24 @@ constexpr uint32_t kNoTask = std::numeric_limits<uint32_t>::max();
 constexpr const char* kMeminfoFields[] = {"Slab", "SUnreclaim", "SReclaimable"};
 
 // Privileges and bpffs: what every pinned command needs. Empty, or why not.
-std::string environment_problem() {
-  if (auto why = missing_privileges(); !why.empty()) return why;
+Status environment_problem() {
+  if (auto st = check_privileges(); !st) return st;
   return bpffs_problem();
 }
 
 int start(const PinOptions& p) {
   const TraceOptions& opts = p.trace;
-  if (auto why = missing_privileges(); !why.empty()) {
-    log_error("{}", why);
+  if (auto why = check_privileges(); !why) {
+    log_error("{}", why.error().message);
     return kExitFailure;
   }
-  if (auto why = bpffs_problem(); !why.empty()) {
+  if (auto why = bpffs_problem(); !why) {
     if (!p.mount_bpffs) {
-      log_error("{}", why);
+      log_error("{}", why.error().message);
       return kExitFailure;
     }
-    if (auto failed = mount_bpffs(); !failed.empty()) {
-      log_error("{}", failed);
+    if (auto failed = mount_bpffs(); !failed) {
+      log_error("{}", failed.error().message);
       return kExitFailure;
     }
     log_info("mounted bpffs at {}", kBpffsRoot);
@@ -123,30 +123,30 @@ int start(const PinOptions& p) {
   return kExitOk;  // the Loader closes its fds; the pins keep everything
 }
 
-// Opens the pinned session for report or stop. On failure, the status to
-// exit with (the error is logged).
-Result<std::unique_ptr<PinnedSession>> open_session(int& status) {
-  status = kExitFailure;
-  if (auto why = environment_problem(); !why.empty()) return make_error(why, 0);
+// Opens the pinned session for report or stop. The error's err says what
+// kind of failure it is: ENOENT no session, ESTALE one this kleak cannot
+// read (session_status() turns them into exit statuses).
+Result<std::unique_ptr<PinnedSession>> open_session() {
+  if (auto st = environment_problem(); !st) return st.error();
   remove_stale_sessions();
   const std::string dir = session_dir();
-  auto missing = [&] {
-    status = kPinSessionState;
-    return make_error(fmt::format("no kleak session is pinned at {} (kleak start pins one)", dir), 0);
-  };
-  if (!session_exists()) return missing();
+  const Error missing{fmt::format("no kleak session is pinned at {} (kleak start pins one)", dir), ENOENT};
+  if (!session_exists()) return missing;
   auto session = PinnedSession::open(dir);
   if (!session) {
-    if (session.error().err == ENOENT && !session_exists()) return missing();  // stopped meanwhile
-    status = kPinIncompatible;
-    return make_error(session.error().message + " (kleak stop --force removes the session)", 0);
+    if (session.error().err == ENOENT && !session_exists()) return missing;  // stopped meanwhile
+    return Error{session.error().message + " (kleak stop --force removes the session)", ESTALE};
   }
-  std::string why = pin_incompatibility((*session)->meta(), kVersion, abi_fingerprint(), current_boot_id());
-  if (!why.empty()) {
-    status = kPinIncompatible;
-    return make_error(why + " (use that kleak, or kleak stop --force to remove the session)", 0);
-  }
+  if (auto why = pin_incompatibility((*session)->meta(), kVersion, abi_fingerprint(), current_boot_id()); !why)
+    return Error{why.error().message + " (use that kleak, or kleak stop --force to remove the session)", ESTALE};
   return session;
+}
+
+// The exit status of an open_session() failure.
+int session_status(const Error& e) {
+  if (e.err == ENOENT) return kPinSessionState;
+  if (e.err == ESTALE) return kPinIncompatible;
+  return kExitFailure;
 }
 
 // One report from the session, as kleak trace prints them.
@@ -180,22 +180,20 @@ int report_from(const PinnedSession& session, const PinOptions& p, bool final_re
 }
 
 int report(const PinOptions& p) {
-  int status = kExitFailure;
-  auto session = open_session(status);
+  auto session = open_session();
   if (!session) {
     log_error("{}", session.error().message);
-    return status;
+    return session_status(session.error());
   }
   return report_from(**session, p, false);
 }
 
 int stop(const PinOptions& p) {
-  int status = kExitFailure;
-  auto session = open_session(status);
+  auto session = open_session();
   const std::string dir = session_dir();
-  if (!session && !(p.force && status == kPinIncompatible)) {
+  if (!session && !(p.force && session_status(session.error()) == kPinIncompatible)) {
     log_error("{}", session.error().message);
-    return status;
+    return session_status(session.error());
   }
   if (session && p.report) {
     if (int rc = report_from(**session, p, true); rc != kExitOk) return rc;

@@ -22,6 +22,7 @@
 
 #include "probe/bpf_load.h"
 #include "util/cli.h"
+#include "util/fd.h"
 #include "symbols/ksyms.h"
 #include "probe/load_matrix.h"
 #include "probe/loader.h"
@@ -75,11 +76,23 @@ int bpf_map_create_raw(uint32_t type, uint32_t value_size, uint32_t max_entries)
 // What the child holds between a trigger's allocation and its free.
 struct ChildState {
   int queue = -1, rcu_queue = -1;
-  int fds[2] = {-1, -1};
+  Fd fds[2];
 
   void close_fds() {
-    for (int& fd : fds)
-      if (fd >= 0) close(fd), fd = -1;
+    for (Fd& fd : fds) fd.reset();
+  }
+  int open_pipe() {
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0) return errno;
+    fds[0].reset(p[0]);
+    fds[1].reset(p[1]);
+    return 0;
+  }
+  // 0 or an errno: `fd` (or -1 with errno) kept as fds[0].
+  int hold(int fd) {
+    if (fd < 0) return errno;
+    fds[0].reset(fd);
+    return 0;
   }
   void cleanup() {
     close_fds();
@@ -97,13 +110,14 @@ struct ChildState {
         std::memcpy(buf, &type, sizeof(type));
         return msgsnd(queue, buf, 4000, 0) == 0 ? 0 : errno;
       }
-      case 1: return pipe2(fds, O_CLOEXEC) == 0 ? 0 : errno;
-      case 2:
-        if (pipe2(fds, O_CLOEXEC) != 0) return errno;
+      case 1: return open_pipe();
+      case 2: {
+        if (int rc = open_pipe(); rc != 0) return rc;
         std::memset(buf, 'k', sizeof(buf));
-        return write(fds[1], buf, 4096) == 4096 ? 0 : errno;
-      case 3: return (fds[0] = bpf_map_create_raw(BPF_MAP_TYPE_PERCPU_ARRAY, 64, 1)) >= 0 ? 0 : errno;
-      case 4: return (fds[0] = bpf_map_create_raw(BPF_MAP_TYPE_ARRAY, 1024, 1024)) >= 0 ? 0 : errno;
+        return write(fds[1].get(), buf, 4096) == 4096 ? 0 : errno;
+      }
+      case 3: return hold(bpf_map_create_raw(BPF_MAP_TYPE_PERCPU_ARRAY, 64, 1));
+      case 4: return hold(bpf_map_create_raw(BPF_MAP_TYPE_ARRAY, 1024, 1024));
       case 5: return (rcu_queue = msgget(IPC_PRIVATE, IPC_CREAT | 0600)) >= 0 ? 0 : errno;
     }
     return EINVAL;
@@ -129,19 +143,23 @@ struct ChildState {
 class TriggerChild {
  public:
   ~TriggerChild() {
-    if (cmd_ >= 0) close(cmd_);
-    if (res_ >= 0) close(res_);
+    // EOF on its command pipe ends the child's loop; then it is reaped.
+    cmd_.reset();
+    res_.reset();
     if (pid_ > 0) waitpid(pid_, nullptr, 0);
   }
 
   std::string start() {
     int cmd[2], res[2];
-    if (pipe2(cmd, O_CLOEXEC) != 0 || pipe2(res, O_CLOEXEC) != 0) return std::strerror(errno);
+    if (pipe2(cmd, O_CLOEXEC) != 0) return std::strerror(errno);
+    Fd cmd_read(cmd[0]), cmd_write(cmd[1]);
+    if (pipe2(res, O_CLOEXEC) != 0) return std::strerror(errno);
+    Fd res_read(res[0]), res_write(res[1]);
     pid_ = fork();
     if (pid_ < 0) return std::strerror(errno);
     if (pid_ == 0) {
-      close(cmd[1]);
-      close(res[0]);
+      cmd_write.reset();
+      res_read.reset();
       // Before v5.11 a BPF map's memory counts against RLIMIT_MEMLOCK (not
       // the memcg), whose default is too small for the 1 MiB array: EPERM
       // (Debian's 5.10 under scripts/vmtest). libbpf raises it for kleak
@@ -150,17 +168,15 @@ class TriggerChild {
       setrlimit(RLIMIT_MEMLOCK, &unlimited);
       ChildState st;
       unsigned char op[2];
-      while (read(cmd[0], op, 2) == 2) {
+      while (read(cmd_read.get(), op, 2) == 2) {
         int rc = op[0] == 'a' ? st.alloc(op[1]) : st.release(op[1]);
-        if (write(res[1], &rc, sizeof(rc)) != sizeof(rc)) break;
+        if (write(res_write.get(), &rc, sizeof(rc)) != sizeof(rc)) break;
       }
       st.cleanup();
       _exit(0);
     }
-    close(cmd[0]);
-    close(res[1]);
-    cmd_ = cmd[1];
-    res_ = res[0];
+    cmd_ = std::move(cmd_write);
+    res_ = std::move(res_read);
     return {};
   }
 
@@ -168,7 +184,7 @@ class TriggerChild {
   int ask(char op, size_t i) {
     unsigned char msg[2] = {static_cast<unsigned char>(op), static_cast<unsigned char>(i)};
     int rc = EPIPE;
-    if (write(cmd_, msg, 2) != 2 || read(res_, &rc, sizeof(rc)) != sizeof(rc)) return EPIPE;
+    if (write(cmd_.get(), msg, 2) != 2 || read(res_.get(), &rc, sizeof(rc)) != sizeof(rc)) return EPIPE;
     return rc;
   }
 
@@ -176,7 +192,7 @@ class TriggerChild {
 
  private:
   pid_t pid_ = -1;
-  int cmd_ = -1, res_ = -1;
+  Fd cmd_, res_;  // commands to the child, its answers
 };
 
 // Addresses of the child's records of `t`: right family, and a stack
@@ -302,7 +318,7 @@ const char* coverage_name(Coverage c) {
 }
 
 Result<SelftestReport> run_selftest_checks() {
-  if (auto why = missing_privileges(); !why.empty()) return make_error(why, EPERM);
+  if (auto st = check_privileges(); !st) return Error{st.error().message, EPERM};
   install_libbpf_logger();
   TriggerChild child;
   if (auto why = child.start(); !why.empty()) return make_error("start the trigger process: " + why, 0);
@@ -382,8 +398,8 @@ namespace {
 
 // --loads: every case of the load matrix, loaded in this process.
 int run_load_matrix(const SelftestOptions& opts) {
-  if (auto why = missing_privileges(); !why.empty()) {
-    log_error("selftest: {}", why);
+  if (auto why = check_privileges(); !why) {
+    log_error("selftest: {}", why.error().message);
     return kExitFailure;
   }
   install_libbpf_logger();

@@ -29,8 +29,8 @@ int run_serve(const TraceOptions& opts) {
     log_error("--listen {}: not ADDR:PORT", opts.serve.listen);
     return kExitUsage;
   }
-  if (auto why = missing_privileges(); !why.empty()) {
-    log_error("{}", why);
+  if (auto why = check_privileges(); !why) {
+    log_error("{}", why.error().message);
     return kExitFailure;
   }
   // Blocked before anything is attached: a Ctrl-C at any point ends in a

@@ -62,11 +62,11 @@ class Session {
   // Between reports, sweeps the stack store (see Reporter::maintain).
   void maintain() { reporter_.maintain(); }
 
-  // Prints one report. Returns an exit status to stop with, or -1 to go on.
+  // Prints one report. Returns an exit status to stop with, or nothing to go on.
   // The heap is returned before printing, so whoever reads kleak's RSS
   // when a report appears (bench/soak.py) sees it without the report's
   // freed tables.
-  int report(bool final_report) {
+  std::optional<int> report(bool final_report) {
     Result<Report> r = reporter_.next(final_report);
     return_freed_heap();
     return print_report(std::move(r), format_, output_);
@@ -96,8 +96,7 @@ int report_once(const TraceOptions& opts, const BpfHandles& handles, const Trace
   Session session(opts, handles, std::move(ksyms), std::move(output), start);
   session.describe(filters);
   session.without_growth();
-  int rc = session.report(final_report);
-  return rc < 0 ? kExitOk : rc;
+  return session.report(final_report).value_or(kExitOk);
 }
 
 Reporter::Reporter(const TraceOptions& opts, const BpfHandles& loader, Ksyms ksyms, std::optional<TraceStart> start)
@@ -265,8 +264,8 @@ int run_trace(const TraceOptions& opts) {
     log_error("{}", output.error().message);
     return kExitFailure;
   }
-  if (auto why = missing_privileges(); !why.empty()) {
-    log_error("{}", why);
+  if (auto why = check_privileges(); !why) {
+    log_error("{}", why.error().message);
     return kExitFailure;
   }
   if ((opts.peek_bytes > 0 || opts.peek_addr != 0) && geteuid() != 0) {
@@ -309,20 +308,18 @@ int run_trace(const TraceOptions& opts) {
       // fd-based links detach with the process.
       release_stop_signals();
       log_info("got {}: final report", strsignal(sig));
-      int rc = session.report(true);
-      return rc < 0 ? kExitOk : rc;
+      return session.report(true).value_or(kExitOk);
     }
     uint64_t now = monotonic_ns();
     if (schedule.deadline_passed(now)) {
-      int rc = session.report(true);
-      return rc < 0 ? kExitOk : rc;
+      return session.report(true).value_or(kExitOk);
     }
     if (!schedule.report_due(now)) {
       session.maintain();
       continue;
     }
     const bool last = schedule.next_is_last();
-    if (int rc = session.report(last); rc >= 0) return rc;
+    if (auto rc = session.report(last)) return *rc;
     if (last) return kExitOk;
     schedule.reported(monotonic_ns());
   }

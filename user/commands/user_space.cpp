@@ -130,7 +130,7 @@ class UserSession {
   }
 
   // Prints one report. Returns an exit status to stop with, or -1 to go on.
-  int report(bool final_report) { return print_report(build(final_report), format_, output_); }
+  std::optional<int> report(bool final_report) { return print_report(build(final_report), format_, output_); }
 
   Output& output() { return output_; }
 
@@ -231,7 +231,7 @@ namespace {
 struct RunEnd {
   std::string why;          // for -v: "command exited", "duration passed", a signal
   std::string interrupted;  // CI: why the run was cut short (a verdict of "incomplete"), or empty
-  int rc = -1;              // an exit status to return at once (an error), or -1
+  std::optional<int> rc;    // an exit status to return at once (an error), or none
 };
 
 // Traces until the command exits, --duration passes, every -p process is
@@ -247,30 +247,30 @@ RunEnd trace_until_done(const UserOptions& opts, UserSession& session, HeldComma
   for (;;) {
     if (command && command->poll(at_exit)) {
       if (!ro.quiet) fmt::print(stderr, "kleak user: the command exited with status {}\n", command->status());
-      return {"command exited", {}};
+      return {"command exited", {}, std::nullopt};
     }
     int sig = wait_until(signals, schedule.wake(next_maps));
     if (sig == SIGCHLD) continue;
     if (sig != 0) {
       release_stop_signals();
-      return {strsignal(sig), fmt::format("interrupted by {}", strsignal(sig))};
+      return {strsignal(sig), fmt::format("interrupted by {}", strsignal(sig)), std::nullopt};
     }
     uint64_t now = monotonic_ns();
     if (schedule.deadline_passed(now)) {
       bool running = command && !command->poll(at_exit);
-      return {"duration passed", running ? fmt::format("command still running after {} s", ro.duration_s) : ""};
+      return {"duration passed", running ? fmt::format("command still running after {} s", ro.duration_s) : "", std::nullopt};
     }
     if (now >= next_maps) {
       session.refresh_maps();
       next_maps = now + kMapsEveryNs;
-      if (!command && !session.any_alive()) return {"every traced process exited", {}};
+      if (!command && !session.any_alive()) return {"every traced process exited", {}, std::nullopt};
     }
     if (!schedule.report_due(now)) {
       session.maintain();
       continue;
     }
     const bool last = schedule.next_is_last();
-    if (int rc = session.report(last); rc >= 0 || last) return {"report count reached", {}, rc >= 0 ? rc : kExitOk};
+    if (auto rc = session.report(last); rc || last) return {"report count reached", {}, rc.value_or(kExitOk)};
     schedule.reported(monotonic_ns());
   }
 }
@@ -318,8 +318,8 @@ int run_user(const UserOptions& opts) {
     return kCiUsage;
   }
   const std::set<std::string> baseline = std::move(*loaded);
-  if (auto why = missing_privileges(); !why.empty()) {
-    log_error("{}", why);
+  if (auto why = check_privileges(); !why) {
+    log_error("{}", why.error().message);
     return cannot_rc;
   }
   const sigset_t signals = block_stop_signals(SIGCHLD);
@@ -327,8 +327,8 @@ int run_user(const UserOptions& opts) {
   std::vector<uint32_t> pids = opts.pids;
   const bool with_command = !opts.command.empty();
   if (with_command) {
-    if (auto why = command.fork_held(opts.command); !why.empty()) {
-      log_error("cannot start {}: {}", opts.command[0], why);
+    if (auto why = command.fork_held(opts.command); !why) {
+      log_error("cannot start {}: {}", opts.command[0], why.error().message);
       return setup_rc;
     }
     if (!command.traced()) log_warn("cannot ptrace the command: frames of libraries it loads late may not resolve");
@@ -370,9 +370,9 @@ int run_user(const UserOptions& opts) {
   }
   UserSession session(opts, **loader, pids, std::move(*output));
   if (with_command) {
-    if (auto why = command.start(); !why.empty()) {
+    if (auto why = command.start(); !why) {
       command.kill_and_reap();
-      log_error("cannot run {}: {}", opts.command[0], why);
+      log_error("cannot run {}: {}", opts.command[0], why.error().message);
       return usage_rc;
     }
   }
@@ -389,14 +389,13 @@ int run_user(const UserOptions& opts) {
   }
 
   RunEnd end = trace_until_done(opts, session, with_command ? &command : nullptr, signals);
-  if (end.rc >= 0) return end.rc;
+  if (end.rc) return *end.rc;
   log_info("{}: final report", end.why);
   if (ci) {
     command.kill_and_reap();  // cut short: judged as it stands (its status: 128 + SIGKILL)
     return judge(opts, session, baseline, end, with_command ? &command : nullptr);
   }
-  int rc = session.report(true);
-  return rc < 0 ? kExitOk : rc;
+  return session.report(true).value_or(kExitOk);
 }
 
 }  // namespace kleak

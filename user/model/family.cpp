@@ -13,19 +13,19 @@ bool FamilySet::has(uint32_t family) const {
   }
 }
 
-std::string parse_families(std::string_view list, FamilySet& out) {
+Status parse_families(std::string_view list, FamilySet& out) {
   FamilySet set{false, false, false, false};
-  if (list.empty()) return "--family wants a list such as slab,page";
+  if (list.empty()) return make_error("--family wants a list such as slab,page", 0);
   for (;;) {
     size_t comma = list.find(',');
     std::string_view name = list.substr(0, comma);
-    if (name.empty()) return "--family: an empty name in the list (slab, page, percpu, vmalloc, all)";
+    if (name.empty()) return make_error("--family: an empty name in the list (slab, page, percpu, vmalloc, all)", 0);
     if (name == "slab") set.slab = true;
     else if (name == "page") set.page = true;
     else if (name == "percpu") set.percpu = true;
     else if (name == "vmalloc") set.vmalloc = true;
     else if (name == "all") set = FamilySet{true, true, true, true};
-    else return "--family: unknown family '" + std::string(name) + "' (slab, page, percpu, vmalloc, all)";
+    else return make_error("--family: unknown family '" + std::string(name) + "' (slab, page, percpu, vmalloc, all)", 0);
     if (comma == std::string_view::npos) break;
     list.remove_prefix(comma + 1);
   }

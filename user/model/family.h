@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "model/abi.h"
+#include "util/result.h"
 
 namespace kleak {
 
@@ -25,9 +26,9 @@ struct FamilySet {
   bool operator==(const FamilySet&) const = default;
 };
 
-// "slab,page" -> the set; "all" is every family. Empty on success, else
-// why the list is bad (one line).
-std::string parse_families(std::string_view list, FamilySet& out);
+// "slab,page" -> the set; "all" is every family. The error says in one
+// line why the list is bad.
+Status parse_families(std::string_view list, FamilySet& out);
 
 // The families a valid --family list names one by one ("all" names none):
 // those the user asked for by name.

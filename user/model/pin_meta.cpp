@@ -123,12 +123,12 @@ Result<PinMeta> parse_pin_meta(std::string_view text) {
   return m;
 }
 
-std::string pin_incompatibility(const PinMeta& m, const std::string& version, const std::string& abi,
-                                const std::string& boot_id) {
+Status pin_incompatibility(const PinMeta& m, const std::string& version, const std::string& abi,
+                           const std::string& boot_id) {
   if (m.boot_id != boot_id)
-    return "the pinned session is from another boot (" + m.boot_id + "); this is " + boot_id;
-  if (m.version != version) return "the pinned session was started by kleak " + m.version + ", this is " + version;
-  if (m.abi != abi) return "the pinned session's maps have another layout (ABI " + m.abi + ", this kleak has " + abi + ")";
+    return make_error("the pinned session is from another boot (" + m.boot_id + "); this is " + boot_id, 0);
+  if (m.version != version) return make_error("the pinned session was started by kleak " + m.version + ", this is " + version, 0);
+  if (m.abi != abi) return make_error("the pinned session's maps have another layout (ABI " + m.abi + ", this kleak has " + abi + ")", 0);
   return {};
 }
 

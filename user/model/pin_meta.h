@@ -53,9 +53,9 @@ std::string pin_meta_to_json(const PinMeta& m);
 // or text longer than kPinMetaMaxBytes is an error naming what is wrong.
 Result<PinMeta> parse_pin_meta(std::string_view text);
 
-// Empty when a kleak of `version` and `abi`, in boot `boot_id`, can read a
-// session described by `m`, else the one-line reason.
-std::string pin_incompatibility(const PinMeta& m, const std::string& version, const std::string& abi,
+// Whether a kleak of `version` and `abi`, in boot `boot_id`, can read a
+// session described by `m`; the error is the one-line reason.
+Status pin_incompatibility(const PinMeta& m, const std::string& version, const std::string& abi,
                                 const std::string& boot_id);
 
 }  // namespace kleak

@@ -30,15 +30,15 @@ bool counters_complete(const Counters& c) {
          c[KLEAK_CNT_FREE_ERROR] == 0;
 }
 
-uint64_t FamilyCounters::frees_unmatched() const {
-  uint64_t seen = v[KLEAK_FCNT_FREE_SEEN], done = v[KLEAK_FCNT_FREE_MATCHED] + v[KLEAK_FCNT_FREE_ERROR];
-  return seen > done ? seen - done : 0;
+Counters& Counters::operator+=(const Counters& o) {
+  for (size_t i = 0; i < v.size(); ++i) v[i] += o.v[i];
+  return *this;
 }
 
 bool snapshot_complete(const SnapshotInfo& s) {
   if (!counters_complete(s.counters)) return false;
-  for (const FamilyCounters& f : s.family_counters)
-    if (f[KLEAK_FCNT_LIVE_FULL] || f[KLEAK_FCNT_LIVE_ERROR] || f[KLEAK_FCNT_FREE_ERROR]) return false;
+  for (const Counters& f : s.family_counters)
+    if (f[KLEAK_CNT_LIVE_FULL] || f[KLEAK_CNT_LIVE_ERROR] || f[KLEAK_CNT_FREE_ERROR]) return false;
   return true;
 }
 

@@ -21,6 +21,8 @@ struct LiveAlloc {
   kleak_alloc a;
 };
 
+// One family's counters (bpf/kleak.h, enum kleak_counter), or slab's: the
+// kmalloc and kmem_cache families' summed.
 struct Counters {
   std::array<uint64_t, KLEAK_CNT_MAX> v{};
   uint64_t operator[](kleak_counter c) const { return v[c]; }
@@ -28,13 +30,10 @@ struct Counters {
   // Frees of addresses kleak never recorded (allocated before it started, or
   // filtered).
   uint64_t frees_unmatched() const;
-};
-
-// Counters of one family beyond slab (kleak_fcounters).
-struct FamilyCounters {
-  std::array<uint64_t, KLEAK_FCNT_MAX> v{};
-  uint64_t operator[](kleak_fam_counter c) const { return v[c]; }
-  uint64_t frees_unmatched() const;
+  // Allocations whose free went past the hooks: replaced, or dropped by an
+  // allocation at their address that was not recorded.
+  uint64_t missed_frees() const { return v[KLEAK_CNT_ALLOC_REPLACED] + v[KLEAK_CNT_MISSED_FILTERED]; }
+  Counters& operator+=(const Counters& o);
 };
 
 // Runs the kernel skipped because the program was already running on that
@@ -57,7 +56,7 @@ bool is_free_program(std::string_view name);
 // When a snapshot was taken and what the counters said then.
 struct SnapshotInfo {
   Counters counters;
-  std::array<FamilyCounters, KLEAK_FAMILY_MAX> family_counters;  // page, percpu, vmalloc
+  std::array<Counters, KLEAK_FAMILY_MAX> family_counters;  // page, percpu, vmalloc (slab's are `counters`)
   RecursionMisses recursion;
   // Missed-free evidence: cache pointer or call site -> frees missed there.
   std::unordered_map<uint64_t, uint64_t> missed_sites;

@@ -60,37 +60,39 @@ Exit status: 0 stopped, 1 runtime failure (privileges, BTF, attach, address in u
 
 }  // namespace
 
-std::string validate(const TraceOptions& o) {
-  if (!o.ci.command.empty() && !o.ci.enabled) return "a command after -- needs --ci";
-  if (o.ci.enabled && o.ci.command.empty() && o.duration_s <= 0) return "--ci needs a command after -- or --duration";
-  if (o.ci.enabled && (o.interval_s > 0 || o.count > 0)) return "--ci takes no interval or count";
-  if (o.ci.settle_s < 0) return "--settle must not be negative";
-  if (o.ci.enabled && o.ci.command.empty() == false && o.pid != 0) return "--pid and a command exclude each other";
-  if (o.interval_s < 0) return "interval must be positive";
-  if (o.count > 0 && o.interval_s <= 0) return "a report count needs an interval";
-  if (o.duration_s < 0) return "--duration must be positive";
-  if (o.top == 0) return "--top must be at least 1";
-  if (o.peek_bytes > 4096) return "--peek reads at most 4096 bytes";
+Status validate(const TraceOptions& o) {
+  if (!o.ci.command.empty() && !o.ci.enabled) return make_error("a command after -- needs --ci", 0);
+  if (o.ci.enabled && o.ci.command.empty() && o.duration_s <= 0) return make_error("--ci needs a command after -- or --duration", 0);
+  if (o.ci.enabled && (o.interval_s > 0 || o.count > 0)) return make_error("--ci takes no interval or count", 0);
+  if (o.ci.settle_s < 0) return make_error("--settle must not be negative", 0);
+  if (o.ci.enabled && o.ci.command.empty() == false && o.pid != 0) return make_error("--pid and a command exclude each other", 0);
+  if (o.interval_s < 0) return make_error("interval must be positive", 0);
+  if (o.count > 0 && o.interval_s <= 0) return make_error("a report count needs an interval", 0);
+  if (o.duration_s < 0) return make_error("--duration must be positive", 0);
+  if (o.top == 0) return make_error("--top must be at least 1", 0);
+  if (o.peek_bytes > 4096) return make_error("--peek reads at most 4096 bytes", 0);
   if (o.hide_addresses && (o.show_allocs || o.peek_bytes > 0 || o.peek_addr != 0))
-    return "--hide-addresses excludes -a, --peek and --peek-addr (they show addresses and kernel memory)";
-  if (o.peek_samples == 0 || o.peek_samples > 64) return "--peek-samples must be 1 to 64";
-  if (o.min_size_bytes > o.max_size_bytes) return "--min-size is larger than --max-size";
-  if (o.max_allocs == 0) return "--max-allocs must be at least 1";
-  if (!o.cache.empty() && !o.families.only_slab()) return "--cache names a slab cache: it works with --family slab only";
-  if (o.stack_storage_size == 0) return "--stack-storage-size must be at least 1";
-  if (o.stack_sample_every == 0 || o.stack_sample_every > 1000000) return "--stack-sample must be 1 to 1000000";
-  if (o.folded_count && o.format != OutputFormat::folded) return "--folded-count needs --format folded";
-  if (o.ci.enabled && is_snapshot_format(o.format)) return "--ci reports as text or json (--report-json for a file)";
+    return make_error("--hide-addresses excludes -a, --peek and --peek-addr (they show addresses and kernel memory)", 0);
+  if (o.peek_samples == 0 || o.peek_samples > 64) return make_error("--peek-samples must be 1 to 64", 0);
+  if (o.min_size_bytes > o.max_size_bytes) return make_error("--min-size is larger than --max-size", 0);
+  if (o.max_allocs == 0) return make_error("--max-allocs must be at least 1", 0);
+  if (!o.cache.empty() && !o.families.only_slab()) return make_error("--cache names a slab cache: it works with --family slab only", 0);
+  if (o.stack_storage_size == 0) return make_error("--stack-storage-size must be at least 1", 0);
+  if (o.stack_sample_every == 0 || o.stack_sample_every > 1000000) return make_error("--stack-sample must be 1 to 1000000", 0);
+  if (o.folded_count && o.format != OutputFormat::folded) return make_error("--folded-count needs --format folded", 0);
+  if (o.ci.enabled && is_snapshot_format(o.format)) return make_error("--ci reports as text or json (--report-json for a file)", 0);
   if (o.serve.enabled) {
-    if (o.ci.enabled) return "serve excludes --ci";
-    if (o.interval_s > 0 || o.count > 0) return "serve takes no interval or count: Prometheus decides when to look";
+    if (o.ci.enabled) return make_error("serve excludes --ci", 0);
+    if (o.interval_s > 0 || o.count > 0) return make_error("serve takes no interval or count: Prometheus decides when to look", 0);
     if (o.show_allocs || o.peek_bytes > 0 || o.peek_addr != 0)
-      return "serve shows no addresses or contents: -a, --peek and --peek-addr are for kleak trace";
+      return make_error("serve shows no addresses or contents: -a, --peek and --peek-addr are for kleak trace", 0);
     auto addr = parse_listen_address(o.serve.listen);
-    if (!addr) return "--listen wants ADDR:PORT, e.g. 127.0.0.1:9745 or [::1]:9745";
+    if (!addr) return make_error("--listen wants ADDR:PORT, e.g. 127.0.0.1:9745 or [::1]:9745", 0);
     if (!addr->loopback && !o.serve.listen_any)
-      return "--listen " + o.serve.listen +
-             " is not a loopback address: /metrics names kernel functions; add --listen-any to serve it anyway";
+      return make_error("--listen " + o.serve.listen +
+                            " is not a loopback address: /metrics names kernel functions; add --listen-any to serve it "
+                            "anyway",
+                        0);
   }
   return {};
 }
@@ -197,11 +199,11 @@ void add_verbose_option(CLI::App& app, TraceOptions& o) {
   app.add_flag("-v,--verbose", o.verbosity, "More logging: -v info, -vv libbpf debug and verifier log");
 }
 
-std::string apply_option_strings(TraceOptions& o, const OptionStrings& s, bool top_given) {
+Status apply_option_strings(TraceOptions& o, const OptionStrings& s, bool top_given) {
   if (s.low_overhead) o.stack_sample_every = kLowOverheadSampleEvery;
   o.stack_cache = s.stack_cache == "off" ? KLEAK_SC_OFF : s.stack_cache == "verify" ? KLEAK_SC_VERIFY : KLEAK_SC_ON;
   o.stack_cache_named = !s.stack_cache.empty();
-  if (auto why = parse_families(s.families, o.families); !why.empty()) return why;
+  if (auto st = parse_families(s.families, o.families); !st) return st;
   o.families_named = named_families(s.families);
   if (s.exact_size) o.min_size_bytes = o.max_size_bytes = *s.exact_size;
   o.format = s.format == "json"         ? OutputFormat::json
@@ -227,7 +229,8 @@ std::string apply_option_strings(TraceOptions& o, const OptionStrings& s, bool t
     uint64_t l = o.peek_addr_len;
     if (!parse(addr, 16, o.peek_addr) || o.peek_addr == 0 || (!len.empty() && !parse(len, 10, l)) || l == 0 ||
         l > 4096)
-      return "--peek-addr wants ADDR[,LEN]: a hex address and 1 to 4096 bytes, e.g. 0xffff888012345000,256";
+      return make_error("--peek-addr wants ADDR[,LEN]: a hex address and 1 to 4096 bytes, e.g. 0xffff888012345000,256",
+                        0);
     o.peek_addr_len = static_cast<uint32_t>(l);
   }
   o.sort = s.sort == "bytes"    ? SortKey::bytes
@@ -303,8 +306,8 @@ ParsedCommandLine parse_command_line(const std::vector<std::string>& args, std::
     result.exit_code = kExitOk;
     return result;
   }
-  if (auto why = apply_option_strings(o, strings, app.count("--top") > 0); !why.empty()) {
-    err << name << ": " << why << " (see " << name << " --help)\n";
+  if (auto why = apply_option_strings(o, strings, app.count("--top") > 0); !why) {
+    err << name << ": " << why.error().message << " (see " << name << " --help)\n";
     result.exit_code = kExitUsage;
     return result;
   }
@@ -319,8 +322,8 @@ ParsedCommandLine parse_command_line(const std::vector<std::string>& args, std::
     result.exit_code = kExitUsage;
     return result;
   }
-  if (auto why = validate(o); !why.empty()) {
-    err << name << ": " << why << " (see " << name << " --help)\n";
+  if (auto why = validate(o); !why) {
+    err << name << ": " << why.error().message << " (see " << name << " --help)\n";
     result.exit_code = kExitUsage;
     return result;
   }

@@ -100,8 +100,8 @@ FormatOptions format_options(const TraceOptions& opts);
 ParsedCommandLine parse_command_line(const std::vector<std::string>& args, std::ostream& out,
                                      std::ostream& err, CommandKind command = CommandKind::trace);
 
-// Empty when valid, else a one-line reason.
-std::string validate(const TraceOptions& opts);
+// Whether the options are consistent; the error is a one-line reason.
+Status validate(const TraceOptions& opts);
 
 // The option definitions `kleak trace` shares with `kleak start` and `kleak
 // report` (pin_options.cpp), so each option means the same everywhere.
@@ -136,8 +136,8 @@ void add_verbose_option(CLI::App& app, TraceOptions& o);
 // --baseline, --ignore, --report-json, --junit, --ktap (in the caller's
 // HelpGroup).
 void add_ci_verdict_options(CLI::App& app, CiOptions& ci);
-// Empty, or the one-line reason `s` is invalid. top_given: -T was on the
+// Applies `s` to `o`; the error is the one-line reason `s` is invalid. top_given: -T was on the
 // command line (else folded and pprof show every stack).
-std::string apply_option_strings(TraceOptions& o, const OptionStrings& s, bool top_given);
+Status apply_option_strings(TraceOptions& o, const OptionStrings& s, bool top_given);
 
 }  // namespace kleak

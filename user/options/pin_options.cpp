@@ -95,10 +95,10 @@ ParsedPinCommandLine parse_pin_command_line(PinCommand command, const std::vecto
     return result;
   }
   const CLI::Option* top = app.get_option_no_throw("--top");  // start has no -T
-  std::string why = apply_option_strings(o, strings, top && top->count() > 0);
-  if (why.empty()) why = validate(o);
-  if (!why.empty()) {
-    err << name << ": " << why << " (see " << name << " --help)\n";
+  Status why = apply_option_strings(o, strings, top && top->count() > 0);
+  if (why) why = validate(o);
+  if (!why) {
+    err << name << ": " << why.error().message << " (see " << name << " --help)\n";
     result.exit_code = kExitUsage;
     return result;
   }

@@ -27,16 +27,16 @@ Exit status: 0 ok, 1 runtime failure (/proc/meminfo unreadable, output error), 2
 
 }  // namespace
 
-std::string validate(const TriageOptions& o) {
+Status validate(const TriageOptions& o) {
   // Negated comparisons so NaN fails them too.
-  if (!(o.interval_s > 0)) return "--interval must be positive";
-  if (!(o.interval_s <= TriageOptions::kMaxIntervalS)) return "--interval must be at most 3600 seconds";
+  if (!(o.interval_s > 0)) return make_error("--interval must be positive", 0);
+  if (!(o.interval_s <= TriageOptions::kMaxIntervalS)) return make_error("--interval must be at most 3600 seconds", 0);
   if (!(o.duration_s >= 2 * o.interval_s))
-    return "--duration must be at least twice --interval (a trend needs three samples)";
-  if (!(o.duration_s <= TriageOptions::kMaxDurationS)) return "--duration must be at most 7 days";
+    return make_error("--duration must be at least twice --interval (a trend needs three samples)", 0);
+  if (!(o.duration_s <= TriageOptions::kMaxDurationS)) return make_error("--duration must be at most 7 days", 0);
   if (!(o.duration_s / o.interval_s <= TriageOptions::kMaxSamples))
-    return "--duration / --interval must be at most 5000 samples";
-  if (o.top == 0) return "--top must be at least 1";
+    return make_error("--duration / --interval must be at most 5000 samples", 0);
+  if (o.top == 0) return make_error("--top must be at least 1", 0);
   return {};
 }
 
@@ -61,8 +61,8 @@ ParsedTriageCommandLine parse_triage_command_line(const std::vector<std::string>
     return result;
   }
   o.format = format == "json" ? OutputFormat::json : OutputFormat::text;
-  if (auto why = validate(o); !why.empty()) {
-    err << "kleak triage: " << why << " (see kleak triage --help)\n";
+  if (auto why = validate(o); !why) {
+    err << "kleak triage: " << why.error().message << " (see kleak triage --help)\n";
     result.exit_code = kExitUsage;
     return result;
   }

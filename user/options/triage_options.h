@@ -37,7 +37,7 @@ struct ParsedTriageCommandLine {
 ParsedTriageCommandLine parse_triage_command_line(const std::vector<std::string>& args, std::ostream& out,
                                                   std::ostream& err);
 
-// Empty when valid, else a one-line reason.
-std::string validate(const TriageOptions& opts);
+// Whether the options are consistent; the error is a one-line reason.
+Status validate(const TriageOptions& opts);
 
 }  // namespace kleak

@@ -82,32 +82,32 @@ std::optional<std::vector<std::string>> split_command(const std::string& s) {
   return words;
 }
 
-std::string validate(const UserOptions& o) {
-  if (o.pids.empty() && o.command.empty()) return "say what to trace: -p PID, -c \"CMD ARGS\" or -- CMD ARGS";
-  if (!o.pids.empty() && !o.command.empty()) return "-p and a command exclude each other";
-  if (o.pids.size() > KLEAK_USER_MAX_PIDS) return "at most 64 processes with -p";
+Status validate(const UserOptions& o) {
+  if (o.pids.empty() && o.command.empty()) return make_error("say what to trace: -p PID, -c \"CMD ARGS\" or -- CMD ARGS", 0);
+  if (!o.pids.empty() && !o.command.empty()) return make_error("-p and a command exclude each other", 0);
+  if (o.pids.size() > KLEAK_USER_MAX_PIDS) return make_error("at most 64 processes with -p", 0);
   for (size_t i = 0; i < o.pids.size(); ++i)
     if (std::find(o.pids.begin(), o.pids.begin() + static_cast<std::ptrdiff_t>(i), o.pids[i]) !=
         o.pids.begin() + static_cast<std::ptrdiff_t>(i))
-      return "-p names a process twice";
+      return make_error("-p names a process twice", 0);
   const TraceOptions& r = o.report;
-  if (r.interval_s < 0) return "interval must be positive";
-  if (r.count > 0 && r.interval_s <= 0) return "a report count needs an interval";
-  if (r.duration_s < 0) return "--duration must be positive";
-  if (r.top == 0) return "--top must be at least 1";
-  if (r.hide_addresses && r.show_allocs) return "--hide-addresses excludes -a";
-  if (r.min_size_bytes > r.max_size_bytes) return "--min-size is larger than --max-size";
-  if (r.max_allocs == 0) return "--max-allocs must be at least 1";
-  if (r.stack_storage_size == 0) return "--stack-storage-size must be at least 1";
-  if (r.stack_sample_every == 0 || r.stack_sample_every > 1000000) return "--stack-sample must be 1 to 1000000";
-  if (!o.obj.empty() && o.obj[0] != '/') return "--obj wants an absolute path";
-  if (r.ci.enabled && o.command.empty() && r.duration_s <= 0) return "--ci needs a command (-c or --) or --duration";
-  if (r.ci.enabled && (r.interval_s > 0 || r.count > 0)) return "--ci takes no interval or count";
-  if (r.ci.enabled && is_snapshot_format(r.format)) return "--ci reports as text or json (--report-json for a file)";
+  if (r.interval_s < 0) return make_error("interval must be positive", 0);
+  if (r.count > 0 && r.interval_s <= 0) return make_error("a report count needs an interval", 0);
+  if (r.duration_s < 0) return make_error("--duration must be positive", 0);
+  if (r.top == 0) return make_error("--top must be at least 1", 0);
+  if (r.hide_addresses && r.show_allocs) return make_error("--hide-addresses excludes -a", 0);
+  if (r.min_size_bytes > r.max_size_bytes) return make_error("--min-size is larger than --max-size", 0);
+  if (r.max_allocs == 0) return make_error("--max-allocs must be at least 1", 0);
+  if (r.stack_storage_size == 0) return make_error("--stack-storage-size must be at least 1", 0);
+  if (r.stack_sample_every == 0 || r.stack_sample_every > 1000000) return make_error("--stack-sample must be 1 to 1000000", 0);
+  if (!o.obj.empty() && o.obj[0] != '/') return make_error("--obj wants an absolute path", 0);
+  if (r.ci.enabled && o.command.empty() && r.duration_s <= 0) return make_error("--ci needs a command (-c or --) or --duration", 0);
+  if (r.ci.enabled && (r.interval_s > 0 || r.count > 0)) return make_error("--ci takes no interval or count", 0);
+  if (r.ci.enabled && is_snapshot_format(r.format)) return make_error("--ci reports as text or json (--report-json for a file)", 0);
   if (!r.ci.enabled && (r.ci.fail_on_bytes || r.ci.fail_on_count || !r.ci.baseline_path.empty() ||
                         !r.ci.ignore.empty() || !r.ci.report_json_path.empty() || !r.ci.junit_path.empty() ||
                         !r.ci.ktap_path.empty()))
-    return "the CI options need --ci";
+    return make_error("the CI options need --ci", 0);
   return {};
 }
 
@@ -197,12 +197,12 @@ ParsedUserCommandLine parse_user_command_line(const std::vector<std::string>& ar
     if (words->empty()) return usage("-c: empty command");
     o.command = std::move(*words);
   }
-  if (auto why = apply_option_strings(r, strings, app.count("--top") > 0); !why.empty()) return usage(why);
+  if (auto why = apply_option_strings(r, strings, app.count("--top") > 0); !why) return usage(why.error().message);
   if (app.count("--older") == 0) r.min_age_ms = o.command.empty() ? 5000 : 0;
   if (app.count("interval") > 0 && r.interval_s <= 0) return usage("interval must be positive");
   if (r.interval_s == 0 && r.duration_s == 0 && app.count("interval") == 0 && o.command.empty() && !r.ci.enabled)
     r.interval_s = 10;
-  if (auto why = validate(o); !why.empty()) return usage(why);
+  if (auto why = validate(o); !why) return usage(why.error().message);
   result.user = std::move(o);
   return result;
 }

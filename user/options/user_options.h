@@ -36,7 +36,7 @@ ParsedUserCommandLine parse_user_command_line(const std::vector<std::string>& ar
 // backslash escapes. nullopt on an unterminated quote.
 std::optional<std::vector<std::string>> split_command(const std::string& s);
 
-// Empty when valid, else a one-line reason.
-std::string validate(const UserOptions& opts);
+// Whether the options are consistent; the error is a one-line reason.
+Status validate(const UserOptions& opts);
 
 }  // namespace kleak

@@ -49,7 +49,6 @@ class BpfHandles {
     m.live = live_fd();
     m.counters = counters_fd();
     m.missed = missed_fd();
-    m.fcounters = map_fd("kleak_fcounters");
     for (uint32_t fam : traced_families()) m.family_live[fam] = map_fd(family_map_name(fam));
     m.progs = programs();
     return m;

@@ -119,7 +119,7 @@ KernelGaps probe_kernel_gaps() {
                      fmt::format("this kernel has no {} helper ({}), which the stack cache needs", h.name, h.since)});
     break;
   }
-  if (auto why = user_tracer_unsupported(); !why.empty()) g.user_tracer = why;
+  if (auto st = user_tracer_supported(); !st) g.user_tracer = st.error().message;
   return g;
 }
 

@@ -21,6 +21,7 @@
 #include "kleak.skel.h"
 #include "kleak_sc.skel.h"
 #include "symbols/ksyms.h"
+#include "util/fd.h"
 #include "util/log.h"
 
 namespace kleak {
@@ -127,33 +128,32 @@ std::optional<int64_t> enum_value(const btf* b, const char* name) {
 // (a vmlinux). libbpf's own messages for anything else are a warning line
 // plus an error code of its own (LIBBPF_ERRNO__FORMAT, 4001): say in one
 // line what is wrong instead.
+struct BtfDeleter {
+  void operator()(btf* b) const { btf__free(b); }
+};
+using BtfPtr = std::unique_ptr<btf, BtfDeleter>;
+
 Status check_btf_file(const std::string& path) {
   const std::string what = "--btf " + path;
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return make_error(what, errno);
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return make_error(what, errno);
   struct stat st;
   unsigned char magic[4] = {};
-  bool regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
-  ssize_t n = regular ? pread(fd, magic, sizeof(magic), 0) : 0;
-  close(fd);
+  bool regular = fstat(fd.get(), &st) == 0 && S_ISREG(st.st_mode);
+  ssize_t n = regular ? pread(fd.get(), magic, sizeof(magic), 0) : 0;
   if (!regular) return make_error(what + ": not a regular file", 0);
   const bool raw = n >= 2 && ((magic[0] == 0x9f && magic[1] == 0xeb) || (magic[0] == 0xeb && magic[1] == 0x9f));
   const unsigned char elf_magic[4] = {0x7f, 'E', 'L', 'F'};
   const bool elf = n == 4 && std::memcmp(magic, elf_magic, 4) == 0;
   if (!raw && !elf) return make_error(what + ": not BTF (neither raw BTF nor an ELF file)", 0);
   libbpf_print_fn_t print = libbpf_set_print(nullptr);
-  btf* b = btf__parse(path.c_str(), nullptr);
+  BtfPtr b(btf__parse(path.c_str(), nullptr));
   int err = b ? 0 : errno;
   libbpf_set_print(print);
-  btf__free(b);
   if (err == 0) return {};
   if (elf && err == ENOENT) return make_error(what + ": an ELF file without a .BTF section", 0);
   return make_error(what + ": corrupt BTF", err >= 4000 ? EINVAL : err);  // libbpf's own codes
 }
-
-struct BtfDeleter {
-  void operator()(btf* b) const { btf__free(b); }
-};
 
 }  // namespace
 
@@ -171,10 +171,7 @@ bool direct_void_ptr_args_allowed() {
   };
   LIBBPF_OPTS(bpf_prog_load_opts, opts, .expected_attach_type = BPF_TRACE_RAW_TP,
               .attach_btf_id = static_cast<uint32_t>(btf_id));
-  int fd = bpf_prog_load(BPF_PROG_TYPE_TRACING, "kleak_probe", "GPL", insns, std::size(insns), &opts);
-  if (fd < 0) return false;
-  close(fd);
-  return true;
+  return Fd(bpf_prog_load(BPF_PROG_TYPE_TRACING, "kleak_probe", "GPL", insns, std::size(insns), &opts)).valid();
 }
 
 // What the object's .rodata gets: every knob but the stack cache's, which
@@ -252,7 +249,7 @@ class SkelObject final : public LoadedObject {
 };
 
 struct KernelFacts {
-  std::unique_ptr<btf, BtfDeleter> vmlinux;
+  BtfPtr vmlinux;
   std::vector<bool> hook_present;  // per kHooks entry: its tracepoint is in the BTF
   bool kmem_cache_old = false;     // kmem_cache_alloc has the pre-6.1 layout
   uint64_t gfp_account = 0x400000;  // __GFP_ACCOUNT before it was an enum bit

@@ -89,19 +89,6 @@ Status pin_meta_map(const std::string& text, const std::string& path) {
 
 }  // namespace
 
-Fd& Fd::operator=(Fd&& o) noexcept {
-  if (this != &o) {
-    if (fd_ >= 0) close(fd_);
-    fd_ = o.fd_;
-    o.fd_ = -1;
-  }
-  return *this;
-}
-
-Fd::~Fd() {
-  if (fd_ >= 0) close(fd_);
-}
-
 std::string abi_fingerprint() {
   const uint64_t sizes[] = {sizeof(kleak_alloc), sizeof(kleak_stack), sizeof(kleak_counters), KLEAK_CNT_MAX,
                             sizeof(kleak_peek_slot)};
@@ -122,18 +109,18 @@ std::string current_boot_id() {
   return id;
 }
 
-std::string bpffs_problem(const std::string& root) {
+Status bpffs_problem(const std::string& root) {
   struct statfs st {};
   if (statfs(root.c_str(), &st) != 0 || st.f_type != BPF_FS_MAGIC)
-    return fmt::format("bpffs is not mounted at {}: mount it with `mount -t bpf bpf {}` (or: kleak start --mount-bpffs)",
-                       root, root);
+    return make_error(fmt::format("bpffs is not mounted at {}: mount it with `mount -t bpf bpf {}` (or: kleak start --mount-bpffs)",
+                       root, root), 0);
   return {};
 }
 
-std::string mount_bpffs(const std::string& root) {
-  if (bpffs_problem(root).empty()) return {};
+Status mount_bpffs(const std::string& root) {
+  if (bpffs_problem(root)) return {};
   if (mount("bpf", root.c_str(), "bpf", 0, "mode=0700") != 0)
-    return make_error("mount -t bpf bpf " + root, errno).message;
+    return make_error("mount -t bpf bpf " + root, errno);
   return {};
 }
 

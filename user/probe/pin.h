@@ -23,6 +23,7 @@
 
 #include "probe/handles.h"
 #include "model/pin_meta.h"
+#include "util/fd.h"
 #include "util/result.h"
 
 struct bpf_object_skeleton;
@@ -32,22 +33,6 @@ namespace kleak {
 inline constexpr const char* kBpffsRoot = "/sys/fs/bpf";
 inline constexpr const char* kPinDirName = "kleak";
 
-// A file descriptor that closes itself.
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(Fd&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
-  Fd& operator=(Fd&& o) noexcept;
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd();
-  int get() const { return fd_; }
-
- private:
-  int fd_ = -1;
-};
-
 // Identity of this kleak's maps and programs: a hash of the ABI structs'
 // sizes and of the embedded BPF object. Another build that changed either
 // reads a session wrongly, so it is refused.
@@ -56,10 +41,10 @@ std::string abi_fingerprint();
 std::string current_boot_id();
 
 // Why pinning cannot work here (bpffs not mounted at `root`, with the
-// command that mounts it), or empty.
-std::string bpffs_problem(const std::string& root = kBpffsRoot);
-// mount -t bpf bpf ROOT (mode 0700). Empty on success, else why not.
-std::string mount_bpffs(const std::string& root = kBpffsRoot);
+// command that mounts it) as the error; ok when it can.
+Status bpffs_problem(const std::string& root = kBpffsRoot);
+// mount -t bpf bpf ROOT (mode 0700); the error says why not.
+Status mount_bpffs(const std::string& root = kBpffsRoot);
 
 std::string session_dir(const std::string& root = kBpffsRoot);
 bool session_exists(const std::string& root = kBpffsRoot);

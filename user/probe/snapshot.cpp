@@ -84,16 +84,20 @@ Status read_live(int fd, const LiveBatchFn& fn) {
   return {};
 }
 
-Result<Counters> read_counters(int fd) {
+Result<std::vector<Counters>> read_counters(int fd) {
+  bpf_map_info info{};
+  uint32_t len = sizeof(info);
+  if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0) return make_error("read kleak_counters' size", errno);
   int ncpus = libbpf_num_possible_cpus();
   if (ncpus <= 0) return make_error("count possible CPUs", ncpus);
   std::vector<kleak_counters> per_cpu(static_cast<size_t>(ncpus));
-  uint32_t zero = 0;
-  if (bpf_map_lookup_elem(fd, &zero, per_cpu.data()) != 0) return make_error("read kleak_counters", errno);
-  Counters c;
-  for (const auto& pc : per_cpu)
-    for (int i = 0; i < KLEAK_CNT_MAX; ++i) c.v[static_cast<size_t>(i)] += pc.v[i];
-  return c;
+  std::vector<Counters> out(info.max_entries);
+  for (uint32_t key = 0; key < info.max_entries; ++key) {
+    if (bpf_map_lookup_elem(fd, &key, per_cpu.data()) != 0) return make_error("read kleak_counters", errno);
+    for (const auto& pc : per_cpu)
+      for (int i = 0; i < KLEAK_CNT_MAX; ++i) out[key].v[static_cast<size_t>(i)] += pc.v[i];
+  }
+  return out;
 }
 
 Result<std::vector<uint64_t>> read_stack(int fd, uint64_t stack_id) {
@@ -109,17 +113,10 @@ Result<SnapshotInfo> snapshot_info(const MapFds& fds) {
   s.realtime_ns = realtime_ns();
   auto c = read_counters(fds.counters);
   if (!c) return c.error();
-  s.counters = *c;
-  if (fds.fcounters >= 0) {
-    int ncpus = libbpf_num_possible_cpus();
-    std::vector<kleak_fam_counters> per_cpu(static_cast<size_t>(ncpus > 0 ? ncpus : 1));
-    for (uint32_t fam = 0; fam < KLEAK_FAMILY_MAX; ++fam) {
-      if (fds.family_live[fam] < 0) continue;
-      if (bpf_map_lookup_elem(fds.fcounters, &fam, per_cpu.data()) != 0)
-        return make_error("read kleak_fcounters", errno);
-      for (const auto& pc : per_cpu)
-        for (int i = 0; i < KLEAK_FCNT_MAX; ++i) s.family_counters[fam].v[static_cast<size_t>(i)] += pc.v[i];
-    }
+  // Slab is the kmalloc and kmem_cache families together.
+  for (uint32_t fam = 0; fam < c->size() && fam < KLEAK_FAMILY_MAX; ++fam) {
+    if (fam == KLEAK_FAMILY_KMALLOC || fam == KLEAK_FAMILY_KMEM_CACHE) s.counters += (*c)[fam];
+    else if (fds.family_live[fam] >= 0) s.family_counters[fam] = (*c)[fam];
   }
   s.recursion = read_recursion_misses(fds.progs);
   // A small map (at most KLEAK_MAX_MISSED_SITES): key by key is fine.

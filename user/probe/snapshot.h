@@ -26,7 +26,9 @@ Status read_live(int map_fd, const LiveBatchFn& fn);
 // The same, collected into `out` (cleared first).
 Status read_live(int map_fd, std::vector<LiveAlloc>& out);
 
-Result<Counters> read_counters(int map_fd);
+// Every entry of a counters map (kleak_counters: one per enum
+// kleak_family; kleak user's: one), per-CPU values summed.
+Result<std::vector<Counters>> read_counters(int map_fd);
 
 // Frames of one stack, innermost first, without the trailing zeros.
 Result<std::vector<uint64_t>> read_stack(int map_fd, uint64_t stack_id);
@@ -36,7 +38,6 @@ struct MapFds {
   int live = -1;
   int counters = -1;
   int missed = -1;
-  int fcounters = -1;                                // kleak_fcounters, -1: not read
   std::array<int, KLEAK_FAMILY_MAX> family_live{-1, -1, -1, -1, -1};  // traced families beyond slab
   std::vector<std::pair<std::string, int>> progs;    // loaded programs: name, fd
 };

@@ -66,15 +66,15 @@ UserLoader::~UserLoader() {
   links_.clear();
 }
 
-std::string user_tracer_unsupported() {
+Status user_tracer_supported() {
   // One uprobe program serves every allocator function, told apart by its
   // attach cookie (v5.15, commit 82e6b1eee6a8).
   if (libbpf_probe_bpf_helper(BPF_PROG_TYPE_KPROBE, BPF_FUNC_get_attach_cookie, nullptr) > 0) return {};
-  return "this kernel has no bpf_get_attach_cookie helper (v5.15+), which kleak user needs";
+  return make_error("this kernel has no bpf_get_attach_cookie helper (v5.15+), which kleak user needs", 0);
 }
 
 Result<std::unique_ptr<UserLoader>> UserLoader::create(const UserLoaderConfig& config) {
-  if (auto why = user_tracer_unsupported(); !why.empty()) return make_error(why, EOPNOTSUPP);
+  if (auto st = user_tracer_supported(); !st) return Error{st.error().message, EOPNOTSUPP};
   std::unique_ptr<UserLoader> l(new UserLoader(config));
   if (!l->config_.refuse_parts) {
     auto refuse = parts_to_refuse();
@@ -218,7 +218,7 @@ Status UserLoader::attach(uint32_t slot, uint32_t pid, const AllocatorLibs& libs
 
 int UserLoader::live_fd() const { return bpf_map__fd(skel_->maps.kleak_ulive); }
 int UserLoader::stacks_fd() const { return bpf_map__fd(skel_->maps.kleak_ustacks); }
-int UserLoader::counters_fd() const { return bpf_map__fd(skel_->maps.kleak_ucounters); }
+int UserLoader::counters_fd() const { return bpf_map__fd(skel_->maps.kleak_ucounts); }
 int UserLoader::extra_counters_fd() const { return bpf_map__fd(skel_->maps.kleak_uextra); }
 int UserLoader::exec_fd() const { return bpf_map__fd(skel_->maps.kleak_uexec); }
 int UserLoader::sites_fd() const { return bpf_map__fd(skel_->maps.kleak_usites); }

@@ -36,9 +36,9 @@ struct AllocatorLibs {
   std::string mmap;   // mmap, munmap, mremap: the libc (empty: alloc)
 };
 
-// Why the user-space tracer cannot run on this kernel, asked of it (it
-// needs bpf_get_attach_cookie, v5.15), or empty.
-std::string user_tracer_unsupported();
+// Whether the user-space tracer can run on this kernel, asked of it (it
+// needs bpf_get_attach_cookie, v5.15); the error says why not.
+Status user_tracer_supported();
 
 // The allocator functions kleak probes, in enum kleak_user_fn order.
 const std::vector<std::string>& allocator_functions();

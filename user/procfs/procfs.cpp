@@ -1,5 +1,7 @@
 #include "procfs/procfs.h"
 
+#include "util/fd.h"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -105,21 +107,6 @@ bool consume(std::string_view& s, std::string_view prefix) {
   s.remove_prefix(prefix.size());
   return true;
 }
-
-// Owns a file descriptor; closes it on every return path.
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
 
 }  // namespace
 

@@ -43,7 +43,7 @@ Status write_report(const Report& r, const FormatOptions& f, Output& out) {
   return {};
 }
 
-int print_report(Result<Report> r, const FormatOptions& f, Output& out) {
+std::optional<int> print_report(Result<Report> r, const FormatOptions& f, Output& out) {
   if (!r) {
     log_error("{}", r.error().message);
     return kExitFailure;
@@ -53,7 +53,7 @@ int print_report(Result<Report> r, const FormatOptions& f, Output& out) {
     log_error("{}", st.error().message);
     return kExitFailure;
   }
-  return -1;
+  return std::nullopt;
 }
 
 }  // namespace kleak

@@ -3,6 +3,7 @@
 // pinned-mode report) goes through here, so each format behaves the same.
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include "report/report.h"
@@ -42,9 +43,10 @@ Result<std::string> render_report(const Report& r, const FormatOptions& f);
 // keeps errno in Error::err (EPIPE: the reader went away).
 Status write_report(const Report& r, const FormatOptions& f, Output& out);
 
-// One periodic report of a run loop, built or not: writes it and returns -1
-// to go on, or the exit status to stop with (kExitOk when the reader went
-// away, e.g. `| head`; kExitFailure after logging any other error).
-int print_report(Result<Report> r, const FormatOptions& f, Output& out);
+// One periodic report of a run loop, built or not: writes it and returns
+// nothing to go on, or the exit status to stop with (kExitOk when the
+// reader went away, e.g. `| head`; kExitFailure after logging any other
+// error).
+std::optional<int> print_report(Result<Report> r, const FormatOptions& f, Output& out);
 
 }  // namespace kleak

@@ -137,7 +137,7 @@ std::string render_prometheus(const Report& r) {
   sample(out, "kleak_frees_unmatched_total", "", c.frees_unmatched());
   family(out, "kleak_missed_frees_total", "counter",
          "Frees that bypassed kleak's hooks (bulk frees): some outstanding allocations may be freed already.");
-  sample(out, "kleak_missed_frees_total", "", c[KLEAK_CNT_ALLOC_REPLACED] + c[KLEAK_CNT_MISSED_FILTERED]);
+  sample(out, "kleak_missed_frees_total", "", c.missed_frees());
   family(out, "kleak_lost_total", "counter", "What kleak lost, by reason: nonzero means the numbers are incomplete.");
   const std::pair<const char*, uint64_t> lost[] = {
       {"live_map_full", c[KLEAK_CNT_LIVE_FULL]},   {"live_map_error", c[KLEAK_CNT_LIVE_ERROR]},

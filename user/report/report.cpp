@@ -98,22 +98,22 @@ std::string family_totals_text(const Report& r) {
 std::string family_counter_lines(const Report& r) {
   std::string out;
   for (uint32_t fam : r.ctx.traced_families) {
-    const FamilyCounters& f = r.family_counters[fam];
+    const Counters& f = r.family_counters[fam];
     out += fmt::format(
         "  {}: seen {} recorded {} filtered {} failed {} | lost: map-full {} map-error {} | missed frees: {} | "
         "frees: seen {} matched {} unmatched {} errors {} | no stack {}\n",
-        family_name(fam), f[KLEAK_FCNT_ALLOC_SEEN], f[KLEAK_FCNT_ALLOC_RECORDED], f[KLEAK_FCNT_ALLOC_FILTERED],
-        f[KLEAK_FCNT_ALLOC_FAILED], f[KLEAK_FCNT_LIVE_FULL], f[KLEAK_FCNT_LIVE_ERROR], f[KLEAK_FCNT_ALLOC_REPLACED],
-        f[KLEAK_FCNT_FREE_SEEN], f[KLEAK_FCNT_FREE_MATCHED], f.frees_unmatched(), f[KLEAK_FCNT_FREE_ERROR],
-        f[KLEAK_FCNT_STACK_ERROR]);
+        family_name(fam), f[KLEAK_CNT_ALLOC_SEEN], f[KLEAK_CNT_ALLOC_RECORDED], f[KLEAK_CNT_ALLOC_FILTERED],
+        f[KLEAK_CNT_ALLOC_FAILED], f[KLEAK_CNT_LIVE_FULL], f[KLEAK_CNT_LIVE_ERROR], f.missed_frees(),
+        f[KLEAK_CNT_FREE_SEEN], f[KLEAK_CNT_FREE_MATCHED], f.frees_unmatched(), f[KLEAK_CNT_FREE_ERROR],
+        f.stack_errors());
     if (fam == KLEAK_FAMILY_PAGE)
       out += fmt::format(
           "  page: not leak candidates, not recorded: movable (user/page cache) {} ({}), slab pages {} ({}), "
           "large kmallocs {} ({}); dropped when added to the page cache {} ({})\n",
-          f[KLEAK_FCNT_EXCL_MOVABLE], human_bytes(f[KLEAK_FCNT_EXCL_MOVABLE_BYTES]), f[KLEAK_FCNT_EXCL_SLAB],
-          human_bytes(f[KLEAK_FCNT_EXCL_SLAB_BYTES]), f[KLEAK_FCNT_EXCL_KMALLOC],
-          human_bytes(f[KLEAK_FCNT_EXCL_KMALLOC_BYTES]), f[KLEAK_FCNT_EXCL_PAGECACHE],
-          human_bytes(f[KLEAK_FCNT_EXCL_PAGECACHE_BYTES]));
+          f[KLEAK_CNT_EXCL_MOVABLE], human_bytes(f[KLEAK_CNT_EXCL_MOVABLE_BYTES]), f[KLEAK_CNT_EXCL_SLAB],
+          human_bytes(f[KLEAK_CNT_EXCL_SLAB_BYTES]), f[KLEAK_CNT_EXCL_KMALLOC],
+          human_bytes(f[KLEAK_CNT_EXCL_KMALLOC_BYTES]), f[KLEAK_CNT_EXCL_PAGECACHE],
+          human_bytes(f[KLEAK_CNT_EXCL_PAGECACHE_BYTES]));
   }
   return out;
 }
@@ -122,7 +122,7 @@ std::string family_counter_lines(const Report& r) {
 // for the program itself (bpf/kleak.bpf.c, KLEAK_FREE_PROGRAMS).
 uint64_t frees_rescued(const Report& r) {
   uint64_t n = r.counters[KLEAK_CNT_FREE_RESCUED];
-  for (const FamilyCounters& f : r.family_counters) n += f[KLEAK_FCNT_FREE_RESCUED];
+  for (const Counters& f : r.family_counters) n += f[KLEAK_CNT_FREE_RESCUED];
   return n;
 }
 
@@ -278,7 +278,7 @@ std::string render_text(const Report& r) {
   out += fmt::format(
       "  allocs: seen {} recorded {} filtered {} failed {} | lost: map-full {} map-error {} | missed frees: {}\n",
       c[KLEAK_CNT_ALLOC_SEEN], c[KLEAK_CNT_ALLOC_RECORDED], c[KLEAK_CNT_ALLOC_FILTERED], c[KLEAK_CNT_ALLOC_FAILED],
-      c[KLEAK_CNT_LIVE_FULL], c[KLEAK_CNT_LIVE_ERROR], c[KLEAK_CNT_ALLOC_REPLACED] + c[KLEAK_CNT_MISSED_FILTERED]);
+      c[KLEAK_CNT_LIVE_FULL], c[KLEAK_CNT_LIVE_ERROR], c.missed_frees());
   out += fmt::format("  frees: seen {} matched {} unmatched {} errors {} | stack errors: EFAULT {} ENOMEM {}"
                      " other {} | tasks-full {}\n",
                      c[KLEAK_CNT_FREE_SEEN], c[KLEAK_CNT_FREE_MATCHED], c.frees_unmatched(), c[KLEAK_CNT_FREE_ERROR],
@@ -431,7 +431,7 @@ nlohmann::json to_json(const Report& r) {
                    {"allocs_filtered", c[KLEAK_CNT_ALLOC_FILTERED]},
                    {"allocs_failed", c[KLEAK_CNT_ALLOC_FAILED]},
                    {"allocs_replaced", c[KLEAK_CNT_ALLOC_REPLACED]},
-                   {"missed_frees", c[KLEAK_CNT_ALLOC_REPLACED] + c[KLEAK_CNT_MISSED_FILTERED]},
+                   {"missed_frees", c.missed_frees()},
                    {"live_map_full", c[KLEAK_CNT_LIVE_FULL]},
                    {"live_map_errors", c[KLEAK_CNT_LIVE_ERROR]},
                    {"frees_seen", c[KLEAK_CNT_FREE_SEEN]},
@@ -459,26 +459,26 @@ nlohmann::json to_json(const Report& r) {
   json fam_counters = json::object();
   for (uint32_t fam : r.ctx.traced_families) {
     j["families"].push_back(family_name(fam));
-    const FamilyCounters& f = r.family_counters[fam];
-    json fc = {{"allocs_seen", f[KLEAK_FCNT_ALLOC_SEEN]},
-               {"allocs_recorded", f[KLEAK_FCNT_ALLOC_RECORDED]},
-               {"allocs_filtered", f[KLEAK_FCNT_ALLOC_FILTERED]},
-               {"allocs_failed", f[KLEAK_FCNT_ALLOC_FAILED]},
-               {"missed_frees", f[KLEAK_FCNT_ALLOC_REPLACED]},
-               {"live_map_full", f[KLEAK_FCNT_LIVE_FULL]},
-               {"live_map_errors", f[KLEAK_FCNT_LIVE_ERROR]},
-               {"frees_seen", f[KLEAK_FCNT_FREE_SEEN]},
-               {"frees_matched", f[KLEAK_FCNT_FREE_MATCHED]},
+    const Counters& f = r.family_counters[fam];
+    json fc = {{"allocs_seen", f[KLEAK_CNT_ALLOC_SEEN]},
+               {"allocs_recorded", f[KLEAK_CNT_ALLOC_RECORDED]},
+               {"allocs_filtered", f[KLEAK_CNT_ALLOC_FILTERED]},
+               {"allocs_failed", f[KLEAK_CNT_ALLOC_FAILED]},
+               {"missed_frees", f.missed_frees()},
+               {"live_map_full", f[KLEAK_CNT_LIVE_FULL]},
+               {"live_map_errors", f[KLEAK_CNT_LIVE_ERROR]},
+               {"frees_seen", f[KLEAK_CNT_FREE_SEEN]},
+               {"frees_matched", f[KLEAK_CNT_FREE_MATCHED]},
                {"frees_unmatched", f.frees_unmatched()},
-               {"free_errors", f[KLEAK_FCNT_FREE_ERROR]},
-               {"frees_rescued", f[KLEAK_FCNT_FREE_RESCUED]},
-               {"stack_errors", f[KLEAK_FCNT_STACK_ERROR]}};
+               {"free_errors", f[KLEAK_CNT_FREE_ERROR]},
+               {"frees_rescued", f[KLEAK_CNT_FREE_RESCUED]},
+               {"stack_errors", f.stack_errors()}};
     if (fam == KLEAK_FAMILY_PAGE) {
-      auto ex = [&](kleak_fam_counter n, kleak_fam_counter b) { return json{{"count", f[n]}, {"bytes", f[b]}}; };
-      fc["excluded"] = {{"movable", ex(KLEAK_FCNT_EXCL_MOVABLE, KLEAK_FCNT_EXCL_MOVABLE_BYTES)},
-                        {"slab", ex(KLEAK_FCNT_EXCL_SLAB, KLEAK_FCNT_EXCL_SLAB_BYTES)},
-                        {"large_kmalloc", ex(KLEAK_FCNT_EXCL_KMALLOC, KLEAK_FCNT_EXCL_KMALLOC_BYTES)},
-                        {"page_cache", ex(KLEAK_FCNT_EXCL_PAGECACHE, KLEAK_FCNT_EXCL_PAGECACHE_BYTES)}};
+      auto ex = [&](kleak_counter n, kleak_counter b) { return json{{"count", f[n]}, {"bytes", f[b]}}; };
+      fc["excluded"] = {{"movable", ex(KLEAK_CNT_EXCL_MOVABLE, KLEAK_CNT_EXCL_MOVABLE_BYTES)},
+                        {"slab", ex(KLEAK_CNT_EXCL_SLAB, KLEAK_CNT_EXCL_SLAB_BYTES)},
+                        {"large_kmalloc", ex(KLEAK_CNT_EXCL_KMALLOC, KLEAK_CNT_EXCL_KMALLOC_BYTES)},
+                        {"page_cache", ex(KLEAK_CNT_EXCL_PAGECACHE, KLEAK_CNT_EXCL_PAGECACHE_BYTES)}};
     }
     fam_counters[family_name(fam)] = fc;
   }

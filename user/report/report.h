@@ -139,7 +139,7 @@ struct Report {
   uint64_t time_unix_ns = 0;
   double elapsed_s = 0;
   Counters counters;
-  std::array<FamilyCounters, KLEAK_FAMILY_MAX> family_counters;
+  std::array<Counters, KLEAK_FAMILY_MAX> family_counters;
   RecursionMisses recursion;
   bool complete = true;  // snapshot_complete()
   uint64_t page_size = 4096;  // to show page records as pages

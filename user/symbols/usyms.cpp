@@ -87,9 +87,9 @@ Result<std::unique_ptr<ElfFile>> ElfFile::open(const std::string& path) {
   static const bool versioned = elf_version(EV_CURRENT) != EV_NONE;
   if (!versioned) return make_error("libelf: version mismatch", EINVAL);
   std::unique_ptr<ElfFile> f(new ElfFile());
-  f->fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (f->fd_ < 0) return make_error("open " + path, errno);
-  Elf* elf = elf_begin(f->fd_, ELF_C_READ_MMAP, nullptr);
+  f->fd_.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!f->fd_.valid()) return make_error("open " + path, errno);
+  Elf* elf = elf_begin(f->fd_.get(), ELF_C_READ_MMAP, nullptr);
   if (!elf || elf_kind(elf) != ELF_K_ELF) {
     if (elf) elf_end(elf);
     return make_error(path + ": not an ELF file", ENOEXEC);
@@ -117,9 +117,9 @@ Result<std::unique_ptr<ElfFile>> ElfFile::open(const std::string& path) {
       std::string hex;
       for (ssize_t i = 0; i < len; ++i) hex += fmt::format("{:02x}", b[i]);
       std::string dbg = "/usr/lib/debug/.build-id/" + hex.substr(0, 2) + "/" + hex.substr(2) + ".debug";
-      f->debug_fd_ = ::open(dbg.c_str(), O_RDONLY | O_CLOEXEC);
-      if (f->debug_fd_ >= 0) {
-        Elf* de = elf_begin(f->debug_fd_, ELF_C_READ_MMAP, nullptr);
+      f->debug_fd_.reset(::open(dbg.c_str(), O_RDONLY | O_CLOEXEC));
+      if (f->debug_fd_.valid()) {
+        Elf* de = elf_begin(f->debug_fd_.get(), ELF_C_READ_MMAP, nullptr);
         if (de) {
           f->debug_elf_ = de;
           dw = dwarf_begin_elf(de, DWARF_C_READ, nullptr);
@@ -178,8 +178,6 @@ ElfFile::~ElfFile() {
 #endif
   if (debug_elf_) elf_end(static_cast<Elf*>(debug_elf_));
   if (elf_) elf_end(static_cast<Elf*>(elf_));
-  if (debug_fd_ >= 0) ::close(debug_fd_);
-  if (fd_ >= 0) ::close(fd_);
 }
 
 const ElfFile::Sym* ElfFile::find(uint64_t vaddr) const {
@@ -215,7 +213,7 @@ std::vector<uint8_t> ElfFile::function_code(uint64_t vaddr) const {
   constexpr uint64_t kMaxFunctionBytes = 1 << 20;  // a symbol size past this is not a function
   if (!s || s->addr != vaddr || s->size == 0 || s->size > kMaxFunctionBytes || !off) return {};
   std::vector<uint8_t> code(s->size);
-  ssize_t n = pread(fd_, code.data(), code.size(), static_cast<off_t>(*off));
+  ssize_t n = pread(fd_.get(), code.data(), code.size(), static_cast<off_t>(*off));
   if (n != static_cast<ssize_t>(code.size())) return {};
   return code;
 }

@@ -15,6 +15,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "util/fd.h"
 #include "util/result.h"
 
 namespace kleak {
@@ -79,9 +80,11 @@ class ElfFile {
   std::vector<Sym> syms_;  // one per address
   std::unordered_map<std::string, uint64_t> by_name_;  // every name, aliases too
   std::vector<Segment> segments_;
-  int fd_ = -1;
+  // The files' descriptors outlive their Elf handles: closed after the
+  // destructor's elf_end().
+  Fd fd_;
   void* elf_ = nullptr;  // Elf*
-  int debug_fd_ = -1;
+  Fd debug_fd_;
   void* debug_elf_ = nullptr;  // separate debug file's Elf*, if used
   void* dwarf_ = nullptr;  // Dwarf*
 };

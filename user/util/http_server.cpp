@@ -135,10 +135,6 @@ Result<HttpServer> HttpServer::listen(const ListenAddress& addr) {
   return server;
 }
 
-HttpServer::~HttpServer() {
-  if (fd_ >= 0) close(fd_);
-}
-
 void HttpServer::answer(int conn, const HttpHandler& handler) {
   timeval tv{5, 0};
   setsockopt(conn, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
@@ -173,38 +169,27 @@ void HttpServer::answer(int conn, const HttpHandler& handler) {
 }
 
 int HttpServer::serve(const sigset_t& stop, uint64_t deadline_ns, const HttpHandler& handler) {
-  int sfd = signalfd(-1, &stop, SFD_CLOEXEC | SFD_NONBLOCK);
-  if (sfd < 0) return -errno;
+  Fd sfd(signalfd(-1, &stop, SFD_CLOEXEC | SFD_NONBLOCK));
+  if (!sfd.valid()) return -errno;
   for (;;) {
     int timeout_ms = -1;
     if (deadline_ns) {
       uint64_t now = monotonic_ns();
-      if (now >= deadline_ns) {
-        close(sfd);
-        return 0;
-      }
+      if (now >= deadline_ns) return 0;
       timeout_ms = static_cast<int>(std::min<uint64_t>((deadline_ns - now + 999999) / 1000000, 60000));
     }
-    pollfd fds[2] = {{sfd, POLLIN, 0}, {fd_, POLLIN, 0}};
+    pollfd fds[2] = {{sfd.get(), POLLIN, 0}, {fd_.get(), POLLIN, 0}};
     int n = poll(fds, 2, timeout_ms);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int err = errno;
-      close(sfd);
-      return -err;
-    }
+    if (n < 0) return -errno;
     if (fds[0].revents & POLLIN) {
       signalfd_siginfo si{};
-      if (read(sfd, &si, sizeof(si)) == static_cast<ssize_t>(sizeof(si))) {
-        close(sfd);
-        return static_cast<int>(si.ssi_signo);
-      }
+      if (read(sfd.get(), &si, sizeof(si)) == static_cast<ssize_t>(sizeof(si))) return static_cast<int>(si.ssi_signo);
     }
     if (fds[1].revents & POLLIN) {
-      int conn = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
-      if (conn < 0) continue;  // the client gave up already, or EMFILE: the next poll retries
-      answer(conn, handler);
-      close(conn);
+      Fd conn(accept4(fd_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+      if (!conn.valid()) continue;  // the client gave up already, or EMFILE: the next poll retries
+      answer(conn.get(), handler);
     }
   }
 }

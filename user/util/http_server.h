@@ -20,6 +20,7 @@
 #include <optional>
 #include <string>
 
+#include "util/fd.h"
 #include "util/result.h"
 
 namespace kleak {
@@ -55,9 +56,8 @@ class HttpServer {
 
   // Binds and listens on `addr`. The error names the address (EADDRINUSE, ...).
   static Result<HttpServer> listen(const ListenAddress& addr);
-  HttpServer(HttpServer&& o) noexcept : fd_(o.fd_), port_(o.port_) { o.fd_ = -1; }
+  HttpServer(HttpServer&& o) noexcept = default;
   HttpServer& operator=(HttpServer&&) = delete;
-  ~HttpServer();
 
   // The bound port (the kernel's pick for port 0).
   uint16_t port() const { return port_; }
@@ -71,7 +71,7 @@ class HttpServer {
  private:
   HttpServer(int fd, uint16_t port) : fd_(fd), port_(port) {}
   void answer(int conn, const HttpHandler& handler);
-  int fd_;
+  Fd fd_;
   uint16_t port_;
 };
 

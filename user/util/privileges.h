@@ -3,12 +3,14 @@
 // libbpf.
 #pragma once
 
+#include "util/result.h"
+
 #include <string>
 
 namespace kleak {
 
-// Empty when the effective capabilities allow loading kleak's programs
-// (CAP_BPF + CAP_PERFMON, or CAP_SYS_ADMIN), else the one-line reason.
-std::string missing_privileges();
+// Whether the effective capabilities allow loading kleak's programs
+// (CAP_BPF + CAP_PERFMON, or CAP_SYS_ADMIN); the error is the one-line reason.
+Status check_privileges();
 
 }  // namespace kleak

@@ -9,47 +9,39 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <utility>
 
 namespace kleak {
 
-HeldCommand::~HeldCommand() {
-  kill_and_reap();
-  for (int fd : {go_, err_})
-    if (fd >= 0) close(fd);
-}
+HeldCommand::~HeldCommand() { kill_and_reap(); }
 
-std::string HeldCommand::fork_held(const std::vector<std::string>& argv) {
-  if (argv.empty()) return "empty command";
-  int go[2], err[2];
-  if (pipe2(go, O_CLOEXEC) != 0) return std::strerror(errno);
-  if (pipe2(err, O_CLOEXEC) != 0) {
-    int e = errno;
-    close(go[0]);
-    close(go[1]);
-    return std::strerror(e);
-  }
+Status HeldCommand::fork_held(const std::vector<std::string>& argv) {
+  if (argv.empty()) return make_error("empty command", 0);
+  int go_fds[2], err_fds[2];
+  if (pipe2(go_fds, O_CLOEXEC) != 0) return make_error(std::strerror(errno), 0);
+  Fd go_read(go_fds[0]), go_write(go_fds[1]);
+  if (pipe2(err_fds, O_CLOEXEC) != 0) return make_error(std::strerror(errno), 0);
+  Fd err_read(err_fds[0]), err_write(err_fds[1]);
   std::vector<char*> cargv;
   for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
   cargv.push_back(nullptr);
   pid_ = fork();
-  if (pid_ < 0) return std::strerror(errno);
+  if (pid_ < 0) return make_error(std::strerror(errno), 0);
   if (pid_ == 0) {
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
     std::signal(SIGPIPE, SIG_DFL);
     char c;
-    if (read(go[0], &c, 1) != 1) _exit(127);  // kleak went away
+    if (read(go_read.get(), &c, 1) != 1) _exit(127);  // kleak went away
     execvp(cargv[0], cargv.data());
     int e = errno;
-    ssize_t ignored = write(err[1], &e, sizeof(e));
+    ssize_t ignored = write(err_write.get(), &e, sizeof(e));
     (void)ignored;
     _exit(127);
   }
-  close(go[0]);
-  close(err[1]);
-  go_ = go[1];
-  err_ = err[0];
+  go_ = std::move(go_write);
+  err_ = std::move(err_read);
   // Seize without stopping it: no stop at exec (PTRACE_O_TRACEEXEC unset and
   // seized, so no SIGTRAP either), one stop at exit.
   if (trace_ == Trace::exit_stop)
@@ -57,16 +49,15 @@ std::string HeldCommand::fork_held(const std::vector<std::string>& argv) {
   return {};
 }
 
-std::string HeldCommand::start() {
+Status HeldCommand::start() {
   char c = 1;
-  if (write(go_, &c, 1) != 1) return std::strerror(errno);
-  close(go_);
-  go_ = -1;
+  if (write(go_.get(), &c, 1) != 1) return make_error(std::strerror(errno), 0);
+  go_.reset();
   int e = 0;
-  ssize_t n = read(err_, &e, sizeof(e));  // EOF (0) when exec succeeded
-  close(err_);
-  err_ = -1;
-  return n == static_cast<ssize_t>(sizeof(e)) ? std::strerror(e) : std::string();
+  ssize_t n = read(err_.get(), &e, sizeof(e));  // EOF (0) when exec succeeded
+  err_.reset();
+  if (n == static_cast<ssize_t>(sizeof(e))) return make_error(std::strerror(e), 0);
+  return {};
 }
 
 bool HeldCommand::poll(const std::function<void(pid_t)>& at_exit) {

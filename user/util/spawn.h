@@ -13,6 +13,9 @@
 #include <string>
 #include <vector>
 
+#include "util/fd.h"
+#include "util/result.h"
+
 namespace kleak {
 
 class HeldCommand {
@@ -23,10 +26,10 @@ class HeldCommand {
   HeldCommand(const HeldCommand&) = delete;
   HeldCommand& operator=(const HeldCommand&) = delete;
 
-  // Forks; the child waits for start(). Empty on success, else why not.
-  std::string fork_held(const std::vector<std::string>& argv);
-  // Lets the child exec. Empty on success, else why exec failed.
-  std::string start();
+  // Forks; the child waits for start(). The error says why not.
+  Status fork_held(const std::vector<std::string>& argv);
+  // Lets the child exec. The error says why exec failed.
+  Status start();
   // Handles the child's ptrace stops without blocking; `at_exit` runs at its
   // exit stop (address space still there). True once the child is reaped.
   bool poll(const std::function<void(pid_t)>& at_exit = {});
@@ -40,7 +43,7 @@ class HeldCommand {
  private:
   Trace trace_;
   pid_t pid_ = -1;
-  int go_ = -1, err_ = -1;
+  Fd go_, err_;  // the child's go-ahead pipe, and its exec error
   bool traced_ = false;
   bool reaped_ = false;
   int status_ = -1;

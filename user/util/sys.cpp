@@ -85,9 +85,8 @@ Result<Output> Output::open_replacing(const std::string& path, mode_t mode) {
     return make_error("cannot write " + path + ": not a regular file (a symlink is refused)", EEXIST);
   // Try the directory now, so a typo fails before anything is attached.
   std::string tmp = temp_template(path);
-  int fd = mkostemp(tmp.data(), O_CLOEXEC);
-  if (fd < 0) return make_error("cannot write " + path, errno);
-  close(fd);
+  Fd probe(mkostemp(tmp.data(), O_CLOEXEC));
+  if (!probe.valid()) return make_error("cannot write " + path, errno);
   unlink(tmp.c_str());
   return out;
 }
@@ -95,11 +94,11 @@ Result<Output> Output::open_replacing(const std::string& path, mode_t mode) {
 bool Output::replace(const std::string& s) {
   if (path_.empty()) return write_stdout(s);
   std::string tmp = temp_template(path_);
-  int fd = mkostemp(tmp.data(), O_CLOEXEC);
-  if (fd < 0) return false;
-  bool ok = fchmod(fd, mode_) == 0 && write_all(fd, s);
+  Fd fd(mkostemp(tmp.data(), O_CLOEXEC));
+  if (!fd.valid()) return false;
+  bool ok = fchmod(fd.get(), mode_) == 0 && write_all(fd.get(), s);
   int saved = errno;
-  if (close(fd) != 0 && ok) {
+  if (fd.close() != 0 && ok) {
     ok = false;
     saved = errno;
   }
@@ -114,20 +113,16 @@ bool Output::replace(const std::string& s) {
   return ok;
 }
 
-Output::~Output() {
-  if (fd_ >= 0) close(fd_);
-}
-
 bool Output::write(const std::string& s) {
   if (replacing_) return replace(s);
-  if (fd_ < 0) return write_stdout(s);
-  return write_all(fd_, s);
+  if (!fd_.valid()) return write_stdout(s);
+  return write_all(fd_.get(), s);
 }
 
-std::string write_file(const std::string& path, const std::string& s) {
+Status write_file(const std::string& path, const std::string& s) {
   auto out = Output::open(path);
-  if (!out) return out.error().message;
-  if (!out->write(s)) return make_error("cannot write " + path, errno).message;
+  if (!out) return out.error();
+  if (!out->write(s)) return make_error("cannot write " + path, errno);
   return {};
 }
 

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 
+#include "util/fd.h"
 #include "util/result.h"
 
 namespace kleak {
@@ -30,12 +31,8 @@ class Output {
   // Nothing is created now, but a symlink at `path` or a directory kleak
   // cannot create files in is refused at once. Empty path: stdout.
   static Result<Output> open_replacing(const std::string& path, mode_t mode);
-  Output(Output&& o) noexcept
-      : fd_(o.fd_), path_(std::move(o.path_)), replacing_(o.replacing_), mode_(o.mode_) {
-    o.fd_ = -1;
-  }
+  Output(Output&& o) noexcept = default;
   Output& operator=(Output&&) = delete;
-  ~Output();
   // Writes all of `s`. False on error, with errno set (EPIPE, ENOSPC, ...).
   bool write(const std::string& s);
   // Writes `s` to a temporary file beside path() (mode as opened), then
@@ -49,15 +46,14 @@ class Output {
 
  private:
   Output(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
-  int fd_;  // -1: stdout, or a replacing Output (no fd held)
+  Fd fd_;  // none: stdout, or a replacing Output (no fd held)
   std::string path_;
   bool replacing_ = false;
   mode_t mode_ = 0600;
 };
 
-// Writes `s` to `path` through an Output. Empty on success, else a one-line
-// reason.
-std::string write_file(const std::string& path, const std::string& s);
+// Writes `s` to `path` through an Output; the error is a one-line reason.
+Status write_file(const std::string& path, const std::string& s);
 
 // Blocks SIGINT and SIGTERM (and `extra`, e.g. SIGCHLD) so they are taken
 // synchronously with wait_until, and ignores SIGPIPE. Returns the set.
