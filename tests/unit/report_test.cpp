@@ -1,5 +1,6 @@
 #include "options/options.h"
 #include "report/report.h"
+#include "symbols/ksyms.h"
 
 #include <cstring>
 

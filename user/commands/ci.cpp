@@ -14,8 +14,8 @@
 #include <fmt/format.h>
 
 #include "analysis/aggregate.h"
-#include "pipeline/map_reader.h"
-#include "pipeline/peeks.h"
+#include "pipeline/pipeline.h"
+#include "pipeline/run_loop.h"
 #include "commands/ci_report.h"
 #include "probe/loader.h"
 #include "util/log.h"
@@ -74,6 +74,67 @@ std::string join(const std::vector<std::string>& v) {
   return s;
 }
 
+// Deferred frees (kfree_rcu batches, call_rcu) land after the command is
+// gone: waits up to settle_s for them, but stops as soon as nothing is left.
+void settle(const BpfHandles& handles, const sigset_t& signals, double settle_s, Verdict& v) {
+  const uint64_t settle_end = monotonic_ns() + static_cast<uint64_t>(settle_s * 1e9);
+  while (count_live(handles.live_fds()) > 0) {
+    run_on_every_cpu();
+    uint64_t next = std::min<uint64_t>(settle_end, monotonic_ns() + 250000000ull);
+    int sig = wait_until(signals, next);
+    if (sig == SIGINT || sig == SIGTERM) {
+      v.interrupted = fmt::format("interrupted by {} while settling", strsignal(sig));
+      release_stop_signals();
+      break;
+    }
+    if (monotonic_ns() >= settle_end) break;
+  }
+}
+
+// What is checked before anything runs: a CiExitCode to stop with, or none.
+std::optional<int> preflight(const TraceOptions& opts) {
+  if (auto why = check_privileges(); !why) {
+    log_error("{}", why.error().message);
+    return kCiUnsupported;
+  }
+  if ((opts.peek_bytes > 0 || opts.peek_addr != 0) && geteuid() != 0) {
+    log_error("--peek shows kernel memory: root only");
+    return kCiUnsupported;
+  }
+  if (opts.selftest && !selftest_passed()) return kCiUnsupported;
+  return std::nullopt;
+}
+
+void print_banner(const TraceOptions& opts, const HeldCommand* command) {
+  const CiOptions& ci = opts.ci;
+  fmt::print(stderr, "kleak --ci: tracing {}; verdict {}\n",
+             command ? fmt::format("`{}` (pid {}) and its children", join(ci.command), command->pid())
+                     : std::string("all tasks") + (opts.pid ? fmt::format(" of pid {}", opts.pid) : ""),
+             command ? fmt::format("when it exits (+ up to {} s for deferred frees)", ci.settle_s)
+                     : fmt::format("in {} s", opts.duration_s));
+}
+
+// The one report, judged against the baseline, and the verdict written.
+int judge(const TraceOptions& opts, Pipeline& pipeline, const std::set<std::string>& baseline, Verdict& v,
+          HeldCommand* command, uint64_t start, uint64_t traced_ns, Output& output) {
+  auto select = [&](const Aggregate& all, const SnapshotInfo& snap, Symbolizer& syms, const StackSource& stacks) {
+    return judged_groups(all, snap, opts.ci, baseline, syms, stacks, v);
+  };
+  auto r = pipeline.next(ReportRequest{true, select});
+  if (!r) {
+    log_error("{}", r.error().message);
+    return kCiIncomplete;
+  }
+  v.complete = r->complete;
+  decide(v, opts.ci);
+  CiRun run;
+  run.tool = "kleak --ci";
+  if (command) run.command_status = command->status();
+  run.traced_s = static_cast<double>(traced_ns) / 1e9;
+  run.elapsed_s = static_cast<double>(monotonic_ns() - start) / 1e9;
+  return write_ci_verdict(*r, v, opts, run, output);
+}
+
 }  // namespace
 
 int run_ci(const TraceOptions& opts) {
@@ -85,21 +146,12 @@ int run_ci(const TraceOptions& opts) {
     log_error("{}", output.error().message);
     return kCiUsage;
   }
-  auto loaded = load_baseline(ci.baseline_path);
-  if (!loaded) {
-    log_error("{}", loaded.error().message);
+  auto baseline = load_baseline(ci.baseline_path);
+  if (!baseline) {
+    log_error("{}", baseline.error().message);
     return kCiUsage;
   }
-  const std::set<std::string> baseline = std::move(*loaded);
-  if (auto why = check_privileges(); !why) {
-    log_error("{}", why.error().message);
-    return kCiUnsupported;
-  }
-  if ((opts.peek_bytes > 0 || opts.peek_addr != 0) && geteuid() != 0) {
-    log_error("--peek shows kernel memory: root only");
-    return kCiUnsupported;
-  }
-  if (opts.selftest && !selftest_passed()) return kCiUnsupported;
+  if (auto rc = preflight(opts)) return *rc;
   const sigset_t signals = block_stop_signals(SIGCHLD);
   // The workload, forked before tracing starts and held until the programs
   // are attached, so its first allocation is already followed.
@@ -111,24 +163,26 @@ int run_ci(const TraceOptions& opts) {
       return kCiUsage;
     }
   }
-
   auto config = loader_config(opts);
   if (!config) {
     log_error("{}", config.error().message);
     return kCiUsage;
   }
-  LoaderConfig cfg = *config;
-  if (with_command) cfg.follow_tgids = {static_cast<uint32_t>(command.pid())};
-  auto tracer = attach_tracer(cfg);
+  if (with_command) config->follow_tgids = {static_cast<uint32_t>(command.pid())};
+  auto tracer = attach_tracer(*config);
   if (!tracer) {
     log_error("{}", tracer.error().message);
     return kCiUnsupported;
   }
-  auto& loader = tracer->loader;
-
+  // One report, judged: no history, no stack sweeps. With a command every
+  // record is the command's, and it is over: all that is left counts. With
+  // --duration, the usual age threshold applies.
+  PipelineStages stages{.growth = false, .reconcile = false, .sweep = false, .min_age_ms = std::nullopt};
+  if (with_command) stages.min_age_ms = 0;
+  KernelSource source(*tracer->loader, std::move(tracer->ksyms));
   const uint64_t start = monotonic_ns();
-  const uint64_t deadline = opts.duration_s > 0 ? start + static_cast<uint64_t>(opts.duration_s * 1e9) : 0;
-  Verdict v;
+  Pipeline pipeline(opts, source, stages, TraceStart{start, std::nullopt});
+  pipeline.describe(*config);
   if (with_command) {
     if (auto why = command.start(); !why) {
       command.kill_and_reap();
@@ -136,94 +190,18 @@ int run_ci(const TraceOptions& opts) {
       return kCiUsage;
     }
   }
-  if (!opts.quiet)
-    fmt::print(stderr, "kleak --ci: tracing {}; verdict {}\n",
-               with_command ? fmt::format("`{}` (pid {}) and its children", join(ci.command), command.pid())
-                            : std::string("all tasks") + (opts.pid ? fmt::format(" of pid {}", opts.pid) : ""),
-               with_command ? fmt::format("when it exits (+ up to {} s for deferred frees)", ci.settle_s)
-                            : fmt::format("in {} s", opts.duration_s));
+  if (!opts.quiet) print_banner(opts, with_command ? &command : nullptr);
 
-  // Trace until the command exits, --duration passes, or a stop signal.
-  for (;;) {
-    if (with_command && command.poll()) break;
-    int sig = wait_until(signals, deadline);
-    if (sig == SIGCHLD) continue;
-    if (sig == SIGINT || sig == SIGTERM) {
-      v.interrupted = fmt::format("interrupted by {}", strsignal(sig));
-      release_stop_signals();
-      break;
-    }
-    if (sig == 0) {  // --duration passed
-      if (with_command && !command.poll()) v.interrupted = fmt::format("command still running after {} s", opts.duration_s);
-      break;
-    }
-  }
+  ReportSchedule schedule(start, 0, 0, opts.duration_s);
+  RunHooks hooks;
+  hooks.command = with_command ? &command : nullptr;
+  Verdict v;
+  v.interrupted = run_until_done(signals, schedule, opts.duration_s, hooks).interrupted;
   if (with_command) command.kill_and_reap();
   const uint64_t traced_ns = monotonic_ns() - start;
+  if (with_command && v.interrupted.empty()) settle(*tracer->loader, signals, ci.settle_s, v);
 
-  // Deferred frees (kfree_rcu batches, call_rcu) land after the command is
-  // gone: wait for them, but stop as soon as nothing is left.
-  if (with_command && v.interrupted.empty()) {
-    const uint64_t settle_end = monotonic_ns() + static_cast<uint64_t>(ci.settle_s * 1e9);
-    while (count_live(loader->live_fds()) > 0) {
-      run_on_every_cpu();
-      uint64_t next = std::min<uint64_t>(settle_end, monotonic_ns() + 250000000ull);
-      int sig = wait_until(signals, next);
-      if (sig == SIGINT || sig == SIGTERM) {
-        v.interrupted = fmt::format("interrupted by {} while settling", strsignal(sig));
-        release_stop_signals();
-        break;
-      }
-      if (monotonic_ns() >= settle_end) break;
-    }
-  }
-
-  auto info = snapshot_info(loader->fds());
-  if (!info) {
-    log_error("{}", info.error().message);
-    return kCiIncomplete;
-  }
-  // With a command every record is the command's, and it is over: all that
-  // is left counts. With --duration, the usual age threshold applies.
-  Aggregator aggregator(info->mono_ns, with_command ? 0 : opts.min_age_ms * 1000000ull,
-                        opts.show_allocs || opts.peek_bytes > 0);
-  if (auto st = aggregate_maps(loader->live_fds(), aggregator); !st) {
-    log_error("{}", st.error().message);
-    return kCiIncomplete;
-  }
-  Aggregate all = std::move(aggregator).finish();
-  const int stacks_fd = loader->stacks_fd();
-  StackSource stacks = [stacks_fd](uint64_t id) { return read_stack(stacks_fd, id); };
-  const Ksyms& syms = tracer->ksyms;
-  Aggregate judged = judged_groups(all, *info, ci, baseline, syms, stacks, v);
-  v.complete = snapshot_complete(*info);
-  decide(v, ci);
-
-  ReportContext ctx;
-  ctx.seq = 1;
-  ctx.final_report = true;
-  ctx.kernel = kernel_release();
-  ctx.start_mono_ns = start;
-  ctx.live_capacity = loader->live_capacity();
-  ctx.stack_capacity = loader->stack_capacity();
-  ctx.stack_sample_every = loader->stack_sample_every();
-  ctx.attached = loader->attached();
-  ctx.missing = loader->missing();
-  ctx.degraded = loader->degraded();
-  ctx.families = loader->families();
-  ctx.traced_families = loader->traced_families();
-  describe_filters(cfg, ctx);
-  TraceOptions shown = opts;
-  if (with_command) shown.min_age_ms = 0;
-  Report r = build_report(*info, judged, shown, ctx, syms, stacks);
-  if (auto st = add_peeks(r, loader->peek_prog_fd(), loader->peek_map_fd()); !st)
-    log_warn("--peek: {}", st.error().message);
-  CiRun run;
-  run.tool = "kleak --ci";
-  if (with_command) run.command_status = command.status();
-  run.traced_s = static_cast<double>(traced_ns) / 1e9;
-  run.elapsed_s = static_cast<double>(monotonic_ns() - start) / 1e9;
-  return write_ci_verdict(r, v, opts, run, *output);
+  return judge(opts, pipeline, *baseline, v, with_command ? &command : nullptr, start, traced_ns, *output);
 }
 
 }  // namespace kleak

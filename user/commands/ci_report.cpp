@@ -47,22 +47,4 @@ int write_ci_verdict(const Report& r, const Verdict& v, const TraceOptions& opts
   return v.status;
 }
 
-void judge_report(Report& r, const CiOptions& ci, const std::set<std::string>& baseline, Verdict& v) {
-  std::vector<StackReport> judged;
-  uint64_t bytes = 0, count = 0;
-  for (StackReport& s : r.stacks) {
-    std::string why = suppression(s.frames, s.stack_key, s.reclaimable, s.missed_frees, ci, baseline);
-    count_suppressed(v, why);
-    if (!why.empty()) continue;
-    bytes += s.bytes;
-    count += s.count;
-    judged.push_back(std::move(s));
-  }
-  for (size_t i = 0; i < judged.size(); ++i) judged[i].rank = static_cast<uint32_t>(i + 1);
-  r.stacks = std::move(judged);
-  r.total_bytes = v.leak_bytes = bytes;
-  r.total_count = v.leak_count = count;
-  r.stacks_total = v.leak_stacks = r.stacks.size();
-}
-
 }  // namespace kleak

@@ -28,10 +28,4 @@ struct CiRun {
 // status: v.status, or kCiIncomplete when something could not be written.
 int write_ci_verdict(const Report& r, const Verdict& v, const TraceOptions& opts, const CiRun& run, Output& out);
 
-// Judges the stacks of a built report whose frames are already resolved
-// (kleak user's): removes those the baseline or --ignore set aside,
-// tallies them in `v`, and sets v's leak totals and the report's totals
-// from what is left. Every stack of the report must be listed (-T large).
-void judge_report(Report& r, const CiOptions& ci, const std::set<std::string>& baseline, Verdict& v);
-
 }  // namespace kleak

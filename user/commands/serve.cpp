@@ -14,6 +14,7 @@
 #include "probe/stack_reclaim.h"
 #include "util/sys.h"
 #include "commands/trace.h"
+#include "pipeline/pipeline.h"
 
 namespace kleak {
 namespace {
@@ -52,8 +53,9 @@ int run_serve(const TraceOptions& opts) {
     log_error("{}", tracer.error().message);
     return kExitFailure;
   }
-  Reporter reporter(opts, *tracer->loader, std::move(tracer->ksyms));
-  reporter.describe(*config);
+  KernelSource source(*tracer->loader, std::move(tracer->ksyms));
+  Pipeline pipeline(opts, source);
+  pipeline.describe(*config);
   const std::string url = addr->ipv6 ? fmt::format("http://[{}]:{}/metrics", addr->host, server->port())
                                      : fmt::format("http://{}:{}/metrics", addr->host, server->port());
   if (!opts.quiet)
@@ -64,7 +66,7 @@ int run_serve(const TraceOptions& opts) {
     std::string path = req.target.substr(0, req.target.find('?'));
     if (path == "/") return {200, "text/plain; charset=utf-8", kIndex};
     if (path != "/metrics") return {404, "text/plain; charset=utf-8", "not found: try /metrics\n"};
-    auto r = reporter.next(false);
+    auto r = pipeline.next(false);
     if (!r) {
       log_error("scrape: {}", r.error().message);
       return {500, "text/plain; charset=utf-8", r.error().message + "\n"};
@@ -73,7 +75,7 @@ int run_serve(const TraceOptions& opts) {
     return {200, "text/plain; version=0.0.4; charset=utf-8", render_prometheus(*r)};
   };
   const uint64_t deadline =
-      opts.duration_s > 0 ? reporter.start_ns() + static_cast<uint64_t>(opts.duration_s * 1e9) : 0;
+      opts.duration_s > 0 ? pipeline.start_ns() + static_cast<uint64_t>(opts.duration_s * 1e9) : 0;
   const uint64_t maint_step = static_cast<uint64_t>(kReclaimPeriodS * 1e9);
   int sig = 0;
   for (;;) {
@@ -83,7 +85,7 @@ int run_serve(const TraceOptions& opts) {
     if (deadline && deadline < wake) wake = deadline;
     sig = server->serve(stop_set, wake, handler);
     if (sig != 0 || (deadline && monotonic_ns() >= deadline)) break;
-    reporter.maintain();
+    pipeline.maintain();
   }
   if (sig < 0) {
     log_error("serve {}: {}", url, std::strerror(-sig));

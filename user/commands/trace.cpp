@@ -13,12 +13,8 @@
 
 #include <fmt/format.h>
 
-#include "analysis/aggregate.h"
-#include "pipeline/map_reader.h"
-#include "pipeline/peeks.h"
 #include "procfs/cache_filter.h"
 #include "report/output.h"
-#include "analysis/growth.h"
 #include "symbols/ksyms.h"
 #include "probe/loader.h"
 #include "util/log.h"
@@ -26,54 +22,31 @@
 #include "procfs/procfs.h"
 #include "report/report.h"
 #include "pipeline/report_schedule.h"
+#include "pipeline/run_loop.h"
 #include "commands/selftest.h"
-#include "probe/snapshot.h"
-#include "probe/stack_reclaim.h"
 #include "util/sys.h"
 
 namespace kleak {
 namespace {
 
-// A report's tables (one entry per stack and per process with live
-// allocations: hundreds of thousands on a busy machine) are freed once it is
-// built, but glibc keeps the freed chunks in its heap, so without this the
-// RSS stays at the largest live set ever seen. malloc_trim also hands back
-// whole free pages inside the heap (glibc 2.8+), not only its top.
-void return_freed_heap() {
-  const uint64_t t0 = monotonic_ns();
-  malloc_trim(0);
-  log_debug("malloc_trim: {:.1f} ms", static_cast<double>(monotonic_ns() - t0) / 1e6);
-}
-
 // One report after another, written where --output says.
 class Session {
  public:
-  // `start`: when tracing began; by default now (a tracer that just attached).
-  Session(const TraceOptions& opts, const BpfHandles& loader, Ksyms ksyms, Output output,
+  Session(const TraceOptions& opts, const BpfHandles& handles, Ksyms ksyms, Output output, PipelineStages stages = {},
           std::optional<TraceStart> start = std::nullopt)
-      : reporter_(opts, loader, std::move(ksyms), std::move(start)),
+      : source_(handles, std::move(ksyms)),
+        pipeline_(opts, source_, stages, std::move(start)),
         format_(format_options(opts)),
         output_(std::move(output)) {}
 
-  uint64_t start_ns() const { return reporter_.start_ns(); }
-  void describe(const LoaderConfig& cfg) { reporter_.describe(cfg); }
-  void without_growth() { reporter_.without_growth(); }
-
-  // Between reports, sweeps the stack store (see Reporter::maintain).
-  void maintain() { reporter_.maintain(); }
+  Pipeline& pipeline() { return pipeline_; }
 
   // Prints one report. Returns an exit status to stop with, or nothing to go on.
-  // The heap is returned before printing, so whoever reads kleak's RSS
-  // when a report appears (bench/soak.py) sees it without the report's
-  // freed tables.
-  std::optional<int> report(bool final_report) {
-    Result<Report> r = reporter_.next(final_report);
-    return_freed_heap();
-    return print_report(std::move(r), format_, output_);
-  }
+  std::optional<int> report(bool final_report) { return print_report(pipeline_.next(final_report), format_, output_); }
 
  private:
-  Reporter reporter_;
+  KernelSource source_;
+  Pipeline pipeline_;
   FormatOptions format_;
   Output output_;
 };
@@ -93,105 +66,11 @@ bool selftest_passed() {
 
 int report_once(const TraceOptions& opts, const BpfHandles& handles, const TraceStart& start,
                 const LoaderConfig& filters, Ksyms ksyms, Output output, bool final_report) {
-  Session session(opts, handles, std::move(ksyms), std::move(output), start);
-  session.describe(filters);
-  session.without_growth();
+  PipelineStages one_report;
+  one_report.growth = false;  // a single report has no history to judge growth from
+  Session session(opts, handles, std::move(ksyms), std::move(output), one_report, start);
+  session.pipeline().describe(filters);
   return session.report(final_report).value_or(kExitOk);
-}
-
-Reporter::Reporter(const TraceOptions& opts, const BpfHandles& loader, Ksyms ksyms, std::optional<TraceStart> start)
-    : opts_(opts), loader_(loader), ksyms_(std::move(ksyms)) {
-  ctx_.kernel = kernel_release();
-  ctx_.interval_s = opts.interval_s;
-  ctx_.start_mono_ns = start ? start->mono_ns : monotonic_ns();
-  ctx_.live_capacity = loader.live_capacity();
-  ctx_.stack_capacity = loader.stack_capacity();
-  ctx_.stack_sample_every = loader.stack_sample_every();
-  ctx_.attached = loader.attached();
-  ctx_.missing = loader.missing();
-  ctx_.degraded = loader.degraded();
-  ctx_.families = loader.families();
-  ctx_.traced_families = loader.traced_families();
-  if (start) start_meminfo_ = start->meminfo;
-  else if (auto m = load_meminfo()) start_meminfo_ = std::move(*m);
-}
-
-void Reporter::describe(const LoaderConfig& cfg) { describe_filters(cfg, ctx_); }
-
-// The kernel's slab counters now against when kleak started.
-Reconciliation Reporter::reconcile(const Aggregate& agg) const {
-  Reconciliation rc;
-  auto now = load_meminfo();
-  if (!start_meminfo_ || !now) return rc;
-  auto delta = [&](std::string_view field) -> std::optional<int64_t> {
-    auto a = start_meminfo_->get(field), b = now->get(field);
-    if (!a || !b) return std::nullopt;
-    return static_cast<int64_t>(*b) - static_cast<int64_t>(*a);
-  };
-  auto slab = delta("Slab"), unrec = delta("SUnreclaim"), rec = delta("SReclaimable");
-  if (!slab || !unrec || !rec) return rc;
-  rc.available = true;
-  rc.slab_delta = *slab;
-  rc.sunreclaim_delta = *unrec;
-  rc.sreclaimable_delta = *rec;
-  rc.tracked_unreclaimable = agg.live_unreclaimable_bytes;
-  rc.tracked_reclaimable = agg.live_reclaimable_bytes;
-  rc.tracked_large_kmalloc = agg.live_large_kmalloc_bytes;
-  return rc;
-}
-
-// A failure is a warning: reports stay right, the store may fill (counted
-// as stack ENOMEM).
-void Reporter::reclaim_stacks(const std::unordered_set<uint64_t>& referenced) {
-  auto r = reclaimer_.sweep(loader_.stacks_fd(), loader_.sites_fd(), referenced);
-  if (!r) {
-    log_warn("stack store sweep: {}", r.error().message);
-    return;
-  }
-  last_sweep_ns_ = monotonic_ns();
-  ctx_.stacks_stored = reclaimer_.stored();
-  ctx_.stacks_reclaimed = reclaimer_.reclaimed_total();
-  if (r->reclaimed) log_info("stack store: {} stacks, {} reclaimed", r->stored, r->reclaimed);
-}
-
-void Reporter::maintain() {
-  if (monotonic_ns() - last_sweep_ns_ < static_cast<uint64_t>(kReclaimPeriodS * 1e9)) return;
-  Aggregator referenced(monotonic_ns(), 0, false);
-  if (auto read = aggregate_maps(loader_.live_fds(), referenced); !read) {
-    log_warn("stack store sweep: {}", read.error().message);
-    last_sweep_ns_ = monotonic_ns();
-    return;
-  }
-  reclaim_stacks(std::move(referenced).finish().referenced_stacks);
-  return_freed_heap();
-}
-
-Result<Report> Reporter::next(bool final_report) {
-  ++ctx_.seq;
-  ctx_.final_report = final_report;
-  const uint64_t t0 = monotonic_ns();
-  auto snap = snapshot_info(loader_.fds());
-  if (!snap) return snap.error();
-  Aggregator aggregator(snap->mono_ns, opts_.min_age_ms * 1000000ull, opts_.show_allocs || opts_.peek_bytes > 0);
-  if (auto read = aggregate_maps(loader_.live_fds(), aggregator); !read) return read.error();
-  const uint64_t t1 = monotonic_ns();
-  Aggregate agg = std::move(aggregator).finish();
-  reclaim_stacks(agg.referenced_stacks);
-  if (track_growth_) growth_.observe(static_cast<double>(snap->mono_ns - ctx_.start_mono_ns) / 1e9, agg);
-  rank_groups(agg, opts_.sort, growth_);
-  const uint64_t t2 = monotonic_ns();
-  int fd = loader_.stacks_fd();
-  Report r = build_report(*snap, agg, opts_, ctx_, ksyms_, [fd](uint64_t id) { return read_stack(fd, id); },
-                          track_growth_ ? &growth_ : nullptr);
-  r.reconciliation = reconcile(agg);
-  if (auto st = add_peeks(r, loader_.peek_prog_fd(), loader_.peek_map_fd()); !st)
-    log_warn("--peek: {}", st.error().message);
-  const uint64_t t3 = monotonic_ns();
-  auto ms = [](uint64_t a, uint64_t b) { return static_cast<double>(b - a) / 1e6; };
-  log_info("report #{}: {} live allocations, {} stacks in {:.1f} ms (read+group {:.1f}, rank {:.1f}, "
-           "symbolize {:.1f})",
-           ctx_.seq, agg.live_count, agg.groups.size(), ms(t0, t3), ms(t0, t1), ms(t1, t2), ms(t2, t3));
-  return r;
 }
 
 Result<LoaderConfig> loader_config(const TraceOptions& opts) {
@@ -231,12 +110,6 @@ Result<LoaderConfig> loader_config(const TraceOptions& opts) {
   cfg.btf_path = opts.btf_path;
   cfg.families = opts.families;
   return cfg;
-}
-
-void describe_filters(const LoaderConfig& config, ReportContext& ctx) {
-  ctx.min_size_bytes = config.min_size_bytes;
-  ctx.max_size_bytes = config.max_size_bytes;
-  ctx.cache = config.cache_label;
 }
 
 Result<Tracer> attach_tracer(const LoaderConfig& config) {
@@ -290,7 +163,7 @@ int run_trace(const TraceOptions& opts) {
   }
   auto& loader = tracer->loader;
   Session session(opts, *loader, std::move(tracer->ksyms), std::move(*output));
-  session.describe(cfg);
+  session.pipeline().describe(cfg);
   if (!opts.quiet) {
     std::string what;
     for (const auto& a : loader->attached()) what += (what.empty() ? "" : ", ") + a;
@@ -299,30 +172,16 @@ int run_trace(const TraceOptions& opts) {
                                    : std::string("Ctrl-C for the final report."));
   }
 
-  ReportSchedule schedule(session.start_ns(), opts.interval_s, opts.count, opts.duration_s);
-  const uint64_t maint_step = static_cast<uint64_t>(kReclaimPeriodS * 1e9);
-  for (;;) {
-    int sig = wait_until(stop_set, schedule.wake(monotonic_ns() + maint_step));
-    if (sig != 0) {
-      // A second Ctrl-C while the final report is printed ends kleak at once;
-      // fd-based links detach with the process.
-      release_stop_signals();
-      log_info("got {}: final report", strsignal(sig));
-      return session.report(true).value_or(kExitOk);
-    }
-    uint64_t now = monotonic_ns();
-    if (schedule.deadline_passed(now)) {
-      return session.report(true).value_or(kExitOk);
-    }
-    if (!schedule.report_due(now)) {
-      session.maintain();
-      continue;
-    }
-    const bool last = schedule.next_is_last();
-    if (auto rc = session.report(last)) return *rc;
-    if (last) return kExitOk;
-    schedule.reported(monotonic_ns());
-  }
+  ReportSchedule schedule(session.pipeline().start_ns(), opts.interval_s, opts.count, opts.duration_s);
+  RunHooks hooks;
+  hooks.report = [&session](bool last) { return session.report(last); };
+  hooks.maintain = [&session] { session.pipeline().maintain(); };
+  RunEnd end = run_until_done(stop_set, schedule, opts.duration_s, hooks);
+  if (end.rc) return *end.rc;
+  // A second Ctrl-C while the final report is printed ends kleak at once;
+  // fd-based links detach with the process.
+  log_info("{}: final report", end.what);
+  return session.report(true).value_or(kExitOk);
 }
 
 }  // namespace kleak

@@ -216,12 +216,24 @@ Status UserLoader::attach(uint32_t slot, uint32_t pid, const AllocatorLibs& libs
   return {};
 }
 
-int UserLoader::live_fd() const { return bpf_map__fd(skel_->maps.kleak_ulive); }
-int UserLoader::stacks_fd() const { return bpf_map__fd(skel_->maps.kleak_ustacks); }
-int UserLoader::counters_fd() const { return bpf_map__fd(skel_->maps.kleak_ucounts); }
-int UserLoader::extra_counters_fd() const { return bpf_map__fd(skel_->maps.kleak_uextra); }
-int UserLoader::exec_fd() const { return bpf_map__fd(skel_->maps.kleak_uexec); }
-int UserLoader::sites_fd() const { return bpf_map__fd(skel_->maps.kleak_usites); }
+int UserLoader::map_fd(const std::string& name) const {
+  static const std::pair<std::string_view, const char*> kRoles[] = {
+      {"kleak_live", "kleak_ulive"},
+      {"kleak_stacks", "kleak_ustacks"},
+      {"kleak_counters", "kleak_ucounts"},
+      {"kleak_sites", "kleak_usites"},  // the sampled mode's call-site cache
+  };
+  const char* own = name.c_str();
+  for (const auto& [role, map] : kRoles)
+    if (name == role) own = map;
+  const bpf_map* map = bpf_object__find_map_by_name(skel_->obj, own);
+  return map ? bpf_map__fd(map) : -1;
+}
+
+int UserLoader::prog_fd(const std::string& name) const {
+  const bpf_program* prog = bpf_object__find_program_by_name(skel_->obj, name.c_str());
+  return prog ? bpf_program__fd(prog) : -1;
+}
 
 Result<std::vector<uint64_t>> read_user_counters(int fd) {
   int ncpus = libbpf_num_possible_cpus();

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "model/degraded.h"
+#include "probe/handles.h"
 #include "util/result.h"
 #include "probe/snapshot.h"
 
@@ -46,7 +47,9 @@ const std::vector<std::string>& allocator_functions();
 // The libc `pid` has mapped (a path as the process sees it), or empty.
 std::string mapped_libc(uint32_t pid);
 
-class UserLoader {
+// Serves the common pipeline as BpfHandles: its maps are found under the
+// kernel tracer's names ("kleak_live" is kleak_ulive, ...), and under their own.
+class UserLoader : public BpfHandles {
  public:
   static Result<std::unique_ptr<UserLoader>> create(const UserLoaderConfig& config);
   ~UserLoader();
@@ -59,29 +62,21 @@ class UserLoader {
   // to find malloc and free is an error.
   Status attach(uint32_t slot, uint32_t pid, const AllocatorLibs& libs, const std::string& prefix);
 
-  MapFds fds() const {
-    MapFds m;
-    m.live = live_fd();
-    m.counters = counters_fd();
-    return m;
-  }
-  int live_fd() const;
-  int stacks_fd() const;
-  int counters_fd() const;
-  int extra_counters_fd() const;
-  int exec_fd() const;
-  int sites_fd() const;  // the sampled mode's call-site cache
-  uint32_t live_capacity() const { return config_.max_allocs; }
-  uint32_t stack_capacity() const { return config_.stack_storage_size; }
-  uint32_t stack_sample_every() const { return config_.stack_sample_every; }
+  int map_fd(const std::string& name) const override;
+  int prog_fd(const std::string& name) const override;
+  int extra_counters_fd() const { return map_fd("kleak_uextra"); }
+  int exec_fd() const { return map_fd("kleak_uexec"); }
+  uint32_t live_capacity() const override { return config_.max_allocs; }
+  uint32_t stack_capacity() const override { return config_.stack_storage_size; }
+  uint32_t stack_sample_every() const override { return config_.stack_sample_every; }
   // "libc.so.6:malloc", ... (aliases at one address are attached once, as
   // "libc.so.6:memalign=aligned_alloc"; "libc.so.6:free+3": probed past
   // the entry, see probe_site.h).
-  const std::vector<std::string>& attached() const { return attached_; }
-  const std::vector<std::string>& missing() const { return missing_; }
+  const std::vector<std::string>& attached() const override { return attached_; }
+  const std::vector<std::string>& missing() const override { return missing_; }
   // Parts the kernel refused, dropped: the exec follower (kleak_u_exec) is
   // the one optional part; the uprobes are the core, and an error.
-  const std::vector<Degraded>& degraded() const { return degraded_; }
+  const std::vector<Degraded>& degraded() const override { return degraded_; }
   // Probed functions whose probe the kernel single-steps (see probe_site.h).
   uint32_t single_stepped() const { return single_stepped_; }
 

@@ -14,7 +14,7 @@
 #include "model/degraded.h"
 #include "model/family.h"
 #include "analysis/growth.h"
-#include "symbols/ksyms.h"
+#include "symbols/symbolizer.h"
 #include "report/peek_text.h"
 #include "model/records.h"
 
@@ -45,16 +45,6 @@ struct ReportSettings {
   // read in every report; LEN defaults to 256.
   uint64_t peek_addr = 0;
   uint32_t peek_addr_len = 256;
-};
-
-struct Frame {
-  uint64_t addr = 0;
-  std::string symbol;  // function name; empty if unresolved
-  uint64_t offset = 0;
-  std::string module;  // empty for the core kernel
-  // "dir/file.c:42" from DWARF (user-space frames), empty when unknown. The
-  // braces keep {addr, symbol, offset, module} initializers warning-free.
-  std::string source{};
 };
 
 struct AllocLine {
@@ -166,7 +156,8 @@ using StackSource = std::function<Result<std::vector<uint64_t>>(uint64_t)>;
 
 // A group's frames, symbolized, tracing frames removed. For a group without
 // a stack: its call site alone. `error` says why there is no stack.
-std::vector<Frame> group_frames(const StackGroup& g, const Ksyms& ksyms, const StackSource& stacks,
+// Frames are named in the address space of the group's top task.
+std::vector<Frame> group_frames(const StackGroup& g, Symbolizer& syms, const StackSource& stacks,
                                 std::string* error);
 
 // Symbolic identity of a stack: "func" or "func [module]" per frame, innermost
@@ -182,7 +173,7 @@ std::string stack_hash_hex(uint64_t hash);
 
 // `growth` (may be null) gives each stack its growth verdict.
 Report build_report(const SnapshotInfo& snap, const Aggregate& agg, const ReportSettings& opts, const ReportContext& ctx,
-                    const Ksyms& ksyms, const StackSource& stacks, const GrowthTracker* growth = nullptr);
+                    Symbolizer& syms, const StackSource& stacks, const GrowthTracker* growth = nullptr);
 
 // Drops the innermost frames that belong to the tracing machinery: up to and
 // including the last of bpf_prog_*, bpf_trace_run*, __bpf_trace_* and

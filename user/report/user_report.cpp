@@ -5,26 +5,6 @@
 #include "model/abi.h"
 
 namespace kleak {
-namespace {
-
-Frame user_frame(UserSymbolizer& syms, uint32_t pid, uint64_t addr) {
-  UserFrame u = syms.resolve(pid, addr, /*return_address=*/true);
-  Frame f;
-  f.addr = addr;
-  if (!u.symbol.empty()) {
-    f.symbol = std::move(u.symbol);
-    f.offset = u.offset;
-    f.module = std::move(u.module);
-  } else if (!u.module.empty()) {
-    // Stripped, or not a file: module+offset reads as "libfoo.so+0x1234".
-    f.symbol = std::move(u.module);
-    f.offset = u.offset;
-  }
-  f.source = std::move(u.source);
-  return f;
-}
-
-}  // namespace
 
 bool reaches_thread_start(const std::vector<Frame>& frames) {
   if (frames.empty()) return false;
@@ -36,19 +16,9 @@ bool reaches_thread_start(const std::vector<Frame>& frames) {
   return false;
 }
 
-void symbolize_user_report(Report& r, UserSymbolizer& syms, bool hide_addresses) {
-  for (StackReport& s : r.stacks) {
-    const uint32_t pid = s.tasks.empty() ? 0 : s.tasks.front().tgid;
-    for (Frame& f : s.frames) f = user_frame(syms, pid, f.addr);
-    s.call_site = user_frame(syms, pid, s.call_site.addr);
-    s.stack_key = stack_key(s.frames.empty() ? std::vector<Frame>{s.call_site} : s.frames);
+void strip_user_keys(Report& r) {
+  for (StackReport& s : r.stacks)
     for (AllocLine& a : s.allocs) a.addr &= KLEAK_USER_ADDR_MASK;
-    if (hide_addresses) {
-      s.stack_id = 0;
-      s.call_site.addr = 0;
-      for (Frame& f : s.frames) f.addr = 0;
-    }
-  }
 }
 
 std::string shallow_stack_note(const Report& r) {

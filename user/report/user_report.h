@@ -1,7 +1,6 @@
-// Turns a report built by the common pipeline (build_report, with raw
-// addresses) into a user-space one: frames symbolized through each
-// process's maps and ELF/DWARF, addresses stripped of kleak's key bits, and
-// notes on what limits the stacks (no frame pointers).
+// What a user-space report has beyond the common one: addresses stripped
+// of kleak's key bits, and notes on what limits the stacks (no frame
+// pointers). Its frames are named by build_report through UserSymbolizer.
 #pragma once
 
 #include <cstdint>
@@ -9,14 +8,12 @@
 #include <vector>
 
 #include "report/report.h"
-#include "symbols/usyms.h"
 
 namespace kleak {
 
-// Resolves every frame and call site of `r` (innermost first) in the
-// address space of the stack's top task, recomputes stack keys, and with
-// `hide_addresses` drops raw addresses afterwards.
-void symbolize_user_report(Report& r, UserSymbolizer& syms, bool hide_addresses);
+// The live map's keys carry the process slot in their top bits: -a lists
+// the addresses without it.
+void strip_user_keys(Report& r);
 
 // True when a stack's outermost frame is where a thread begins (_start,
 // __libc_start_call_main, start_thread, clone3, ...): the walk reached the

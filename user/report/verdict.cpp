@@ -153,14 +153,14 @@ void count_suppressed(Verdict& v, const std::string& why) {
 }
 
 Aggregate judged_groups(const Aggregate& agg, const SnapshotInfo& snap, const VerdictRules& ci,
-                        const std::set<std::string>& baseline, const Ksyms& ksyms, const StackSource& stacks,
+                        const std::set<std::string>& baseline, Symbolizer& syms, const StackSource& stacks,
                         Verdict& v) {
   Aggregate out;
   out.live_count = agg.live_count;
   out.young_bytes = agg.young_bytes;
   out.young_count = agg.young_count;
   for (const StackGroup& g : agg.groups) {
-    std::vector<Frame> frames = group_frames(g, ksyms, stacks, nullptr);
+    std::vector<Frame> frames = group_frames(g, syms, stacks, nullptr);
     auto missed = snap.missed_sites.find(missed_free_key(g));
     std::string why = suppression(frames, stack_key(frames), g.flags & KLEAK_ALLOC_RECLAIMABLE,
                                   missed == snap.missed_sites.end() ? 0 : missed->second, ci, baseline);

@@ -65,7 +65,7 @@ void count_suppressed(Verdict& v, const std::string& why);
 // Splits `agg` into the groups that are judged (returned, ranked, totals
 // recomputed) and tallies the rest into `v`.
 Aggregate judged_groups(const Aggregate& agg, const SnapshotInfo& snap, const VerdictRules& ci,
-                        const std::set<std::string>& baseline, const Ksyms& ksyms, const StackSource& stacks,
+                        const std::set<std::string>& baseline, Symbolizer& syms, const StackSource& stacks,
                         Verdict& v);
 
 // Fills status and summary from the judged totals and thresholds.

@@ -122,6 +122,17 @@ std::optional<std::pair<uint64_t, uint64_t>> Ksyms::function_range(std::string_v
   return std::nullopt;
 }
 
+Frame Ksyms::frame(uint64_t addr, uint32_t) {
+  Frame f;
+  f.addr = addr;
+  if (auto r = resolve(addr)) {
+    f.symbol = std::string(r->name);
+    f.offset = r->offset;
+    f.module = std::string(r->module);
+  }
+  return f;
+}
+
 std::string format_symbol(const Ksyms& ksyms, uint64_t addr) {
   auto r = ksyms.resolve(addr);
   if (!r) return fmt::format("0x{:x}", addr);

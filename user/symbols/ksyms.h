@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "symbols/symbolizer.h"
 #include "util/result.h"
 
 namespace kleak {
@@ -19,7 +20,7 @@ struct ResolvedSymbol {
   std::string_view module;  // empty for the core kernel
 };
 
-class Ksyms {
+class Ksyms : public Symbolizer {
  public:
   // Reads and parses a kallsyms file (default /proc/kallsyms).
   static Result<Ksyms> load(const std::string& path = "/proc/kallsyms");
@@ -39,7 +40,9 @@ class Ksyms {
 
   size_t size() const { return syms_.size(); }
   // True when every address read as 0: kptr_restrict hides them.
-  bool addresses_hidden() const { return addresses_hidden_; }
+  bool addresses_hidden() const override { return addresses_hidden_; }
+  // A report's frame of addr (the process is the kernel's: ignored).
+  Frame frame(uint64_t addr, uint32_t tgid) override;
 
   // How far past a symbol an address still belongs to it: larger than any
   // kernel function, far smaller than the gaps between text regions.

@@ -295,4 +295,21 @@ UserFrame UserSymbolizer::resolve(uint32_t pid, uint64_t ip, bool return_address
   return fr;
 }
 
+Frame UserSymbolizer::frame(uint64_t ip, uint32_t tgid) {
+  UserFrame u = resolve(tgid, ip, /*return_address=*/true);
+  Frame f;
+  f.addr = ip;
+  if (!u.symbol.empty()) {
+    f.symbol = std::move(u.symbol);
+    f.offset = u.offset;
+    f.module = std::move(u.module);
+  } else if (!u.module.empty()) {
+    // Stripped, or not a file: module+offset reads as "libfoo.so+0x1234".
+    f.symbol = std::move(u.module);
+    f.offset = u.offset;
+  }
+  f.source = std::move(u.source);
+  return f;
+}
+
 }  // namespace kleak

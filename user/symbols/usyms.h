@@ -15,6 +15,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "symbols/symbolizer.h"
 #include "util/fd.h"
 #include "util/result.h"
 
@@ -89,7 +90,7 @@ class ElfFile {
   void* dwarf_ = nullptr;  // Dwarf*
 };
 
-class UserSymbolizer {
+class UserSymbolizer : public Symbolizer {
  public:
   // Reads /proc/PID/maps. When it cannot (the process is gone), the last
   // maps read for PID stay in use. Returns whether it read them.
@@ -97,6 +98,9 @@ class UserSymbolizer {
   // Resolves ip in PID's address space. Return addresses (every frame of a
   // stack taken at a return probe) are looked up at ip-1, inside the call.
   UserFrame resolve(uint32_t pid, uint64_t ip, bool return_address = true);
+  // A report's frame of return address ip in process tgid: function+offset,
+  // module+offset in a stripped file, the address alone when unmapped.
+  Frame frame(uint64_t ip, uint32_t tgid) override;
   // The binary mapped at `path` (as in the maps), opened through PID's root
   // while it lives; cached.
   const ElfFile* file(uint32_t pid, const MapEntry& m);

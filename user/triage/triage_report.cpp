@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include "util/units.h"
+
 #include "procfs/procfs.h"
 
 namespace kleak {
@@ -14,17 +16,6 @@ const std::vector<std::string> kTriageMeminfoFields = {
     "Percpu",           "AnonPages", "Shmem",        "Buffers",    "Cached",      "MemFree"};
 
 namespace {
-
-std::string human_bytes(double b) {
-  double a = std::fabs(b);
-  const char* sign = b < 0 ? "-" : "";
-  if (a >= 1024.0 * 1024 * 1024) return fmt::format("{}{:.1f} GiB", sign, a / (1024.0 * 1024 * 1024));
-  if (a >= 1024.0 * 1024) return fmt::format("{}{:.1f} MiB", sign, a / (1024.0 * 1024));
-  if (a >= 1024.0) return fmt::format("{}{:.1f} KiB", sign, a / 1024.0);
-  return fmt::format("{}{:.0f} B", sign, a);
-}
-
-std::string signed_bytes(double b) { return (b > 0 ? "+" : "") + human_bytes(b); }
 
 std::string rate(double bytes_per_s) { return signed_bytes(bytes_per_s) + "/s"; }
 
@@ -112,84 +103,96 @@ TriageReport analyze(const TriageData& d, uint32_t top) {
   return r;
 }
 
-NextStep suggest_next_step(const TriageReport& r) {
-  std::vector<NextStep> candidates;
-  for (size_t i : r.slab.growing) {
-    const SeriesSummary& s = r.slab.series[i];
-    NextStep n;
-    n.series = s.name;
-    n.slope_bytes_per_s = s.trend.slope_per_s;
-    if (s.kmalloc_size) {
-      // Old SLAB's size-N rows have no kmalloc type to select, and random
-      // kmalloc copies are picked per call site: their size is the filter.
-      n.kind = "kmalloc";
-      bool by_size = s.name.rfind("size-", 0) == 0 || s.name.rfind("kmalloc-rnd-", 0) == 0;
-      n.command = by_size ? fmt::format("kleak trace --size {}", *s.kmalloc_size)
-                          : fmt::format("kleak trace --cache {}", s.name);
-      n.text = fmt::format("{} grows {}: trace the {}-byte kmalloc allocations that are never freed", s.name,
-                           rate(s.trend.slope_per_s), *s.kmalloc_size);
-    } else {
-      n.kind = "slab_cache";
-      n.command = fmt::format("kleak trace --cache {}", s.name);
-      n.text = fmt::format("slab cache {} grows {}: trace its allocations that are never freed", s.name,
-                           rate(s.trend.slope_per_s));
-    }
-    candidates.push_back(std::move(n));
+namespace {
+
+NextStep slab_cache_step(const SeriesSummary& s) {
+  NextStep n;
+  n.series = s.name;
+  n.slope_bytes_per_s = s.trend.slope_per_s;
+  if (s.kmalloc_size) {
+    // Old SLAB's size-N rows have no kmalloc type to select, and random
+    // kmalloc copies are picked per call site: their size is the filter.
+    n.kind = "kmalloc";
+    bool by_size = s.name.rfind("size-", 0) == 0 || s.name.rfind("kmalloc-rnd-", 0) == 0;
+    n.command = by_size ? fmt::format("kleak trace --size {}", *s.kmalloc_size)
+                        : fmt::format("kleak trace --cache {}", s.name);
+    n.text = fmt::format("{} grows {}: trace the {}-byte kmalloc allocations that are never freed", s.name,
+                         rate(s.trend.slope_per_s), *s.kmalloc_size);
+  } else {
+    n.kind = "slab_cache";
+    n.command = fmt::format("kleak trace --cache {}", s.name);
+    n.text = fmt::format("slab cache {} grows {}: trace its allocations that are never freed", s.name,
+                         rate(s.trend.slope_per_s));
   }
-  if (r.slab.growing.empty()) {
-    // Slab memory grows but no cache does: either slabinfo was unreadable,
-    // or the growth is spread thin or in kmalloc() beyond the largest cache,
-    // which SLUB serves from the page allocator but counts as SUnreclaim.
-    for (size_t i : r.meminfo.growing) {
-      const SeriesSummary& s = r.meminfo.series[i];
-      if (s.name != "Slab" && s.name != "SUnreclaim" && s.name != "SReclaimable") continue;
-      NextStep n;
-      n.kind = "slab_unknown";
-      n.series = s.name;
-      n.slope_bytes_per_s = s.trend.slope_per_s;
-      if (r.data && !r.data->slabinfo_status.readable) {
-        n.command = "sudo kleak triage";
-        n.text = fmt::format("{} grows {} but /proc/slabinfo is unreadable (root only): run as root to see which cache",
-                             s.name, rate(s.trend.slope_per_s));
-      } else {
-        n.command = "kleak trace";
-        n.text = fmt::format(
-            "{} grows {} but no single slab cache does: trace every size (large kmalloc()s count as slab "
-            "but have no cache)",
-            s.name, rate(s.trend.slope_per_s));
-      }
-      candidates.push_back(std::move(n));
-      break;  // the first in rank order (the fastest) speaks for all three
-    }
-  }
+  return n;
+}
+
+// Slab memory grows but no cache does: either slabinfo was unreadable, or
+// the growth is spread thin or in kmalloc() beyond the largest cache, which
+// SLUB serves from the page allocator but counts as SUnreclaim. The first in
+// rank order (the fastest) of Slab, SUnreclaim, SReclaimable speaks for all.
+std::optional<NextStep> slab_unknown_step(const TriageReport& r) {
   for (size_t i : r.meminfo.growing) {
     const SeriesSummary& s = r.meminfo.series[i];
-    if (s.name != kUnaccountedSeries) continue;
+    if (s.name != "Slab" && s.name != "SUnreclaim" && s.name != "SReclaimable") continue;
     NextStep n;
-    n.kind = "unaccounted";
+    n.kind = "slab_unknown";
     n.series = s.name;
     n.slope_bytes_per_s = s.trend.slope_per_s;
-    n.planned_command = "kleak trace --family page";
-    n.text = fmt::format(
-        "unaccounted kernel memory grows {}: pages taken straight from the page allocator, outside slab; "
-        "page-allocator tracing (kleak trace --family page) is the next step once it exists",
-        rate(s.trend.slope_per_s));
-    candidates.push_back(std::move(n));
+    if (r.data && !r.data->slabinfo_status.readable) {
+      n.command = "sudo kleak triage";
+      n.text = fmt::format("{} grows {} but /proc/slabinfo is unreadable (root only): run as root to see which cache",
+                           s.name, rate(s.trend.slope_per_s));
+    } else {
+      n.command = "kleak trace";
+      n.text = fmt::format(
+          "{} grows {} but no single slab cache does: trace every size (large kmalloc()s count as slab "
+          "but have no cache)",
+          s.name, rate(s.trend.slope_per_s));
+    }
+    return n;
   }
-  if (!r.processes.growing.empty()) {
-    const SeriesSummary& s = r.processes.series[r.processes.growing.front()];
-    NextStep n;
-    n.kind = "process";
-    n.series = process_label(s);
-    n.slope_bytes_per_s = s.trend.slope_per_s;
-    // `kleak -p` stays the kernel tracer's pid filter: user space is `kleak user`.
-    n.command = fmt::format("kleak user -p {}", s.pid);
-    n.text = fmt::format(
-        "PSS of {} grows {}: that is a user-space leak in {}, not a kernel one; find the stacks that keep "
-        "their heap: kleak user -p {}",
-        process_label(s), rate(s.trend.slope_per_s), process_label(s), s.pid);
-    candidates.push_back(std::move(n));
-  }
+  return std::nullopt;
+}
+
+NextStep unaccounted_step(const SeriesSummary& s) {
+  NextStep n;
+  n.kind = "unaccounted";
+  n.series = s.name;
+  n.slope_bytes_per_s = s.trend.slope_per_s;
+  n.planned_command = "kleak trace --family page";
+  n.text = fmt::format(
+      "unaccounted kernel memory grows {}: pages taken straight from the page allocator, outside slab; "
+      "page-allocator tracing (kleak trace --family page) is the next step once it exists",
+      rate(s.trend.slope_per_s));
+  return n;
+}
+
+NextStep process_step(const SeriesSummary& s) {
+  NextStep n;
+  n.kind = "process";
+  n.series = process_label(s);
+  n.slope_bytes_per_s = s.trend.slope_per_s;
+  // `kleak -p` stays the kernel tracer's pid filter: user space is `kleak user`.
+  n.command = fmt::format("kleak user -p {}", s.pid);
+  n.text = fmt::format(
+      "PSS of {} grows {}: that is a user-space leak in {}, not a kernel one; find the stacks that keep "
+      "their heap: kleak user -p {}",
+      process_label(s), rate(s.trend.slope_per_s), process_label(s), s.pid);
+  return n;
+}
+
+}  // namespace
+
+// The fastest-growing candidate's step, or a longer look when nothing grew.
+NextStep suggest_next_step(const TriageReport& r) {
+  std::vector<NextStep> candidates;
+  for (size_t i : r.slab.growing) candidates.push_back(slab_cache_step(r.slab.series[i]));
+  if (r.slab.growing.empty())
+    if (auto n = slab_unknown_step(r)) candidates.push_back(std::move(*n));
+  for (size_t i : r.meminfo.growing)
+    if (r.meminfo.series[i].name == kUnaccountedSeries) candidates.push_back(unaccounted_step(r.meminfo.series[i]));
+  if (!r.processes.growing.empty()) candidates.push_back(process_step(r.processes.series[r.processes.growing.front()]));
   if (candidates.empty()) {
     NextStep n;
     n.kind = "none";

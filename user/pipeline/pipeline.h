@@ -1,0 +1,139 @@
+// The one path from a tracer's maps to a report, driven by every command
+// (kleak trace, kleak user, --ci, serve, kleak report of a pinned session):
+//
+//   snapshot_info ─ counters, missed-free sites, the time
+//   source.read   ─ every live record ─▶ Aggregator (group by stack)
+//   sweep         ─ stacks no record holds leave the stack store
+//   growth        ─ the history of each stack (GrowthTracker), then rank
+//   select        ─ optional: a CI verdict keeps the groups it judges
+//   build_report  ─ symbolized through source.symbolizer()
+//   reconcile     ─ vs /proc/meminfo since the start (kernel slab)
+//   peeks         ─ --peek, --peek-addr
+//   source.annotate ─ the tracer's own notes and fields
+//
+// What differs between tracers is a LiveSource; what differs between
+// commands is which stages run (PipelineStages) and what each report asks
+// for (ReportRequest).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <unordered_set>
+
+#include "analysis/aggregate.h"
+#include "analysis/growth.h"
+#include "options/options.h"
+#include "probe/handles.h"
+#include "probe/loader.h"
+#include "probe/snapshot.h"
+#include "probe/stack_reclaim.h"
+#include "procfs/procfs.h"
+#include "report/report.h"
+#include "symbols/ksyms.h"
+#include "symbols/symbolizer.h"
+#include "util/clock.h"
+#include "util/result.h"
+
+namespace kleak {
+
+// Where a tracer's records come from, and what it adds to its reports.
+class LiveSource {
+ public:
+  virtual ~LiveSource() = default;
+  virtual const BpfHandles& handles() const = 0;
+  virtual Symbolizer& symbolizer() = 0;
+  // Before a report's snapshot (kleak user: re-reads the processes' maps).
+  virtual Status prepare() { return {}; }
+  // Feeds every live record to `a`: by default every family's live map.
+  virtual Status read(Aggregator& a);
+  // After the report is built: the tracer's notes and fields.
+  virtual Status annotate(Report&) { return {}; }
+};
+
+// The kernel tracer's records, a live Loader's or a pinned session's.
+class KernelSource : public LiveSource {
+ public:
+  KernelSource(const BpfHandles& handles, Ksyms ksyms) : handles_(handles), ksyms_(std::move(ksyms)) {}
+  const BpfHandles& handles() const override { return handles_; }
+  Symbolizer& symbolizer() override { return ksyms_; }
+  const Ksyms& ksyms() const { return ksyms_; }
+
+ private:
+  const BpfHandles& handles_;
+  Ksyms ksyms_;
+};
+
+// When tracing began, for a report made by another process than the one
+// that attached (kleak report on a pinned session).
+struct TraceStart {
+  uint64_t mono_ns = 0;            // CLOCK_MONOTONIC, the clock of kleak_alloc.ts_ns
+  std::optional<Meminfo> meminfo;  // /proc/meminfo then, for the reconciliation line
+};
+
+// Which stages a command's reports go through.
+struct PipelineStages {
+  bool growth = true;     // keep history: growth verdicts and ranking by them
+  bool reconcile = true;  // the kernel's slab counters since the start
+  bool sweep = true;      // sweep the stack store at each report
+  // Allocations younger than this are not reported: the --min-age of the
+  // options unless set (a CI run with a command: 0, the command is over).
+  std::optional<uint64_t> min_age_ms;
+};
+
+// A CI verdict's choice of groups (judged_groups): from the ranked ones,
+// which are reported.
+using GroupSelector = std::function<Aggregate(const Aggregate& ranked, const SnapshotInfo& snap, Symbolizer& syms,
+                                              const StackSource& stacks)>;
+
+struct ReportRequest {
+  bool final_report = false;
+  GroupSelector select;  // unset: every group, ranked
+};
+
+class Pipeline {
+ public:
+  // `source` must outlive the pipeline; `opts` is copied (reports point at
+  // the copy). `start`: when tracing began, by default now.
+  Pipeline(const TraceOptions& opts, LiveSource& source, PipelineStages stages = {},
+           std::optional<TraceStart> start = std::nullopt);
+  Pipeline(const Pipeline&) = delete;
+  Pipeline& operator=(const Pipeline&) = delete;
+
+  uint64_t start_ns() const { return ctx_.start_mono_ns; }
+  // The filters in force in the kernel, stated in every report.
+  void describe(const LoaderConfig& cfg);
+  void describe(uint64_t min_size_bytes, uint64_t max_size_bytes, const std::string& cache);
+
+  // The next report (seq counts up). Errors name the map that failed. The
+  // heap its tables took is handed back before it returns.
+  Result<Report> next(const ReportRequest& req);
+  Result<Report> next(bool final_report) { return next(ReportRequest{final_report, {}}); }
+  // Sweeps the stack store (stack_reclaim.h) when kReclaimPeriodS has
+  // passed since the last sweep: for runs with long gaps between reports.
+  void maintain();
+
+ private:
+  Result<Report> build(const ReportRequest& req);
+  Reconciliation reconcile(const Aggregate& agg) const;
+  void sweep(const std::unordered_set<uint64_t>& referenced);
+
+  TraceOptions opts_;
+  LiveSource& source_;
+  PipelineStages stages_;
+  ReportContext ctx_;
+  GrowthTracker growth_;
+  StackReclaimer reclaimer_;
+  uint64_t last_sweep_ns_ = monotonic_ns();
+  std::optional<Meminfo> start_meminfo_;
+};
+
+// The filters a report states, from the loader settings.
+void describe_filters(const LoaderConfig& config, ReportContext& ctx);
+
+// A report's tables (one entry per stack and per process with live
+// allocations: hundreds of thousands on a busy machine) are freed once it
+// is built, but glibc keeps the freed chunks: hands them back.
+void return_freed_heap();
+
+}  // namespace kleak

@@ -1,0 +1,34 @@
+// Names addresses: the kernel's (Ksyms, from kallsyms) or a traced
+// process's (UserSymbolizer, from its maps and ELF files). Reports are
+// built through this one interface, so a stack is symbolized once, where
+// the report is built, whichever tracer recorded it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace kleak {
+
+// One frame of a stack, or a call site, as reports show it.
+struct Frame {
+  uint64_t addr = 0;
+  std::string symbol;  // function name; empty if unresolved
+  uint64_t offset = 0;
+  std::string module;  // empty for the core kernel; a file name in user space
+  // "dir/file.c:42" from DWARF (user-space frames), empty when unknown. The
+  // braces keep {addr, symbol, offset, module} initializers warning-free.
+  std::string source{};
+};
+
+class Symbolizer {
+ public:
+  virtual ~Symbolizer() = default;
+  // Names `addr`, a return address (a stack frame or a call site), in the
+  // address space of process `tgid` (the kernel's symbolizer ignores it).
+  // Unresolved: the frame holds the address alone.
+  virtual Frame frame(uint64_t addr, uint32_t tgid) = 0;
+  // True when the symbols' addresses read as 0 (kptr_restrict hides them).
+  virtual bool addresses_hidden() const { return false; }
+};
+
+}  // namespace kleak
