@@ -196,6 +196,11 @@ static __always_inline void record(struct pt_regs *ctx, __u64 slot, __u32 fn, __
 	kleak_put_record(&kleak_ulive, key, &a, c, NULL);
 }
 
+static __always_inline __u64 page_round(__u64 n)
+{
+	return (n + KLEAK_USER_PAGE_SIZE - 1) & ~(__u64)(KLEAK_USER_PAGE_SIZE - 1);
+}
+
 /* munmap(addr, len) at entry: whole pages from addr. A recorded mapping
  * starting at addr loses its head (munmap of the middle or tail of a
  * mapping is not followed: the record keeps its size until the head goes). */
@@ -205,7 +210,7 @@ static __always_inline void unmap(__u64 slot, __u64 addr, __u64 len)
 	struct kleak_alloc *a;
 	struct kleak_alloc rest;
 
-	len = (len + KLEAK_USER_PAGE_SIZE - 1) & ~(__u64)(KLEAK_USER_PAGE_SIZE - 1);
+	len = page_round(len);
 	a = bpf_map_lookup_elem(&kleak_ulive, &key);
 	if (a && len && len < a->bytes_alloc) {
 		/* Copy before deleting the key: the value goes with it. */
@@ -271,6 +276,55 @@ int kleak_u_enter(struct pt_regs *ctx)
 	return 0;
 }
 
+/* What the call `in` returning `ret` asked for: the block's size, the block
+ * it ends (realloc, mremap) and the block it returned. False for a function
+ * this file does not know. */
+static __always_inline bool requested(const struct inflight *in, __u64 ret, __u64 *size, __u64 *old, __u64 *ptr)
+{
+	*old = 0;
+	*ptr = ret;
+	switch (in->fn) {
+	case KLEAK_UFN_MALLOC:
+	case KLEAK_UFN_VALLOC:
+		*size = in->arg[0];
+		return true;
+	case KLEAK_UFN_PVALLOC:
+		*size = page_round(in->arg[0]);
+		if (!*size)
+			*size = KLEAK_USER_PAGE_SIZE;
+		return true;
+	case KLEAK_UFN_CALLOC:
+		*size = in->arg[0] * in->arg[1]; /* overflow makes calloc fail */
+		return true;
+	case KLEAK_UFN_ALIGNED_ALLOC:
+	case KLEAK_UFN_MEMALIGN:
+		*size = in->arg[1];
+		return true;
+	case KLEAK_UFN_REALLOC:
+	case KLEAK_UFN_REALLOCARRAY:
+		*old = in->arg[0];
+		*size = in->fn == KLEAK_UFN_REALLOC ? in->arg[1] : in->arg[1] * in->arg[2];
+		return true;
+	case KLEAK_UFN_POSIX_MEMALIGN:
+		/* int posix_memalign(void **memptr, size_t align, size_t size) */
+		*size = in->arg[2];
+		*ptr = 0;
+		if ((int)ret == 0 && bpf_probe_read_user(ptr, sizeof(*ptr), (void *)in->arg[0]))
+			*ptr = 0;
+		return true;
+	case KLEAK_UFN_MMAP:
+		*size = page_round(in->arg[1]);
+		return true;
+	case KLEAK_UFN_MREMAP:
+		/* mremap(old, old_size, new_size, flags, ...) */
+		*old = in->arg[0];
+		*size = page_round(in->arg[2]);
+		return true;
+	default:
+		return false;
+	}
+}
+
 SEC("uretprobe")
 int kleak_u_exit(struct pt_regs *ctx)
 {
@@ -280,7 +334,7 @@ int kleak_u_exit(struct pt_regs *ctx)
 	struct inflight *st = bpf_map_lookup_elem(&kleak_uinflight, &id);
 	struct inflight in;
 	__u64 ret = PT_REGS_RC(ctx);
-	__u64 old = 0, size = 0, ptr = ret;
+	__u64 old, size = 0, ptr;
 	bool failed;
 
 	if (!st)
@@ -292,48 +346,8 @@ int kleak_u_exit(struct pt_regs *ctx)
 	in = *st; /* copy before deleting the key */
 	bpf_map_delete_elem(&kleak_uinflight, &id);
 	count(KLEAK_CNT_ALLOC_SEEN);
-
-	switch (in.fn) {
-	case KLEAK_UFN_MALLOC:
-	case KLEAK_UFN_VALLOC:
-		size = in.arg[0];
-		break;
-	case KLEAK_UFN_PVALLOC:
-		size = (in.arg[0] + KLEAK_USER_PAGE_SIZE - 1) & ~(__u64)(KLEAK_USER_PAGE_SIZE - 1);
-		if (!size)
-			size = KLEAK_USER_PAGE_SIZE;
-		break;
-	case KLEAK_UFN_CALLOC:
-		size = in.arg[0] * in.arg[1]; /* overflow makes calloc fail */
-		break;
-	case KLEAK_UFN_ALIGNED_ALLOC:
-	case KLEAK_UFN_MEMALIGN:
-		size = in.arg[1];
-		break;
-	case KLEAK_UFN_REALLOC:
-	case KLEAK_UFN_REALLOCARRAY:
-		old = in.arg[0];
-		size = in.fn == KLEAK_UFN_REALLOC ? in.arg[1] : in.arg[1] * in.arg[2];
-		break;
-	case KLEAK_UFN_POSIX_MEMALIGN:
-		/* int posix_memalign(void **memptr, size_t align, size_t size) */
-		size = in.arg[2];
-		ptr = 0;
-		if ((int)ret == 0 && bpf_probe_read_user(&ptr, sizeof(ptr), (void *)in.arg[0]))
-			ptr = 0;
-		break;
-	case KLEAK_UFN_MMAP:
-		size = (in.arg[1] + KLEAK_USER_PAGE_SIZE - 1) & ~(__u64)(KLEAK_USER_PAGE_SIZE - 1);
-		break;
-	case KLEAK_UFN_MREMAP:
-		/* mremap(old, old_size, new_size, flags, ...) */
-		old = in.arg[0];
-		size = (in.arg[2] + KLEAK_USER_PAGE_SIZE - 1) & ~(__u64)(KLEAK_USER_PAGE_SIZE - 1);
-		break;
-	default:
+	if (!requested(&in, ret, &size, &old, &ptr))
 		return 0;
-	}
-
 	if (in.fn == KLEAK_UFN_MMAP || in.fn == KLEAK_UFN_MREMAP)
 		failed = ret == ~0ULL; /* MAP_FAILED */
 	else

@@ -534,6 +534,104 @@ static __always_inline bool kleak_sc_check(struct kleak_sc_work *w, const struct
 	return true;
 }
 
+/* A hit: a way of the set at `slot` holds this stack at this depth (and
+ * user space has not reclaimed its stack since). */
+static __always_inline bool kleak_sc_lookup(void *ctx, __u64 call_site, __u64 off, __u32 slot,
+					    const struct kleak_sc_maps *m, struct kleak_sc_work *w, int *err,
+					    bool *mismatch, __u64 *key)
+{
+	for (int way = 0; way < KLEAK_SC_WAYS; way++) {
+		__u32 k = slot + way;
+		struct kleak_sc_entry *e = bpf_map_lookup_elem(m->cache, &k);
+		__u64 id;
+
+		if (!e || e->call_site != call_site || e->fp_off != off || !e->n || !kleak_sc_check(w, e))
+			continue;
+		id = e->stack_id;
+		if (!bpf_map_lookup_elem(m->stacks, &id))
+			continue;
+		if (m->mode == KLEAK_SC_VERIFY) {
+			__u64 walked = kleak_store_stack(ctx, m->scratch, m->stacks, KLEAK_STACK_SKIP, err);
+
+			*mismatch = !*err && walked != id;
+			id = walked;
+		} else {
+			*err = 0;
+		}
+		*key = id;
+		return true;
+	}
+	return false;
+}
+
+/* After a walk that stored `key`: a way of the set holding the same stack at
+ * the same depth is pruned to the words both layouts share, and the walk is
+ * cached (true). A way left half compacted by another layout becomes *e, the
+ * one refilled. */
+static __always_inline bool kleak_sc_prune(const struct kleak_sc_maps *m, struct kleak_sc_work *w, __u32 slot,
+					   __u64 call_site, __u64 off, __u64 key, struct kleak_sc_entry **e)
+{
+	__u32 zero = 0;
+	const struct kleak_stack *wst = bpf_map_lookup_elem(m->scratch, &zero);
+
+	w->region_rel = off - KLEAK_SC_BELOW;
+	for (int way = 0; way < KLEAK_SC_WAYS; way++) {
+		__u32 k = (slot & ~(KLEAK_SC_WAYS - 1)) + way;
+		struct kleak_sc_entry *pe = bpf_map_lookup_elem(m->cache, &k);
+		struct kleak_sc_scan scan = { .w = w, .e = pe, .st = wst };
+
+		if (!pe || pe->call_site != call_site || pe->fp_off != off || pe->stack_id != key || !pe->n ||
+		    pe->span > w->span)
+			continue;
+		w->k = 0;
+		w->bad = 0;
+		if (!wst)
+			return false;
+		bpf_loop(pe->n, kleak_sc_prune_pair, &scan, 0);
+		if (w->bad) {
+			pe->call_site = 0;
+			pe->n = 0;
+			*e = pe;
+			return false;
+		}
+		if (!w->k)
+			return false; /* refill the victim */
+		pe->n = w->k;
+		return true;
+	}
+	return false;
+}
+
+/* A fill copies and scans the stack: several walks' worth. Where stacks keep
+ * proving uncacheable (a tracer's trampolines in every stack, a layout this
+ * file does not know), stop paying for it a while: 16 failures in a row skip
+ * the next 1024 fills. */
+static __always_inline void kleak_sc_refill(const struct kleak_sc_maps *m, struct kleak_sc_work *w,
+					    struct kleak_sc_entry *e, __u64 call_site, __u64 off, __u64 key, int err,
+					    int *outcome)
+{
+	__u32 zero = 0;
+	const struct kleak_stack *st;
+
+	if (w->fill_skip) {
+		w->fill_skip--;
+		return;
+	}
+	if (err)
+		return;
+	st = bpf_map_lookup_elem(m->scratch, &zero);
+	if (!st)
+		return;
+	kleak_sc_fill(w, e, st, call_site, off, key);
+	if (e->call_site) {
+		*outcome = KLEAK_SC_MISS;
+		w->fill_fails = 0;
+	} else if (++w->fill_fails >= 16) {
+		w->fill_fails = 0;
+		w->fill_skip = 1024;
+	}
+}
+
 /* kleak_cached_stack_once() with this CPU's work area `w` held (busy):
  * looks the stack up, walks and caches it on a miss. */
 static __always_inline __u64 kleak_sc_capture(void *ctx, __u64 call_site, const struct kleak_sc_maps *m,
@@ -541,9 +639,8 @@ static __always_inline __u64 kleak_sc_capture(void *ctx, __u64 call_site, const 
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct kleak_sc_entry *e;
-	__u32 zero = 0, slot;
+	__u32 slot;
 	__u64 fp, off, key, len;
-	void *scratch = m->scratch, *stacks = m->stacks;
 
 	/* ctx as a number: see the top of this file */
 	asm volatile("*(u64 *)(%[p] + 0) = %[ctx]" ::[p] "r"(&w->fp), [ctx] "r"(ctx) : "memory");
@@ -560,8 +657,8 @@ static __always_inline __u64 kleak_sc_capture(void *ctx, __u64 call_site, const 
 	w->base = (__u64)BPF_CORE_READ(task, stack);
 	off = fp - w->base;
 	if (off >= KLEAK_SC_STACK_BYTES || off < KLEAK_SC_BELOW || (off & 7)) {
-			*outcome = KLEAK_SC_NOT_TASK;
-		return kleak_store_stack(ctx, scratch, stacks, KLEAK_STACK_SKIP, err);
+		*outcome = KLEAK_SC_NOT_TASK;
+		return kleak_store_stack(ctx, m->scratch, m->stacks, KLEAK_STACK_SKIP, err);
 	}
 	fp -= KLEAK_SC_BELOW; /* the region read starts there */
 	/* KLEAK_SC_WAYS entries per (call_site, depth): paths that differ
@@ -573,90 +670,21 @@ static __always_inline __u64 kleak_sc_capture(void *ctx, __u64 call_site, const 
 	w->span = 0;
 	if (len <= sizeof(w->buf) && !bpf_probe_read_kernel(w->buf, len, (const void *)fp))
 		w->span = len / 8;
-	for (int way = 0; way < KLEAK_SC_WAYS; way++) {
-		__u32 k = slot + way;
-
-		e = bpf_map_lookup_elem(m->cache, &k);
-		if (!e || e->call_site != call_site || e->fp_off != off || !e->n || !kleak_sc_check(w, e))
-			continue;
-		key = e->stack_id;
-		/* The stack may have been reclaimed by user space since. */
-		if (!bpf_map_lookup_elem(stacks, &key))
-			continue;
+	if (kleak_sc_lookup(ctx, call_site, off, slot, m, w, err, mismatch, &key)) {
 		*outcome = KLEAK_SC_HIT;
-		if (m->mode == KLEAK_SC_VERIFY) {
-			__u64 walked = kleak_store_stack(ctx, scratch, stacks, KLEAK_STACK_SKIP, err);
-
-			*mismatch = !*err && walked != key;
-			key = walked;
-		} else {
-			*err = 0;
-		}
-			return key;
+		return key;
 	}
 	slot += w->victim++ & (KLEAK_SC_WAYS - 1);
 	e = bpf_map_lookup_elem(m->cache, &slot);
-	if (!e) {
-			*outcome = KLEAK_SC_UNCACHED;
-		return kleak_store_stack(ctx, scratch, stacks, KLEAK_STACK_SKIP, err);
-	}
-	key = kleak_store_stack(ctx, scratch, stacks, KLEAK_STACK_SKIP, err);
 	*outcome = KLEAK_SC_UNCACHED;
-	if (!*err) {
-		/* The same stack as a way's, at the same depth: prune that way. */
-		const struct kleak_stack *wst = bpf_map_lookup_elem(scratch, &zero);
-
-		w->region_rel = off - KLEAK_SC_BELOW;
-		for (int way = 0; way < KLEAK_SC_WAYS; way++) {
-			__u32 k = (slot & ~(KLEAK_SC_WAYS - 1)) + way;
-			struct kleak_sc_entry *pe = bpf_map_lookup_elem(m->cache, &k);
-			struct kleak_sc_scan scan = { .w = w, .e = pe, .st = wst };
-			__u32 n;
-
-			if (!pe || pe->call_site != call_site || pe->fp_off != off || pe->stack_id != key || !pe->n ||
-			    pe->span > w->span)
-				continue;
-			n = pe->n;
-			w->k = 0;
-			w->bad = 0;
-			if (!wst)
-				break;
-			bpf_loop(n, kleak_sc_prune_pair, &scan, 0);
-			if (w->bad) {
-				/* Another layout, and this way half compacted: it
-				 * is the one refilled, from this walk. */
-				pe->call_site = 0;
-				pe->n = 0;
-				e = pe;
-				break;
-			}
-			if (!w->k)
-				break; /* refill the victim below */
-			pe->n = w->k;
-			*outcome = KLEAK_SC_MISS;
-					return key;
-		}
+	key = kleak_store_stack(ctx, m->scratch, m->stacks, KLEAK_STACK_SKIP, err);
+	if (!e)
+		return key;
+	if (!*err && kleak_sc_prune(m, w, slot, call_site, off, key, &e)) {
+		*outcome = KLEAK_SC_MISS;
+		return key;
 	}
-	/* A fill copies and scans the stack: several walks' worth. Where
-	 * stacks keep proving uncacheable (a tracer's trampolines in every
-	 * stack, a layout this file does not know), stop paying for it a
-	 * while: 16 failures in a row skip the next 1024 fills. */
-	if (w->fill_skip) {
-		w->fill_skip--;
-	} else if (!*err) {
-		const struct kleak_stack *st = bpf_map_lookup_elem(scratch, &zero);
-
-		if (st) {
-			kleak_sc_fill(w, e, st, call_site, off, key);
-			if (e->call_site) {
-				*outcome = KLEAK_SC_MISS;
-				w->fill_fails = 0;
-			} else if (++w->fill_fails >= 16) {
-				w->fill_fails = 0;
-				w->fill_skip = 1024;
-			}
-		}
-	}
+	kleak_sc_refill(m, w, e, call_site, off, key, *err, outcome);
 	return key;
 }
 

@@ -148,82 +148,95 @@ void Aggregator::share_out_unsampled() {
   for (auto& [site, u] : unsampled_) {
     const std::vector<uint64_t>* keys = nullptr;
     if (auto it = site_keys_.find(site); it != site_keys_.end()) keys = &it->second;
-    // Growth totals, any age.
-    std::vector<uint64_t> tcounts, tbytes;
-    if (keys)
-      for (uint64_t k : *keys) {
-        tcounts.push_back(totals_[k].count);
-        tbytes.push_back(totals_[k].bytes);
-      }
-    if (!tcounts.empty()) {
-      auto c = share(u.all_count, tcounts), b = share(u.all_bytes, tbytes);
-      for (size_t i = 0; i < keys->size(); ++i) {
-        totals_[(*keys)[i]].count += c[i];
-        totals_[(*keys)[i]].bytes += b[i];
-      }
-    } else {
-      uint64_t k = group_key(u.hint_stack_id, site);
-      StackTotal& t = totals_[k];
-      t.key = k;
-      t.count += u.all_count;
-      t.bytes += u.all_bytes;
-    }
+    share_totals(site, u, keys);
     if (u.count == 0) continue;
     // Reported groups, old enough.
     std::vector<size_t> groups;
-    std::vector<uint64_t> counts, bytes;
     if (keys)
       for (uint64_t k : *keys)
-        if (auto gi = index_.find(k); gi != index_.end()) {
-          groups.push_back(gi->second);
-          counts.push_back(agg_.groups[gi->second].count);
-          bytes.push_back(agg_.groups[gi->second].bytes);
-        }
-    uint64_t sampled = 0, sampled_bytes = 0;
-    for (size_t i = 0; i < groups.size(); ++i) {
-      sampled += counts[i];
-      sampled_bytes += bytes[i];
-    }
-    if (groups.empty()) {
-      kleak_alloc hint = u.first;
-      hint.stack_id = u.hint_stack_id;
-      const uint64_t key = group_key(hint.stack_id, site);
-      StackGroup& g = group_for(hint, key);
-      g.estimate.stack_inferred = true;
-      g.estimate.estimated = true;
-      g.bytes += u.bytes;
-      g.count += u.count;
-      g.estimate.site_bytes = g.bytes;
-      g.estimate.site_count = g.count;
-      g.oldest_ts_ns = std::min(g.oldest_ts_ns, u.oldest_ts_ns);
-      g.newest_ts_ns = std::max(g.newest_ts_ns, u.newest_ts_ns);
-      g.allocs.insert(g.allocs.end(), u.allocs.begin(), u.allocs.end());
-      continue;
-    }
-    auto c = share(u.count, counts), b = share(u.bytes, bytes);
-    size_t biggest = 0;
-    for (size_t i = 0; i < groups.size(); ++i) {
-      StackGroup& g = agg_.groups[groups[i]];
-      Estimate& e = g.estimate;
-      e.estimated = true;
-      e.sampled = counts[i];
-      e.site_sampled = sampled;
-      e.site_count = sampled + u.count;
-      e.site_bytes = sampled_bytes + u.bytes;
-      double p = static_cast<double>(counts[i]) / static_cast<double>(sampled);
-      e.count_error95 =
-          1.96 * static_cast<double>(e.site_count) * std::sqrt(p * (1 - p) / static_cast<double>(sampled));
-      g.count += c[i];
-      g.bytes += b[i];
-      g.oldest_ts_ns = std::min(g.oldest_ts_ns, u.oldest_ts_ns);
-      g.newest_ts_ns = std::max(g.newest_ts_ns, u.newest_ts_ns);
-      if (c[i] > c[biggest]) biggest = i;
-    }
-    StackGroup& host = agg_.groups[groups[biggest]];
-    host.allocs.insert(host.allocs.end(), u.allocs.begin(), u.allocs.end());
+        if (auto gi = index_.find(k); gi != index_.end()) groups.push_back(gi->second);
+    if (groups.empty())
+      infer_group(site, u);
+    else
+      share_groups(u, groups);
   }
   unsampled_.clear();
   site_keys_.clear();
+}
+
+// Growth totals, any age.
+void Aggregator::share_totals(uint64_t site, const Unsampled& u, const std::vector<uint64_t>* keys) {
+  std::vector<uint64_t> tcounts, tbytes;
+  if (keys)
+    for (uint64_t k : *keys) {
+      tcounts.push_back(totals_[k].count);
+      tbytes.push_back(totals_[k].bytes);
+    }
+  if (!tcounts.empty()) {
+    auto c = share(u.all_count, tcounts), b = share(u.all_bytes, tbytes);
+    for (size_t i = 0; i < keys->size(); ++i) {
+      totals_[(*keys)[i]].count += c[i];
+      totals_[(*keys)[i]].bytes += b[i];
+    }
+    return;
+  }
+  uint64_t k = group_key(u.hint_stack_id, site);
+  StackTotal& t = totals_[k];
+  t.key = k;
+  t.count += u.all_count;
+  t.bytes += u.all_bytes;
+}
+
+// No sampled allocation of the site outstanding: all go under the stack
+// last captured there, marked inferred.
+void Aggregator::infer_group(uint64_t site, const Unsampled& u) {
+  kleak_alloc hint = u.first;
+  hint.stack_id = u.hint_stack_id;
+  const uint64_t key = group_key(hint.stack_id, site);
+  StackGroup& g = group_for(hint, key);
+  g.estimate.stack_inferred = true;
+  g.estimate.estimated = true;
+  g.bytes += u.bytes;
+  g.count += u.count;
+  g.estimate.site_bytes = g.bytes;
+  g.estimate.site_count = g.count;
+  g.oldest_ts_ns = std::min(g.oldest_ts_ns, u.oldest_ts_ns);
+  g.newest_ts_ns = std::max(g.newest_ts_ns, u.newest_ts_ns);
+  g.allocs.insert(g.allocs.end(), u.allocs.begin(), u.allocs.end());
+}
+
+// Shared out in proportion to each group's sampled allocations, with the
+// binomial 95% error of that split; the listed allocations go to the biggest.
+void Aggregator::share_groups(const Unsampled& u, const std::vector<size_t>& groups) {
+  std::vector<uint64_t> counts, bytes;
+  uint64_t sampled = 0, sampled_bytes = 0;
+  for (size_t gi : groups) {
+    counts.push_back(agg_.groups[gi].count);
+    bytes.push_back(agg_.groups[gi].bytes);
+    sampled += counts.back();
+    sampled_bytes += bytes.back();
+  }
+  auto c = share(u.count, counts), b = share(u.bytes, bytes);
+  size_t biggest = 0;
+  for (size_t i = 0; i < groups.size(); ++i) {
+    StackGroup& g = agg_.groups[groups[i]];
+    Estimate& e = g.estimate;
+    e.estimated = true;
+    e.sampled = counts[i];
+    e.site_sampled = sampled;
+    e.site_count = sampled + u.count;
+    e.site_bytes = sampled_bytes + u.bytes;
+    double p = static_cast<double>(counts[i]) / static_cast<double>(sampled);
+    e.count_error95 =
+        1.96 * static_cast<double>(e.site_count) * std::sqrt(p * (1 - p) / static_cast<double>(sampled));
+    g.count += c[i];
+    g.bytes += b[i];
+    g.oldest_ts_ns = std::min(g.oldest_ts_ns, u.oldest_ts_ns);
+    g.newest_ts_ns = std::max(g.newest_ts_ns, u.newest_ts_ns);
+    if (c[i] > c[biggest]) biggest = i;
+  }
+  StackGroup& host = agg_.groups[groups[biggest]];
+  host.allocs.insert(host.allocs.end(), u.allocs.begin(), u.allocs.end());
 }
 
 // Each group keeps its kMaxTasks busiest tasks, inserted in order, so no

@@ -167,6 +167,9 @@ class Aggregator {
   std::unordered_map<uint64_t, std::vector<uint64_t>> site_keys_;
   void add_unsampled(const LiveAlloc& la, bool young);
   void share_out_unsampled();
+  void share_totals(uint64_t site, const Unsampled& u, const std::vector<uint64_t>* keys);
+  void infer_group(uint64_t site, const Unsampled& u);
+  void share_groups(const Unsampled& u, const std::vector<size_t>& groups);
   StackGroup& group_for(const kleak_alloc& a, uint64_t key);
 };
 

@@ -39,22 +39,52 @@ Status environment_problem() {
   return bpffs_problem();
 }
 
+// What `kleak report` needs to know of the session `start` pins.
+PinMeta pin_meta(const PinOptions& p, const LoaderConfig& cfg, const Loader& loader) {
+  PinMeta meta;
+  meta.version = kVersion;
+  meta.abi = abi_fingerprint();
+  meta.boot_id = current_boot_id();
+  meta.kernel = kernel_release();
+  meta.start_mono_ns = monotonic_ns();
+  meta.start_unix_ns = realtime_ns();
+  meta.start_pid = static_cast<uint32_t>(getpid());
+  meta.args = p.args;
+  meta.min_size_bytes = cfg.min_size_bytes;
+  meta.max_size_bytes = cfg.max_size_bytes;
+  meta.pid = cfg.target_tgid;
+  meta.cache = cfg.cache_label;
+  meta.max_allocs = cfg.max_allocs;
+  meta.stack_storage_size = cfg.stack_storage_size;
+  meta.stack_sample_every = cfg.stack_sample_every;
+  meta.attached = loader.attached();
+  meta.missing = loader.missing();
+  meta.degraded = loader.degraded();
+  if (auto mi = load_meminfo())
+    for (const char* f : kMeminfoFields)
+      if (auto v = mi->get(f)) meta.meminfo[f] = *v;
+  return meta;
+}
+
+// bpffs mounted at kBpffsRoot, or mounted there with --mount-bpffs.
+Status ensure_bpffs(bool mount) {
+  auto why = bpffs_problem();
+  if (why) return why;
+  if (!mount) return why;
+  if (auto failed = mount_bpffs(); !failed) return failed;
+  log_info("mounted bpffs at {}", kBpffsRoot);
+  return {};
+}
+
 int start(const PinOptions& p) {
   const TraceOptions& opts = p.trace;
   if (auto why = check_privileges(); !why) {
     log_error("{}", why.error().message);
     return kExitFailure;
   }
-  if (auto why = bpffs_problem(); !why) {
-    if (!p.mount_bpffs) {
-      log_error("{}", why.error().message);
-      return kExitFailure;
-    }
-    if (auto failed = mount_bpffs(); !failed) {
-      log_error("{}", failed.error().message);
-      return kExitFailure;
-    }
-    log_info("mounted bpffs at {}", kBpffsRoot);
+  if (auto why = ensure_bpffs(p.mount_bpffs); !why) {
+    log_error("{}", why.error().message);
+    return kExitFailure;
   }
   // Ctrl-C while pinning would leave a half-built directory: take the
   // signals synchronously (and ignore them) until start is done.
@@ -80,28 +110,7 @@ int start(const PinOptions& p) {
     log_error("{}", loader.error().message);
     return kExitFailure;
   }
-  PinMeta meta;
-  meta.version = kVersion;
-  meta.abi = abi_fingerprint();
-  meta.boot_id = current_boot_id();
-  meta.kernel = kernel_release();
-  meta.start_mono_ns = monotonic_ns();
-  meta.start_unix_ns = realtime_ns();
-  meta.start_pid = static_cast<uint32_t>(getpid());
-  meta.args = p.args;
-  meta.min_size_bytes = cfg.min_size_bytes;
-  meta.max_size_bytes = cfg.max_size_bytes;
-  meta.pid = cfg.target_tgid;
-  meta.cache = cfg.cache_label;
-  meta.max_allocs = cfg.max_allocs;
-  meta.stack_storage_size = cfg.stack_storage_size;
-  meta.stack_sample_every = cfg.stack_sample_every;
-  meta.attached = (*loader)->attached();
-  meta.missing = (*loader)->missing();
-  meta.degraded = (*loader)->degraded();
-  if (auto mi = load_meminfo())
-    for (const char* f : kMeminfoFields)
-      if (auto v = mi->get(f)) meta.meminfo[f] = *v;
+  const PinMeta meta = pin_meta(p, cfg, **loader);
   if (auto st = pin_session((*loader)->skeleton(), meta); !st) {
     if (st.error().err == EEXIST || st.error().err == ENOTEMPTY) {
       log_error("a kleak session is already pinned at {} (another kleak start won): use kleak report, or kleak "

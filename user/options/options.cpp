@@ -240,6 +240,41 @@ Status apply_option_strings(TraceOptions& o, const OptionStrings& s, bool top_gi
   return {};
 }
 
+namespace {
+
+void add_serve_options(CLI::App& app, TraceOptions& o) {
+  const HelpGroup group(app, "Serving");
+  app.add_option("--listen", o.serve.listen, "Answer scrapes of /metrics on ADDR:PORT (default 127.0.0.1:9745)");
+  app.add_flag("--listen-any", o.serve.listen_any,
+               "Allow a --listen address that is not loopback (anyone who reaches it sees kernel stack names)");
+}
+
+void add_ci_mode_options(CLI::App& app, TraceOptions& o) {
+  const HelpGroup group(app, "CI mode (kleak --ci [options] [-- COMMAND ARGS...])");
+  app.add_flag(
+      "--ci", o.ci.enabled,
+      "Judge instead of report: trace COMMAND's process tree (or --duration), wait --settle, exit 1 on a leak");
+  app.add_option("--settle", o.ci.settle_s,
+                 "Seconds to wait after COMMAND for deferred frees (default 10; ends early when nothing is left)");
+  add_ci_verdict_options(app, o.ci);
+  app.add_flag("--include-reclaimable", o.ci.include_reclaimable,
+               "Also judge reclaimable caches (dentries, inodes: freed under memory pressure)");
+  app.add_flag("--include-unverified", o.ci.include_unverified,
+               "Also judge stacks whose cache or call site had frees bypass kleak (bulk frees): may be phantoms");
+  app.add_flag("--no-known-caches", o.ci.no_known_caches,
+               "Also judge bounded kernel caches kleak knows (e.g. cached thread stacks)");
+}
+
+// "kleak: WHY (see kleak --help)", status 2.
+ParsedCommandLine usage_error(std::ostream& err, const std::string& name, const std::string& why) {
+  err << name << ": " << why << " (see " << name << " --help)\n";
+  ParsedCommandLine result;
+  result.exit_code = kExitUsage;
+  return result;
+}
+
+}  // namespace
+
 ParsedCommandLine parse_command_line(const std::vector<std::string>& args, std::ostream& out,
                                      std::ostream& err, CommandKind command) {
   TraceOptions o;
@@ -266,30 +301,11 @@ ParsedCommandLine parse_command_line(const std::vector<std::string>& args, std::
     app.add_option("-d,--duration", o.duration_s, "Trace for SECONDS, print the final report, exit 0");
   }
   add_report_options(app, o, strings, !serve);
-  if (serve) {
-    const HelpGroup group(app, "Serving");
-    app.add_option("--listen", o.serve.listen, "Answer scrapes of /metrics on ADDR:PORT (default 127.0.0.1:9745)");
-    app.add_flag("--listen-any", o.serve.listen_any,
-                 "Allow a --listen address that is not loopback (anyone who reaches it sees kernel stack names)");
-  }
+  if (serve) add_serve_options(app, o);
   add_limit_options(app, o, strings);
   add_verbose_option(app, o);
 
-  if (!serve) {
-    const HelpGroup group(app, "CI mode (kleak --ci [options] [-- COMMAND ARGS...])");
-    app.add_flag(
-        "--ci", o.ci.enabled,
-        "Judge instead of report: trace COMMAND's process tree (or --duration), wait --settle, exit 1 on a leak");
-    app.add_option("--settle", o.ci.settle_s,
-                   "Seconds to wait after COMMAND for deferred frees (default 10; ends early when nothing is left)");
-    add_ci_verdict_options(app, o.ci);
-    app.add_flag("--include-reclaimable", o.ci.include_reclaimable,
-                 "Also judge reclaimable caches (dentries, inodes: freed under memory pressure)");
-    app.add_flag("--include-unverified", o.ci.include_unverified,
-                 "Also judge stacks whose cache or call site had frees bypass kleak (bulk frees): may be phantoms");
-    app.add_flag("--no-known-caches", o.ci.no_known_caches,
-                 "Also judge bounded kernel caches kleak knows (e.g. cached thread stacks)");
-  }
+  if (!serve) add_ci_mode_options(app, o);
 
   // Everything after "--" is the command to run (CI mode), kept out of CLI11.
   std::vector<std::string> own(args);
@@ -306,27 +322,17 @@ ParsedCommandLine parse_command_line(const std::vector<std::string>& args, std::
     result.exit_code = kExitOk;
     return result;
   }
-  if (auto why = apply_option_strings(o, strings, app.count("--top") > 0); !why) {
-    err << name << ": " << why.error().message << " (see " << name << " --help)\n";
-    result.exit_code = kExitUsage;
-    return result;
-  }
+  if (auto why = apply_option_strings(o, strings, app.count("--top") > 0); !why)
+    return usage_error(err, name, why.error().message);
   if (serve) {
     o.serve.enabled = true;
     o.format = OutputFormat::prometheus;
   }
   if (!serve && o.interval_s == 0 && o.duration_s == 0 && app.count("interval") == 0 && !o.ci.enabled)
     o.interval_s = 10;
-  if (!serve && app.count("interval") > 0 && o.interval_s <= 0) {
-    err << name << ": interval must be positive (see " << name << " --help)\n";
-    result.exit_code = kExitUsage;
-    return result;
-  }
-  if (auto why = validate(o); !why) {
-    err << name << ": " << why.error().message << " (see " << name << " --help)\n";
-    result.exit_code = kExitUsage;
-    return result;
-  }
+  if (!serve && app.count("interval") > 0 && o.interval_s <= 0)
+    return usage_error(err, name, "interval must be positive");
+  if (auto why = validate(o); !why) return usage_error(err, name, why.error().message);
   result.trace = o;
   return result;
 }

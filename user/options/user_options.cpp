@@ -111,28 +111,21 @@ Status validate(const UserOptions& o) {
   return {};
 }
 
-ParsedUserCommandLine parse_user_command_line(const std::vector<std::string>& args, std::ostream& out,
-                                              std::ostream& err) {
-  UserOptions o;
-  TraceOptions& r = o.report;
-  ParsedUserCommandLine result;
-  CLI::App app{kDescription, "kleak user"};
-  app.footer(kExamples);
-  app.get_formatter()->column_width(34);
+namespace {
 
-  std::string pids, command;
-  OptionStrings strings;  // --format, --sort, --size: applied as kleak trace applies them
-  {
-    const HelpGroup group(app, "What to trace");
-    app.add_option("-p,--pid", pids, "Processes to trace: PID or PID,PID,... (at most 64)");
-    app.add_option("-c,--command", command,
-                   "Start CMD ARGS (split at blanks, quotes kept, PATH searched) with the probes in place; "
-                   "or give the command after --");
-    app.add_option("--obj", o.obj,
-                   "The allocator library to probe (jemalloc, tcmalloc, mimalloc, a static binary); default: "
-                   "the libc the process maps");
-    app.add_option("--symbols-prefix", o.symbols_prefix, "Prefix of the allocator's function names, e.g. je_");
-  }
+void add_target_options(CLI::App& app, UserOptions& o, std::string& pids, std::string& command) {
+  const HelpGroup group(app, "What to trace");
+  app.add_option("-p,--pid", pids, "Processes to trace: PID or PID,PID,... (at most 64)");
+  app.add_option("-c,--command", command,
+                 "Start CMD ARGS (split at blanks, quotes kept, PATH searched) with the probes in place; "
+                 "or give the command after --");
+  app.add_option("--obj", o.obj,
+                 "The allocator library to probe (jemalloc, tcmalloc, mimalloc, a static binary); default: "
+                 "the libc the process maps");
+  app.add_option("--symbols-prefix", o.symbols_prefix, "Prefix of the allocator's function names, e.g. je_");
+}
+
+void add_user_report_options(CLI::App& app, TraceOptions& r, OptionStrings& strings) {
   {
     const HelpGroup group(app, "Selection");
     app.add_option("-z,--min-size", r.min_size_bytes, "Only blocks of at least BYTES");
@@ -162,13 +155,29 @@ ParsedUserCommandLine parse_user_command_line(const std::vector<std::string>& ar
     add_map_size_options(app, r, strings, "block");
     app.add_flag("-v,--verbose", r.verbosity, "More logging: -v info, -vv libbpf debug and verifier log");
   }
-
   {
     const HelpGroup group(app, "CI mode (kleak user --ci [options] -- COMMAND ARGS...)");
     app.add_flag("--ci", r.ci.enabled,
                  "Judge instead of report: run COMMAND (or trace -p for --duration), exit 1 if blocks are left");
     add_ci_verdict_options(app, r.ci);
   }
+}
+
+}  // namespace
+
+ParsedUserCommandLine parse_user_command_line(const std::vector<std::string>& args, std::ostream& out,
+                                              std::ostream& err) {
+  UserOptions o;
+  TraceOptions& r = o.report;
+  ParsedUserCommandLine result;
+  CLI::App app{kDescription, "kleak user"};
+  app.footer(kExamples);
+  app.get_formatter()->column_width(34);
+
+  std::string pids, command;
+  OptionStrings strings;  // --format, --sort, --size: applied as kleak trace applies them
+  add_target_options(app, o, pids, command);
+  add_user_report_options(app, r, strings);
 
   std::vector<std::string> own(args);
   if (auto dd = std::find(own.begin(), own.end(), "--"); dd != own.end()) {
