@@ -386,25 +386,38 @@ static __always_inline bool kmalloc_wanted(__u64 gfp_flags)
 	return !kmalloc_off && (kmalloc_type < 0 || kmalloc_type_of(gfp_flags) == kmalloc_type);
 }
 
-/* kmalloc(call_site, ptr, bytes_req, bytes_alloc, gfp_flags, node) */
-SEC("tp_btf/kmalloc")
-int kleak_kmalloc(__u64 *ctx)
+/* kmalloc's layout. Before v6.1 (commit 2c1d697fb8ba, see compat.bpf.h)
+ * kmem_cache_alloc and the _node events of both families used it too (the
+ * kmem_alloc classes):
+ *   (call_site, ptr, bytes_req, bytes_alloc, gfp_flags[, node])
+ * with no cache pointer, so --cache NAME cannot match a kmem_cache there.
+ * The loader loads these only where those events (or that layout) exist:
+ * Debian's 5.10 under scripts/vmtest. */
+static __always_inline void record_kmem_alloc_class(__u64 *ctx, __u32 family)
 {
-	struct kleak_counters *c = counters(KLEAK_FAMILY_KMALLOC);
+	struct kleak_counters *c = counters(family);
 	struct alloc_event ev = {
 		.key = kleak_void_ptr_arg(ctx, 1),
 		.bytes = ctx[3],
 		.bytes_req = (__u32)ctx[2],
 		.call_site = ctx[0],
-		.family = KLEAK_FAMILY_KMALLOC,
+		.family = family,
 		.flags = kmalloc_flags(ctx[4]),
-		.wanted = kmalloc_wanted(ctx[4]),
+		.wanted = family == KLEAK_FAMILY_KMALLOC ? kmalloc_wanted(ctx[4]) : !kmem_cache_off && !cache_name[0],
 		.slab = true,
 	};
 
-	KLEAK_REFUSE_IF(KLEAK_PART_CORE);
 	if (c && alloc_seen(c, ev.key))
 		record_alloc(ctx, &kleak_live, c, &ev);
+}
+
+/* kmalloc(call_site, ptr, bytes_req, bytes_alloc, gfp_flags, node): the
+ * kmem_alloc class's layout, on every kernel. */
+SEC("tp_btf/kmalloc")
+int kleak_kmalloc(__u64 *ctx)
+{
+	KLEAK_REFUSE_IF(KLEAK_PART_CORE);
+	record_kmem_alloc_class(ctx, KLEAK_FAMILY_KMALLOC);
 	return 0;
 }
 
@@ -432,30 +445,6 @@ int kleak_kc_alloc(__u64 *ctx)
 	};
 	record_alloc(ctx, &kleak_live, c, &ev);
 	return 0;
-}
-
-/* Before v6.1 (commit 2c1d697fb8ba, see compat.bpf.h) kmem_cache_alloc
- * and the _node events of both families used the kmem_alloc classes:
- *   (call_site, ptr, bytes_req, bytes_alloc, gfp_flags[, node])
- * with no cache pointer, so --cache NAME cannot match a kmem_cache there.
- * The loader loads these only where those events (or that layout) exist:
- * Debian's 5.10 under scripts/vmtest. */
-static __always_inline void record_kmem_alloc_class(__u64 *ctx, __u32 family)
-{
-	struct kleak_counters *c = counters(family);
-	struct alloc_event ev = {
-		.key = kleak_void_ptr_arg(ctx, 1),
-		.bytes = ctx[3],
-		.bytes_req = (__u32)ctx[2],
-		.call_site = ctx[0],
-		.family = family,
-		.flags = kmalloc_flags(ctx[4]),
-		.wanted = family == KLEAK_FAMILY_KMALLOC ? kmalloc_wanted(ctx[4]) : !kmem_cache_off && !cache_name[0],
-		.slab = true,
-	};
-
-	if (c && alloc_seen(c, ev.key))
-		record_alloc(ctx, &kleak_live, c, &ev);
 }
 
 SEC("tp_btf/kmalloc_node")

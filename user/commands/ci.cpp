@@ -91,19 +91,6 @@ void settle(const BpfHandles& handles, const sigset_t& signals, double settle_s,
   }
 }
 
-// What is checked before anything runs: a CiExitCode to stop with, or none.
-std::optional<int> preflight(const TraceOptions& opts) {
-  if (auto why = check_privileges(); !why) {
-    log_error("{}", why.error().message);
-    return kCiUnsupported;
-  }
-  if ((opts.peek_bytes > 0 || opts.peek_addr != 0) && geteuid() != 0) {
-    log_error("--peek shows kernel memory: root only");
-    return kCiUnsupported;
-  }
-  if (opts.selftest && !selftest_passed()) return kCiUnsupported;
-  return std::nullopt;
-}
 
 void print_banner(const TraceOptions& opts, const HeldCommand* command) {
   const CiOptions& ci = opts.ci;
@@ -112,27 +99,6 @@ void print_banner(const TraceOptions& opts, const HeldCommand* command) {
                      : std::string("all tasks") + (opts.pid ? fmt::format(" of pid {}", opts.pid) : ""),
              command ? fmt::format("when it exits (+ up to {} s for deferred frees)", ci.settle_s)
                      : fmt::format("in {} s", opts.duration_s));
-}
-
-// The one report, judged against the baseline, and the verdict written.
-int judge(const TraceOptions& opts, Pipeline& pipeline, const std::set<std::string>& baseline, Verdict& v,
-          HeldCommand* command, uint64_t start, uint64_t traced_ns, Output& output) {
-  auto select = [&](const Aggregate& all, const SnapshotInfo& snap, Symbolizer& syms, const StackSource& stacks) {
-    return judged_groups(all, snap, opts.ci, baseline, syms, stacks, v);
-  };
-  auto r = pipeline.next(ReportRequest{true, select});
-  if (!r) {
-    log_error("{}", r.error().message);
-    return kCiIncomplete;
-  }
-  v.complete = r->complete;
-  decide(v, opts.ci);
-  CiRun run;
-  run.tool = "kleak --ci";
-  if (command) run.command_status = command->status();
-  run.traced_s = static_cast<double>(traced_ns) / 1e9;
-  run.elapsed_s = static_cast<double>(monotonic_ns() - start) / 1e9;
-  return write_ci_verdict(*r, v, opts, run, output);
 }
 
 }  // namespace
@@ -151,7 +117,7 @@ int run_ci(const TraceOptions& opts) {
     log_error("{}", baseline.error().message);
     return kCiUsage;
   }
-  if (auto rc = preflight(opts)) return *rc;
+  if (!ready_to_trace(opts)) return kCiUnsupported;
   const sigset_t signals = block_stop_signals(SIGCHLD);
   // The workload, forked before tracing starts and held until the programs
   // are attached, so its first allocation is already followed.
@@ -201,7 +167,11 @@ int run_ci(const TraceOptions& opts) {
   const uint64_t traced_ns = monotonic_ns() - start;
   if (with_command && v.interrupted.empty()) settle(*tracer->loader, signals, ci.settle_s, v);
 
-  return judge(opts, pipeline, *baseline, v, with_command ? &command : nullptr, start, traced_ns, *output);
+  CiRun run;
+  run.tool = "kleak --ci";
+  if (with_command) run.command_status = command.status();
+  run.traced_s = static_cast<double>(traced_ns) / 1e9;
+  return judge_final_report(pipeline, opts, *baseline, v, run, *output);
 }
 
 }  // namespace kleak

@@ -47,4 +47,21 @@ int write_ci_verdict(const Report& r, const Verdict& v, const TraceOptions& opts
   return v.status;
 }
 
+int judge_final_report(Pipeline& pipeline, const TraceOptions& opts, const std::set<std::string>& baseline,
+                       Verdict& v, CiRun run, Output& out) {
+  auto select = [&](const Aggregate& all, const SnapshotInfo& snap, Symbolizer& syms, const StackSource& stacks) {
+    return judged_groups(all, snap, opts.ci, baseline, syms, stacks, v);
+  };
+  auto r = pipeline.next(ReportRequest{true, select});
+  if (!r) {
+    log_error("{}", r.error().message);
+    return kCiIncomplete;
+  }
+  v.complete = r->complete;
+  decide(v, opts.ci);
+  run.elapsed_s = static_cast<double>(monotonic_ns() - pipeline.start_ns()) / 1e9;
+  if (run.traced_s == 0) run.traced_s = run.elapsed_s;
+  return write_ci_verdict(*r, v, opts, run, out);
+}
+
 }  // namespace kleak

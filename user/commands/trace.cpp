@@ -23,33 +23,14 @@
 #include "report/report.h"
 #include "pipeline/report_schedule.h"
 #include "pipeline/run_loop.h"
+#include "commands/session.h"
 #include "commands/selftest.h"
 #include "util/sys.h"
 
 namespace kleak {
 namespace {
 
-// One report after another, written where --output says.
-class Session {
- public:
-  Session(const TraceOptions& opts, const BpfHandles& handles, Ksyms ksyms, Output output, PipelineStages stages = {},
-          std::optional<TraceStart> start = std::nullopt)
-      : source_(handles, std::move(ksyms)),
-        pipeline_(opts, source_, stages, std::move(start)),
-        format_(format_options(opts)),
-        output_(std::move(output)) {}
-
-  Pipeline& pipeline() { return pipeline_; }
-
-  // Prints one report. Returns an exit status to stop with, or nothing to go on.
-  std::optional<int> report(bool final_report) { return print_report(pipeline_.next(final_report), format_, output_); }
-
- private:
-  KernelSource source_;
-  Pipeline pipeline_;
-  FormatOptions format_;
-  Output output_;
-};
+using KernelSession = Session<KernelSource>;
 
 }  // namespace
 
@@ -64,11 +45,23 @@ bool selftest_passed() {
   return r->passed();
 }
 
+bool ready_to_trace(const TraceOptions& opts) {
+  if (auto why = check_privileges(); !why) {
+    log_error("{}", why.error().message);
+    return false;
+  }
+  if ((opts.peek_bytes > 0 || opts.peek_addr != 0) && geteuid() != 0) {
+    log_error("--peek shows kernel memory: root only");
+    return false;
+  }
+  return !opts.selftest || selftest_passed();
+}
+
 int report_once(const TraceOptions& opts, const BpfHandles& handles, const TraceStart& start,
                 const LoaderConfig& filters, Ksyms ksyms, Output output, bool final_report) {
   PipelineStages one_report;
   one_report.growth = false;  // a single report has no history to judge growth from
-  Session session(opts, handles, std::move(ksyms), std::move(output), one_report, start);
+  KernelSession session(opts, one_report, start, std::move(output), handles, std::move(ksyms));
   session.pipeline().describe(filters);
   return session.report(final_report).value_or(kExitOk);
 }
@@ -137,15 +130,7 @@ int run_trace(const TraceOptions& opts) {
     log_error("{}", output.error().message);
     return kExitFailure;
   }
-  if (auto why = check_privileges(); !why) {
-    log_error("{}", why.error().message);
-    return kExitFailure;
-  }
-  if ((opts.peek_bytes > 0 || opts.peek_addr != 0) && geteuid() != 0) {
-    log_error("--peek shows kernel memory: root only");
-    return kExitFailure;
-  }
-  if (opts.selftest && !selftest_passed()) return kExitFailure;
+  if (!ready_to_trace(opts)) return kExitFailure;
   // Signals are taken synchronously with sigtimedwait; block them before
   // anything is attached so an early Ctrl-C still ends in a clean detach.
   const sigset_t stop_set = block_stop_signals();
@@ -162,7 +147,7 @@ int run_trace(const TraceOptions& opts) {
     return kExitFailure;
   }
   auto& loader = tracer->loader;
-  Session session(opts, *loader, std::move(tracer->ksyms), std::move(*output));
+  KernelSession session(opts, {}, std::nullopt, std::move(*output), *loader, std::move(tracer->ksyms));
   session.pipeline().describe(cfg);
   if (!opts.quiet) {
     std::string what;

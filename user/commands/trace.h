@@ -33,6 +33,10 @@ struct Tracer {
 // family that should work here did not (or kleak cannot run).
 bool selftest_passed();
 
+// What every tracing run checks before it loads anything: privileges, root
+// for --peek, --selftest. False (each reason logged) when it cannot go on.
+bool ready_to_trace(const TraceOptions& opts);
+
 // The loader settings `opts` asks for; kleak's own process is never traced.
 // Fails (a usage error) when --cache names no cache of this kernel.
 Result<LoaderConfig> loader_config(const TraceOptions& opts);

@@ -29,6 +29,7 @@
 #include "pipeline/pipeline.h"
 #include "pipeline/report_schedule.h"
 #include "pipeline/run_loop.h"
+#include "commands/session.h"
 #include "probe/snapshot.h"
 #include "util/spawn.h"
 #include "probe/stack_reclaim.h"
@@ -154,30 +155,9 @@ class UserSource : public LiveSource {
   uint64_t exec_dropped_ = 0;
 };
 
-// One report after another, written where --output says.
-class UserSession {
- public:
-  UserSession(const UserOptions& opts, UserLoader& loader, std::vector<uint32_t> pids, Output output)
-      : source_(loader, std::move(pids)),
-        pipeline_(opts.report, source_, PipelineStages{.growth = true, .reconcile = false, .sweep = true,
-                                                       .min_age_ms = std::nullopt}),
-        format_(format_options(opts.report)),
-        output_(std::move(output)) {
-    pipeline_.describe(opts.report.min_size_bytes, opts.report.max_size_bytes, "");
-  }
+using UserSession = Session<UserSource>;
 
-  UserSource& source() { return source_; }
-  Pipeline& pipeline() { return pipeline_; }
-  Output& output() { return output_; }
-  // Prints one report. Returns an exit status to stop with, or nothing to go on.
-  std::optional<int> report(bool final_report) { return print_report(pipeline_.next(final_report), format_, output_); }
-
- private:
-  UserSource source_;
-  Pipeline pipeline_;
-  FormatOptions format_;
-  Output output_;
-};
+constexpr PipelineStages kUserStages{.growth = true, .reconcile = false, .sweep = true, .min_age_ms = std::nullopt};
 
 }  // namespace
 
@@ -215,29 +195,18 @@ int judge(const UserOptions& opts, UserSession& session, const std::set<std::str
   const TraceOptions& ro = opts.report;
   Verdict v;
   v.interrupted = end.interrupted;
-  auto select = [&](const Aggregate& all, const SnapshotInfo& snap, Symbolizer& syms, const StackSource& stacks) {
-    return judged_groups(all, snap, ro.ci, baseline, syms, stacks, v);
-  };
-  auto r = session.pipeline().next(ReportRequest{true, select});
-  if (!r) {
-    log_error("{}", r.error().message);
-    return kCiIncomplete;
-  }
-  v.complete = r->complete;
-  decide(v, ro.ci);
   CiRun run;
   run.tool = "kleak user --ci";
   run.testcase = "user";
   if (command) run.command_status = command->status();
-  run.traced_s = run.elapsed_s = static_cast<double>(monotonic_ns() - session.pipeline().start_ns()) / 1e9;
-  return write_ci_verdict(*r, v, ro, run, session.output());
+  return judge_final_report(session.pipeline(), ro, baseline, v, run, session.output());
 }
 
 }  // namespace
 
 namespace {
 
-// CI mode has a verdict's statuses (README "CI mode").
+// CI mode has a verdict's statuses (docs/ci.md "CI mode").
 struct UserStatuses {
   int usage, setup, cannot;  // bad options; --output, --baseline, the command; privileges, attach
   explicit UserStatuses(bool ci)
@@ -337,7 +306,8 @@ int run_user(const UserOptions& opts) {
     log_error("{}", loader.error().message);
     return rcs.cannot;
   }
-  UserSession session(opts, **loader, pids, std::move(*output));
+  UserSession session(opts.report, kUserStages, std::nullopt, std::move(*output), **loader, pids);
+  session.pipeline().describe(ro.min_size_bytes, ro.max_size_bytes, "");
   if (with_command) {
     if (auto why = command.start(); !why) {
       command.kill_and_reap();

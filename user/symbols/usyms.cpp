@@ -20,21 +20,11 @@
 
 #include <fmt/format.h>
 
+#include "util/text.h"
+
 namespace kleak {
 namespace {
 
-std::string_view next_field(std::string_view& line) {
-  size_t start = line.find_first_not_of(' ');
-  if (start == std::string_view::npos) {
-    line = {};
-    return {};
-  }
-  line.remove_prefix(start);
-  size_t end = line.find(' ');
-  std::string_view f = line.substr(0, end);
-  line.remove_prefix(end == std::string_view::npos ? line.size() : end);
-  return f;
-}
 
 bool parse_hex(std::string_view s, uint64_t& out) {
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out, 16);
