@@ -11,7 +11,7 @@ Load, per CPU: kleak-bench-work msg (msgsnd+msgrcv: kmalloc/kfree), proc
 (/proc/stat open/read/close: kmem_cache and kmalloc), a fork+exec loop and
 a file write/read/unlink loop.
 
-Checked after every report (the counters are cumulative, see README
+Checked after every report (the counters are cumulative, see docs/usage.md
 "Reading a report"):
   seen      allocs_seen = failed + filtered + recorded + live_map_full
             + live_map_errors (each allocation event ends in exactly one of

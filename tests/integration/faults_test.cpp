@@ -1,7 +1,7 @@
 // Faults injected into the real kleak binary, one test each: full maps,
 // signals mid-report, unwritable or hostile --output paths, bad BTF files,
 // missing capabilities, unmounted tracefs. Each asserts the documented exit
-// status and, for errors, the exact one line on stderr (README "Exit
+// status and, for errors, the exact one line on stderr (docs/usage.md "Exit
 // status"); docs/reliability.md lists them with what was observed.
 #include <fcntl.h>
 #include <signal.h>

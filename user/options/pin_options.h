@@ -14,7 +14,7 @@ namespace kleak {
 
 enum class PinCommand { start, report, stop };
 
-// Statuses of the pinned commands beyond 0/1/2 (README "Pinned sessions").
+// Statuses of the pinned commands beyond 0/1/2 (docs/usage.md "Pinned sessions").
 enum PinExitCode : int {
   kPinSessionState = 3,  // start: a session is already pinned; report/stop: none is
   kPinIncompatible = 4,  // the session was pinned by another kleak build, or in another boot

@@ -25,7 +25,7 @@
 // - KernelStack, ShadowCallStack: with CONFIG_VMAP_STACK (x86-64 and arm64
 //   defaults) stacks are vmalloc'ed, so they are inside VmallocUsed too.
 // - Balloon: virtio-balloon may already have taken the pages out of MemTotal.
-// The README ("Unaccounted kernel memory") has the reasoning per field.
+// docs/usage.md ("Unaccounted kernel memory") has the reasoning per field.
 #pragma once
 
 #include <cstdint>

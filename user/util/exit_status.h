@@ -1,10 +1,10 @@
-// kleak's documented exit statuses (README "Exit status"), shared by every
+// kleak's documented exit statuses (docs/usage.md "Exit status"), shared by every
 // command.
 #pragma once
 
 namespace kleak {
 
-// Documented exit statuses (README "Exit status").
+// Documented exit statuses (docs/usage.md "Exit status").
 enum ExitCode : int {
   kExitOk = 0,
   kExitFailure = 1,  // runtime failure: privileges, BTF, attach, I/O
