@@ -29,6 +29,9 @@
 #                        docs/performance.md for how ours was built)
 #   KLEAK_BENCH_WORKLOADS  which workloads (default: msg proc pipe)
 #   KLEAK_BUILD_DIR      kleak's build directory (default build/)
+#   KLEAK_BENCH_BASE     another kleak binary, run as tracer kleak-base in
+#                        the default mode: an earlier commit side by side
+#                        with this one (a refactor's cost, or none)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 build=${KLEAK_BUILD_DIR:-$here/build}
@@ -37,6 +40,7 @@ msg_ops=${2:-200000}
 proc_ops=${3:-100000}
 pipe_ops=${4:-50000}
 kleak=$build/kleak
+base_kleak=${KLEAK_BENCH_BASE:-}
 work=$build/bench/kleak-bench-work
 memleak=${KLEAK_BENCH_MEMLEAK:-}
 [ -x "$kleak" ] && [ -x "$work" ] || { echo "build first: scripts/build.sh" >&2; exit 1; }
@@ -93,6 +97,7 @@ start_tracer() {
     kleak) "$kleak" -q --format json -d 3600 >"$tmp/report.json" 2>"$tmp/tracer.err" & ;;
     kleak-low) "$kleak" -q --format json -d 3600 --low-overhead >"$tmp/report.json" 2>"$tmp/tracer.err" & ;;
     kleak-walk) "$kleak" -q --format json -d 3600 --stack-cache off >"$tmp/report.json" 2>"$tmp/tracer.err" & ;;
+    kleak-base) "$base_kleak" -q --format json -d 3600 >"$tmp/report.json" 2>"$tmp/tracer.err" & ;;
     kleak-nobackup) KLEAK_REFUSE=free-backup "$kleak" -q --format json -d 3600 >"$tmp/report.json" 2>"$tmp/tracer.err" & ;;
     memleak) "$memleak" 3600 >/dev/null 2>"$tmp/tracer.err" & ;;
     bpftrace) BPFTRACE_MAP_KEYS_MAX=262144 bpftrace "$tmp/live.bt" >/dev/null 2>"$tmp/tracer.err" & ;;
@@ -196,6 +201,13 @@ for wl in ${KLEAK_BENCH_WORKLOADS:-msg proc pipe}; do
       rel = (ma != "" && ma > 0) ? sprintf("%.2f", (k - n) / ma) : "-";
       printf "%-5s %-14s %9.0f %7.2f %9.0f %9.0f %10s %9d %10d\n", wl, t, k, n / k, k - n, (k - n) / per_op, rel, rss, maps / 1024 }'
   done
+  if [ -s "$tmp/$wl.kleak" ] && [ -s "$tmp/$wl.kleak-base" ]; then
+    # this build's added cost over the base's, per round (its none beside it)
+    paste "$tmp/$wl.none" "$tmp/$wl.kleak" "$tmp/$wl.kleak-base" |
+      awk '{ printf "%.3f\n", ($2 - $1) / ($3 - $1) }' >"$tmp/$wl.vsbase"
+    echo "$wl: kleak added / kleak-base added: median $(median <"$tmp/$wl.vsbase")," \
+         "per round $(tr '\n' ' ' <"$tmp/$wl.vsbase")"
+  fi
   printf "  per round (ns/op): none"; printf " %s" "${tracers[@]}"; echo
   paste "$tmp/$wl.none" "${tracers[@]/#/$tmp/$wl.}" | awk '{printf "  round %d:", NR; for (i = 1; i <= NF; i++) printf " %s", $i; printf "\n"}'
 done

@@ -13,7 +13,7 @@ n=${1:-100000}
 reports=${2:-7}
 shift $(( $# > 2 ? 2 : $# ))
 tmp=$(mktemp -d)
-trap 'exec 3>&- 2>/dev/null; rm -rf "$tmp"' EXIT
+trap 'exec 3>&- 2>/dev/null; [ -n "${KLEAK_BENCH_KEEP:-}" ] && cp "$tmp/kleak.err" "$KLEAK_BENCH_KEEP"; rm -rf "$tmp"' EXIT
 
 mkfifo "$tmp/in"
 "$build/tests/kleak-msghold" "$n" 64 <"$tmp/in" >"$tmp/holder.out" &
