@@ -24,6 +24,11 @@ int write_ci_verdict(const Report& r, const Verdict& v, const TraceOptions& opts
         " (not judged: {} baseline, {} ignored, {} reclaimable-cache, {} unverified, {} known-cache stacks)",
         v.suppressed_baseline, v.suppressed_ignored, v.suppressed_reclaimable, v.suppressed_unverified,
         v.suppressed_known_cache);
+  if (v.reclaim.ran)
+    text += fmt::format("; reclaim freed {} bytes in {} allocations at {} stacks (cache-owned, not judged)",
+                        v.reclaim.freed_bytes, v.reclaim.freed_count, v.reclaim.freed_stacks);
+  else if (!v.reclaim.skipped.empty())
+    text += fmt::format("; no reclaim: {}", v.reclaim.skipped);
   if (run.command_status) text += fmt::format("; command exited {}", *run.command_status);
   text += "\n";
 

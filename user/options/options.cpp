@@ -263,6 +263,9 @@ void add_ci_mode_options(CLI::App& app, TraceOptions& o) {
                "Also judge stacks whose cache or call site had frees bypass kleak (bulk frees): may be phantoms");
   app.add_flag("--no-known-caches", o.ci.no_known_caches,
                "Also judge bounded kernel caches kleak knows (e.g. cached thread stacks)");
+  app.add_flag("!--no-reclaim", o.ci.reclaim,
+               "Judge without first asking the kernel to reclaim its caches (by default kleak --ci drops the "
+               "dentry and inode caches, and what they free is cache-owned, not a leak)");
 }
 
 // "kleak: WHY (see kleak --help)", status 2.

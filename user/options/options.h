@@ -30,6 +30,7 @@ struct CiOptions : VerdictRules {
   bool enabled = false;
   std::vector<std::string> command;  // after "--"; empty: trace for --duration
   double settle_s = 10;              // after the command: wait for deferred (RCU) frees
+  bool reclaim = true;               // prove by reclaim before judging (--no-reclaim: off)
   std::string baseline_path;          // earlier JSON report: its stacks are known, not new
   std::string report_json_path;
   std::string junit_path;

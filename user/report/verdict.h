@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "analysis/aggregate.h"
+#include "analysis/reclaim.h"
 #include "report/report.h"
 #include "util/exit_status.h"
 #include "util/result.h"
@@ -57,6 +58,7 @@ struct Verdict {
   uint64_t suppressed_known_cache = 0;
   bool complete = true;
   std::string interrupted;  // why the run was cut short, if it was
+  ReclaimTally reclaim;     // what reclaim freed before the verdict: cache-owned, never judged
 };
 
 // Counts a stack set aside for `why` (a suppression() reason; empty: none).

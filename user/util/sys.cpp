@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 
 #include "util/clock.h"
+#include "util/fd.h"
 
 namespace kleak {
 
@@ -123,6 +124,15 @@ Status write_file(const std::string& path, const std::string& s) {
   auto out = Output::open(path);
   if (!out) return out.error();
   if (!out->write(s)) return make_error("cannot write " + path, errno);
+  return {};
+}
+
+Status write_knob(const std::string& path, const std::string& value) {
+  Fd fd(open(path.c_str(), O_WRONLY | O_CLOEXEC));
+  if (!fd.valid()) return make_error("cannot open " + path, errno);
+  ssize_t n = write(fd.get(), value.data(), value.size());
+  if (n < 0) return make_error("cannot write " + path, errno);
+  if (static_cast<size_t>(n) != value.size()) return make_error("short write to " + path, EIO);
   return {};
 }
 

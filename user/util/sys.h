@@ -55,6 +55,10 @@ class Output {
 // Writes `s` to `path` through an Output; the error is a one-line reason.
 Status write_file(const std::string& path, const std::string& s);
 
+// Writes `value` to a /proc/sys or /sys knob (open, one write, close: no
+// temporary file, no mode change).
+Status write_knob(const std::string& path, const std::string& value);
+
 // Blocks SIGINT and SIGTERM (and `extra`, e.g. SIGCHLD) so they are taken
 // synchronously with wait_until, and ignores SIGPIPE. Returns the set.
 sigset_t block_stop_signals(int extra = 0);
