@@ -86,3 +86,50 @@ TEST_F(Growth, LeakRanksFirstCacheAndChurnAreNotLeaks) {
 
 }  // namespace
 }  // namespace kleak::test
+
+namespace kleak::test {
+namespace {
+
+// The fleet form, one report at the end (-d, no interval): kleak samples
+// the live set while it traces, so that one report still ranks a steady
+// leak (20 messages a second, 80 KiB/s) above a larger fixed set (300
+// pipes, filled just after kleak attached), with its rate within 10%.
+TEST_F(Growth, OneShotRunRanksTheLeakWithItsRate) {
+  Child leak({KLEAK_MSGHOLD_BIN, "10000"});
+  Child cache({KLEAK_PIPES_BIN, "300"});
+  for (Child* c : {&leak, &cache}) ASSERT_TRUE(c->read_line());
+  leak.send_line("drip 50");
+  // The banner says the programs are attached: the pipes are filled after
+  // it, so kleak sees them (a fixed set from its first sample on).
+  Child kleak({KLEAK_BIN, "-d", "10", "-o", "0", "--format", "json", "-T", "30"}, {.capture_stderr = true});
+  ASSERT_TRUE(kleak.read_err_line(std::chrono::seconds(30))) << "no banner";
+  cache.send_line("hold");
+  ASSERT_EQ(cache.read_line(), "held 300");
+  const std::string out = kleak.read_all(std::chrono::seconds(60));
+  EXPECT_EQ(kleak.wait().value_or(-1), 0);
+  leak.send_line("stop");
+  ASSERT_TRUE(leak.read_line());
+  json fin = json::parse(out, nullptr, false);
+  ASSERT_FALSE(fin.is_discarded()) << out;
+  ASSERT_FALSE(fin["stacks"].empty());
+  const json& top = fin["stacks"][0];
+  EXPECT_TRUE(has_frame(top, "load_msg")) << top["stack_key"];
+  ASSERT_TRUE(top.contains("growth")) << top.dump();
+  EXPECT_EQ(top["growth"]["verdict"], "growing") << top["growth"];
+  EXPECT_GE(top["growth"]["points"].get<int>(), 10) << top["growth"];
+  const double true_rate = 20 * 4096.0;
+  std::printf("one-shot: leak measured %.0f B/s (r2 %.2f, %d points), true %.0f B/s\n",
+              top["growth"]["bytes_per_s"].get<double>(), top["growth"]["r2"].get<double>(),
+              top["growth"]["points"].get<int>(), true_rate);
+  EXPECT_NEAR(top["growth"]["bytes_per_s"].get<double>(), true_rate, 0.1 * true_rate) << top["growth"];
+  bool pipes_seen = false;
+  for (const auto& s : fin["stacks"])
+    if (has_frame(s, "alloc_pipe_info") || has_frame(s, "create_pipe_files")) {
+      pipes_seen = true;
+      EXPECT_NE(s["growth"]["verdict"], "growing") << s["stack_key"] << " " << s["growth"];
+    }
+  EXPECT_TRUE(pipes_seen) << "the pipes were not seen: the ranking proves nothing";
+}
+
+}  // namespace
+}  // namespace kleak::test

@@ -115,6 +115,18 @@ Result<Report> Pipeline::next(const ReportRequest& req) {
   return r;
 }
 
+Status Pipeline::sample() {
+  if (!stages_.growth) return {};
+  if (auto st = source_.prepare(); !st) return st;
+  auto snap = snapshot_info(source_.handles().fds());
+  if (!snap) return snap.error();
+  Aggregator aggregator(snap->mono_ns, opts_.min_age_ms * 1000000ull, false);
+  if (auto read = source_.read(aggregator); !read) return read.error();
+  growth_.observe(static_cast<double>(snap->mono_ns - ctx_.start_mono_ns) / 1e9, std::move(aggregator).finish());
+  return_freed_heap();
+  return {};
+}
+
 Result<Report> Pipeline::build(const ReportRequest& req) {
   ++ctx_.seq;
   ctx_.final_report = req.final_report;

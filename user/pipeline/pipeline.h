@@ -109,6 +109,10 @@ class Pipeline {
   // heap its tables took is handed back before it returns.
   Result<Report> next(const ReportRequest& req);
   Result<Report> next(bool final_report) { return next(ReportRequest{final_report, {}}); }
+  // A point of every stack's growth history without a report: what a
+  // one-shot run (-d) takes while it traces, so its one report has rates.
+  // Nothing without the growth stage.
+  Status sample();
   // Sweeps the stack store (stack_reclaim.h) when kReclaimPeriodS has
   // passed since the last sweep: for runs with long gaps between reports.
   void maintain();
