@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <sys/ptrace.h>
 #include <sys/wait.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -32,6 +33,10 @@ Status HeldCommand::fork_held(const std::vector<std::string>& argv) {
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
     std::signal(SIGPIPE, SIG_DFL);
+    // Named after what it is about to become, not "kleak": what the kernel
+    // allocates for its exec (alloc_bprm, the new mm) is the command's.
+    const char* base = std::strrchr(cargv[0], '/');
+    prctl(PR_SET_NAME, base ? base + 1 : cargv[0], 0, 0, 0);
     char c;
     if (read(go_read.get(), &c, 1) != 1) _exit(127);  // kleak went away
     execvp(cargv[0], cargv.data());
