@@ -24,6 +24,7 @@
 #include "pipeline/report_schedule.h"
 #include "pipeline/run_loop.h"
 #include "commands/session.h"
+#include "pipeline/reclaim.h"
 #include "commands/selftest.h"
 #include "util/sys.h"
 
@@ -36,6 +37,10 @@ using KernelSession = Session<KernelSource>;
 // the 10-30 that give a steady leak a rate and R² without costing a busy
 // machine more than a report's read of the live set each time.
 constexpr double kOneShotPoints = 20;
+
+// --reclaim: how long the live set may take to settle after reclaim (--ci's
+// default --settle).
+constexpr double kReclaimSettleS = 10;
 
 }  // namespace
 
@@ -180,6 +185,11 @@ int run_trace(const TraceOptions& opts) {
   // A second Ctrl-C while the final report is printed ends kleak at once;
   // fd-based links detach with the process.
   log_info("{}: final report", end.what);
+  if (opts.reclaim) {
+    ReclaimTally t;
+    if (std::string cut = prove_by_reclaim(*loader, stop_set, kReclaimSettleS, t); !cut.empty()) log_warn("{}", cut);
+    session.pipeline().set_reclaim(t);
+  }
   return session.report(true).value_or(kExitOk);
 }
 

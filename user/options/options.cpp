@@ -305,6 +305,13 @@ ParsedCommandLine parse_command_line(const std::vector<std::string>& args, std::
   }
   add_report_options(app, o, strings, !serve);
   if (serve) add_serve_options(app, o);
+  if (!serve) {
+    const HelpGroup group(app, "Reporting");
+    app.add_flag("--reclaim", o.reclaim,
+                 "Before the final report, ask the kernel to reclaim its dentry and inode caches (drop_caches 2) and "
+                 "end loopback TIME_WAIT sockets; what that frees is counted as cache-owned, not reported "
+                 "(costs the machine those caches; --ci does it by default)");
+  }
   add_limit_options(app, o, strings);
   add_verbose_option(app, o);
 

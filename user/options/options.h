@@ -57,6 +57,7 @@ struct TraceOptions : ReportSettings {
   uint64_t max_size_bytes = std::numeric_limits<uint64_t>::max();
   FamilySet families;  // --family: slab only by default
   bool selftest = false;  // --selftest: run `kleak selftest` first, stop if it fails
+  bool reclaim = false;   // --reclaim: prove by reclaim before the final report
   std::string cache;  // --cache NAME, as slabtop shows it; empty = every cache
   std::string output_path;  // --output FILE; empty = stdout
   OutputFormat format = OutputFormat::text;

@@ -113,6 +113,8 @@ class Pipeline {
   // one-shot run (-d) takes while it traces, so its one report has rates.
   // Nothing without the growth stage.
   Status sample();
+  // What proving by reclaim freed, for the reports from now on.
+  void set_reclaim(const ReclaimTally& t) { ctx_.reclaim = t; }
   // Sweeps the stack store (stack_reclaim.h) when kReclaimPeriodS has
   // passed since the last sweep: for runs with long gaps between reports.
   void maintain();

@@ -224,6 +224,16 @@ json stack_json(const Report& r, const StackReport& s) {
 
 }  // namespace
 
+nlohmann::json reclaim_json(const ReclaimTally& t) {
+  return {{"ran", t.ran},
+          {"skipped", or_null(t.skipped)},
+          {"cache_owned_stacks", t.freed_stacks},
+          {"cache_owned_count", t.freed_count},
+          {"cache_owned_bytes", t.freed_bytes},
+          {"seconds", t.seconds},
+          {"time_wait_ended", t.time_wait_ended}};
+}
+
 nlohmann::json to_json(const Report& r) {
   json j;
   header_json(r, j);
@@ -237,6 +247,7 @@ nlohmann::json to_json(const Report& r) {
     for (const auto& [k, v] : r.extra.items()) j[k] = v;
   if (r.peek_addr) j["peek_addr"] = peek_json(*r.peek_addr, r.opts->peek_min_string);
   if (r.reconciliation.available) j["reconciliation"] = reconciliation_json(r.reconciliation);
+  if (r.ctx.reclaim) j["reclaim"] = reclaim_json(*r.ctx.reclaim);
   j["totals"] = totals_json(r);
   json stacks = json::array();
   for (const StackReport& s : r.stacks) stacks.push_back(stack_json(r, s));

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "analysis/aggregate.h"
+#include "analysis/reclaim.h"
 #include "model/degraded.h"
 #include "model/family.h"
 #include "analysis/growth.h"
@@ -115,6 +116,7 @@ struct ReportContext {
   std::vector<std::string> attached;
   std::vector<std::string> missing;
   std::vector<Degraded> degraded;  // parts the kernel refused or lacks, dropped
+  std::optional<ReclaimTally> reclaim;  // --reclaim: what reclaim freed before this report
   // The filters in force in the kernel (--cache implies a size).
   uint64_t min_size_bytes = 0;
   uint64_t max_size_bytes = ~0ull;
@@ -185,5 +187,7 @@ std::vector<Frame> strip_tracing_frames(std::vector<Frame> frames);
 
 std::string render_text(const Report& r);
 nlohmann::json to_json(const Report& r);
+// What proving by reclaim freed, as the report's and a CI verdict's "reclaim".
+nlohmann::json reclaim_json(const ReclaimTally& t);
 
 }  // namespace kleak

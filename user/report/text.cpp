@@ -139,6 +139,18 @@ std::string reconciliation_line(const Reconciliation& rc) {
 
 // The stack store, the sampled mode, and what a reader must know to trust
 // the stacks.
+// --reclaim: what the kernel gave back before this report (not in it).
+std::string reclaim_line(const Report& r) {
+  if (!r.ctx.reclaim) return {};
+  const ReclaimTally& t = *r.ctx.reclaim;
+  if (!t.skipped.empty()) return fmt::format("  reclaim: not done: {}\n", t.skipped);
+  if (!t.ran) return "  reclaim: nothing outstanding to prove\n";
+  return fmt::format("  reclaim: freed {} in {} allocations at {} stacks in {:.1f} s (cache-owned, not shown){}\n",
+                     bytes_text(t.freed_bytes), t.freed_count, t.freed_stacks, t.seconds,
+                     t.time_wait_ended ? fmt::format("; {} loopback TIME_WAIT sockets ended", t.time_wait_ended)
+                                       : std::string());
+}
+
 std::string warning_lines(const Report& r) {
   const Counters& c = r.counters;
   std::string out;
@@ -264,7 +276,8 @@ std::string render_text(const Report& r) {
   std::string out = fmt::format("[{}] kleak {}report #{}: kernel {}, {:.1f}s traced\n", clock,
                                 r.ctx.final_report ? "final " : "", r.ctx.seq, r.ctx.kernel, r.elapsed_s);
   if (!r.ctx.degraded.empty()) out += "  degraded: " + degraded_text(r.ctx.degraded) + "\n";
-  out += counter_lines(r) + reconciliation_line(r.reconciliation) + warning_lines(r) + peek_addr_text(r);
+  out += counter_lines(r) + reconciliation_line(r.reconciliation) + reclaim_line(r) + warning_lines(r) +
+         peek_addr_text(r);
   const char* sorts[] = {"score (steady growth first)", "bytes", "count", "growth"};
   out += fmt::format("Top {} of {} stacks by {}: {} in {} allocations older than {} ms{}\n", r.stacks.size(),
                      r.stacks_total, sorts[static_cast<int>(r.opts->sort)], bytes_text(r.total_bytes), r.total_count,

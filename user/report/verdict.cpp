@@ -217,14 +217,7 @@ nlohmann::json verdict_json(const Verdict& v, const VerdictRules& ci, const std:
                             {"known_cache", v.suppressed_known_cache}};
   j["thresholds"] = {{"fail_on_bytes", ci.fail_on_bytes ? nlohmann::json(*ci.fail_on_bytes) : nlohmann::json(nullptr)},
                      {"fail_on_count", ci.fail_on_count ? nlohmann::json(*ci.fail_on_count) : nlohmann::json(nullptr)}};
-  const ReclaimTally& rt = v.reclaim;
-  j["reclaim"] = {{"ran", rt.ran},
-                  {"skipped", rt.skipped.empty() ? nlohmann::json(nullptr) : nlohmann::json(rt.skipped)},
-                  {"cache_owned_stacks", rt.freed_stacks},
-                  {"cache_owned_count", rt.freed_count},
-                  {"cache_owned_bytes", rt.freed_bytes},
-                  {"seconds", rt.seconds},
-                  {"time_wait_ended", rt.time_wait_ended}};
+  j["reclaim"] = reclaim_json(v.reclaim);
   j["command"] = command;
   j["complete"] = v.complete && v.interrupted.empty();
   return j;
