@@ -41,6 +41,11 @@ void loopback_exchange(bool burst) {
   if (!client.valid() || connect(client.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) return;
   Fd server(accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
   if (!server.valid()) return;
+  // Closed with a reset, not into TIME_WAIT: the sockets reclaim ends are
+  // then others' only, and it waits for their bind buckets only when
+  // there were some.
+  const linger reset{1, 0};
+  for (int fd : {client.get(), server.get()}) setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
   // Small writes, unread until the socket is full: many buffers out at
   // once drain the per-CPU cache, so each buffer in it is handed out again.
   static char buf[1024];
