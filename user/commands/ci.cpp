@@ -101,10 +101,10 @@ int run_ci(const TraceOptions& opts) {
     log_error("{}", tracer.error().message);
     return kCiUnsupported;
   }
-  // One report, judged: no history, no stack sweeps. With a command every
+  // One report, judged, with growth from samples; no stack sweeps. With a command every
   // record is the command's, and it is over: all that is left counts. With
   // --duration, the usual age threshold applies.
-  PipelineStages stages{.growth = false, .reconcile = false, .sweep = false, .min_age_ms = std::nullopt};
+  PipelineStages stages{.growth = true, .reconcile = false, .sweep = false, .min_age_ms = std::nullopt};
   if (with_command) stages.min_age_ms = 0;
   KernelSource source(*tracer->loader, std::move(tracer->ksyms));
   const uint64_t start = monotonic_ns();
@@ -122,6 +122,13 @@ int run_ci(const TraceOptions& opts) {
   ReportSchedule schedule(start, 0, 0, opts.duration_s);
   RunHooks hooks;
   hooks.command = with_command ? &command : nullptr;
+  // Growth samples while the workload runs: the verdict's report has rates.
+  GrowthSampler sampler(pipeline, opts.duration_s);
+  hooks.tick_ns = 250000000ull;
+  hooks.tick = [&sampler]() -> std::optional<std::string> {
+    sampler.due();
+    return std::nullopt;
+  };
   Verdict v;
   v.interrupted = run_until_done(signals, schedule, opts.duration_s, hooks).interrupted;
   if (with_command) command.kill_and_reap();

@@ -33,10 +33,6 @@ namespace {
 
 using KernelSession = Session<KernelSource>;
 
-// Growth points a one-shot run (-d without an interval) takes: within
-// the 10-30 that give a steady leak a rate and R² without costing a busy
-// machine more than a report's read of the live set each time.
-constexpr double kOneShotPoints = 20;
 
 // --reclaim: how long the live set may take to settle after reclaim (--ci's
 // default --settle).
@@ -171,12 +167,13 @@ int run_trace(const TraceOptions& opts) {
   RunHooks hooks;
   hooks.report = [&session](bool last) { return session.report(last); };
   hooks.maintain = [&session] { session.pipeline().maintain(); };
+  GrowthSampler sampler(session.pipeline(), opts.duration_s);
   if (opts.duration_s > 0 && opts.interval_s <= 0) {
-    // One report at the end: sample the live set kOneShotPoints times
-    // before it, so its stacks have a rate, R² and a verdict.
-    hooks.tick_ns = static_cast<uint64_t>(std::max(0.25, opts.duration_s / kOneShotPoints) * 1e9);
-    hooks.tick = [&session]() -> std::optional<std::string> {
-      if (auto st = session.pipeline().sample(); !st) log_warn("growth sample: {}", st.error().message);
+    // One report at the end: sample before it, so its stacks have a rate,
+    // R² and a verdict.
+    hooks.tick_ns = static_cast<uint64_t>(std::max(0.25, opts.duration_s / GrowthSampler::kPoints) * 1e9);
+    hooks.tick = [&sampler]() -> std::optional<std::string> {
+      sampler.due();
       return std::nullopt;
     };
   }

@@ -179,18 +179,13 @@ RunEnd trace_until_done(const UserOptions& opts, UserSession& session, HeldComma
   // Libraries loaded late are read before the process goes.
   hooks.tick_ns = 1000000000ull;
   // Without interval reports (a command, or -d), growth samples while it
-  // runs, about 20 of them over any length, so the final report has rates.
+  // runs, so the final report has rates.
+  GrowthSampler sampler(session.pipeline(), ro.duration_s);
   const bool sample = ro.interval_s <= 0;
-  const uint64_t start = session.pipeline().start_ns();
-  uint64_t last_sample = start;
-  hooks.tick = [&source, &session, command, sample, start, &last_sample]() -> std::optional<std::string> {
+  hooks.tick = [&source, &sampler, command, sample]() -> std::optional<std::string> {
     source.refresh_maps();
     if (!command && !source.any_alive()) return "every traced process exited";
-    const uint64_t now = monotonic_ns();
-    if (sample && now - last_sample >= std::max<uint64_t>(1000000000ull, (now - start) / 20)) {
-      if (auto st = session.pipeline().sample(); !st) log_warn("growth sample: {}", st.error().message);
-      last_sample = now;
-    }
+    if (sample) sampler.due();
     return std::nullopt;
   };
   RunEnd end = run_until_done(signals, schedule, ro.duration_s, hooks);

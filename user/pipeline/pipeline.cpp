@@ -127,6 +127,15 @@ Status Pipeline::sample() {
   return {};
 }
 
+void GrowthSampler::due() {
+  const uint64_t now = monotonic_ns(), start = p_.start_ns();
+  if (!last_ns_) last_ns_ = start;
+  const double span = duration_ns_ > 0 ? duration_ns_ : static_cast<double>(now - start);
+  if (static_cast<double>(now - last_ns_) < std::max(2.5e8, span / kPoints)) return;
+  if (auto st = p_.sample(); !st) log_warn("growth sample: {}", st.error().message);
+  last_ns_ = now;
+}
+
 Result<Report> Pipeline::build(const ReportRequest& req) {
   ++ctx_.seq;
   ctx_.final_report = req.final_report;

@@ -142,4 +142,21 @@ void describe_filters(const LoaderConfig& config, ReportContext& ctx);
 // is built, but glibc keeps the freed chunks: hands them back.
 void return_freed_heap();
 
+// Growth samples for a run with no interval reports (kleak -d, a command
+// under --ci or kleak user): about kPoints of them over the run, so its
+// one report has rates. Call due() from a tick of at most a second.
+class GrowthSampler {
+ public:
+  static constexpr uint64_t kPoints = 20;
+  explicit GrowthSampler(Pipeline& p, double duration_s = 0) : p_(p), duration_ns_(duration_s * 1e9) {}
+  // Samples when the last one is older than a twentieth of the run (of
+  // --duration when known, of the time so far otherwise), at least 250 ms.
+  void due();
+
+ private:
+  Pipeline& p_;
+  double duration_ns_;
+  uint64_t last_ns_ = 0;
+};
+
 }  // namespace kleak
