@@ -94,6 +94,10 @@ TEST(Verdict, KnownKernelCaches) {
                                 "new_inode", "proc_pid_make_inode", "do_readlinkat"})),
             "inode security blob");
   EXPECT_EQ(known_cache(frames({"kmem_cache_alloc", "security_inode_alloc"})), "");
+  EXPECT_EQ(known_cache(frames({"__kmalloc_noprof", "alloc_empty_sheaf", "kmem_cache_prefill_sheaf",
+                                "mas_preallocate", "__split_vma"})),
+            "slab sheaf");
+  EXPECT_EQ(known_cache(frames({"__kmalloc_noprof", "alloc_empty_sheaf"})), "");
 }
 
 TEST(Verdict, DecideThresholds) {

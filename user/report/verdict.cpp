@@ -72,6 +72,10 @@ const std::vector<KnownCache>& known_caches() {
       // kfree_rcu() batches objects into per-CPU "sheaves" (v6.18): the
       // empty sheaf it allocates is kept per CPU for the next batch.
       {"kfree_rcu sheaf", {"__kfree_rcu_sheaf", "alloc_empty_sheaf"}},
+      // ... and the sheaves a cache prefills for callers that must not
+      // fail later (the maple tree's preallocation for a VMA change: every
+      // fork and exec), kept in the cache's per-node barn for the next.
+      {"slab sheaf", {"kmem_cache_prefill_sheaf", "alloc_empty_sheaf"}},
   };
   return kCaches;
 }
