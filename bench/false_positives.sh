@@ -8,6 +8,8 @@
 # the test suite. Root.
 #
 # usage: sudo bench/false_positives.sh [RUNS]   (default 20)
+#   KLEAK_FP_MODES="after": only the default mode (a before count of 0 then
+#   means not run)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 build=${KLEAK_BUILD_DIR:-$here/build}
@@ -30,7 +32,7 @@ for i in "${!names[@]}"; do
   before=0 after=0
   : >"$tmp/freed"
   for ((r = 0; r < runs; r++)); do
-    for mode in before after; do
+    for mode in ${KLEAK_FP_MODES:-before after}; do
       extra=()
       [ $mode = before ] && extra=(--no-reclaim)
       mkdir -p "$tmp/work"
