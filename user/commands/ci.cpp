@@ -124,7 +124,7 @@ int run_ci(const TraceOptions& opts) {
   hooks.command = with_command ? &command : nullptr;
   // Growth samples while the workload runs: the verdict's report has rates.
   GrowthSampler sampler(pipeline, opts.duration_s);
-  hooks.tick_ns = 250000000ull;
+  hooks.tick_ns = GrowthSampler::kTickNs;
   hooks.tick = [&sampler]() -> std::optional<std::string> {
     sampler.due();
     return std::nullopt;

@@ -171,7 +171,7 @@ int run_trace(const TraceOptions& opts) {
   if (opts.duration_s > 0 && opts.interval_s <= 0) {
     // One report at the end: sample before it, so its stacks have a rate,
     // R² and a verdict.
-    hooks.tick_ns = static_cast<uint64_t>(std::max(0.25, opts.duration_s / GrowthSampler::kPoints) * 1e9);
+    hooks.tick_ns = GrowthSampler::kTickNs;
     hooks.tick = [&sampler]() -> std::optional<std::string> {
       sampler.due();
       return std::nullopt;

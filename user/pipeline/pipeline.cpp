@@ -115,14 +115,24 @@ Result<Report> Pipeline::next(const ReportRequest& req) {
   return r;
 }
 
-Status Pipeline::sample() {
-  if (!stages_.growth) return {};
-  if (auto st = source_.prepare(); !st) return st;
+Result<Pipeline::LiveSet> Pipeline::read_live_set(bool keep_allocs) {
+  if (auto st = source_.prepare(); !st) return st.error();
   auto snap = snapshot_info(source_.handles().fds());
   if (!snap) return snap.error();
-  Aggregator aggregator(snap->mono_ns, opts_.min_age_ms * 1000000ull, false);
+  Aggregator aggregator(snap->mono_ns, opts_.min_age_ms * 1000000ull, keep_allocs);
   if (auto read = source_.read(aggregator); !read) return read.error();
-  growth_.observe(static_cast<double>(snap->mono_ns - ctx_.start_mono_ns) / 1e9, std::move(aggregator).finish());
+  return LiveSet{std::move(*snap), std::move(aggregator).finish()};
+}
+
+void Pipeline::observe(const LiveSet& live) {
+  growth_.observe(static_cast<double>(live.snap.mono_ns - ctx_.start_mono_ns) / 1e9, live.agg);
+}
+
+Status Pipeline::sample() {
+  if (!stages_.growth) return {};
+  auto live = read_live_set(false);
+  if (!live) return live.error();
+  observe(*live);
   return_freed_heap();
   return {};
 }
@@ -131,7 +141,7 @@ void GrowthSampler::due() {
   const uint64_t now = monotonic_ns(), start = p_.start_ns();
   if (!last_ns_) last_ns_ = start;
   const double span = duration_ns_ > 0 ? duration_ns_ : static_cast<double>(now - start);
-  if (static_cast<double>(now - last_ns_) < std::max(2.5e8, span / kPoints)) return;
+  if (static_cast<double>(now - last_ns_) < std::max(static_cast<double>(kTickNs), span / kPoints)) return;
   if (auto st = p_.sample(); !st) log_warn("growth sample: {}", st.error().message);
   last_ns_ = now;
 }
@@ -140,23 +150,21 @@ Result<Report> Pipeline::build(const ReportRequest& req) {
   ++ctx_.seq;
   ctx_.final_report = req.final_report;
   const uint64_t t0 = monotonic_ns();
-  if (auto st = source_.prepare(); !st) return st.error();
-  const BpfHandles& h = source_.handles();
-  auto snap = snapshot_info(h.fds());
-  if (!snap) return snap.error();
-  Aggregator aggregator(snap->mono_ns, opts_.min_age_ms * 1000000ull, opts_.show_allocs || opts_.peek_bytes > 0);
-  if (auto read = source_.read(aggregator); !read) return read.error();
+  auto live = read_live_set(opts_.show_allocs || opts_.peek_bytes > 0);
+  if (!live) return live.error();
   const uint64_t t1 = monotonic_ns();
-  Aggregate agg = std::move(aggregator).finish();
+  const BpfHandles& h = source_.handles();
+  const SnapshotInfo& snap = live->snap;
+  Aggregate& agg = live->agg;
   if (stages_.sweep) sweep(agg.referenced_stacks);
-  if (stages_.growth) growth_.observe(static_cast<double>(snap->mono_ns - ctx_.start_mono_ns) / 1e9, agg);
+  if (stages_.growth) observe(*live);
   rank_groups(agg, opts_.sort, growth_);
   const uint64_t t2 = monotonic_ns();
   const int fd = h.stacks_fd();
   const StackSource stacks = [fd](uint64_t id) { return read_stack(fd, id); };
   Symbolizer& syms = source_.symbolizer();
-  if (req.select) agg = req.select(agg, *snap, syms, stacks);
-  Report r = build_report(*snap, agg, opts_, ctx_, syms, stacks, stages_.growth ? &growth_ : nullptr);
+  if (req.select) agg = req.select(agg, snap, syms, stacks);
+  Report r = build_report(snap, agg, opts_, ctx_, syms, stacks, stages_.growth ? &growth_ : nullptr);
   if (stages_.reconcile) r.reconciliation = reconcile(agg);
   if (auto st = add_peeks(r, h.peek_prog_fd(), h.peek_map_fd()); !st) log_warn("--peek: {}", st.error().message);
   if (auto st = source_.annotate(r); !st) return st.error();

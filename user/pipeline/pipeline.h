@@ -121,6 +121,15 @@ class Pipeline {
 
  private:
   Result<Report> build(const ReportRequest& req);
+  // The live set now, grouped: what a report and a growth sample both read
+  // (with every allocation listed when `keep_allocs`).
+  struct LiveSet {
+    SnapshotInfo snap;
+    Aggregate agg;
+  };
+  Result<LiveSet> read_live_set(bool keep_allocs);
+  // A growth point of `live` (the growth stage on).
+  void observe(const LiveSet& live);
   Reconciliation reconcile(const Aggregate& agg) const;
   void sweep(const std::unordered_set<uint64_t>& referenced);
 
@@ -148,6 +157,7 @@ void return_freed_heap();
 class GrowthSampler {
  public:
   static constexpr uint64_t kPoints = 20;
+  static constexpr uint64_t kTickNs = 250000000;  // how often a run loop should call due()
   explicit GrowthSampler(Pipeline& p, double duration_s = 0) : p_(p), duration_ns_(duration_s * 1e9) {}
   // Samples when the last one is older than a twentieth of the run (of
   // --duration when known, of the time so far otherwise), at least 250 ms.

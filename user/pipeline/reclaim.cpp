@@ -162,12 +162,12 @@ std::string prove_by_reclaim(const BpfHandles& handles, const sigset_t& signals,
       }
     }
     int sig = wait_for_stop_until(signals, std::min<uint64_t>(end, monotonic_ns() + 250000000ull));
+    count_reclaimed(before, live_records(handles), t);  // also what an interrupted wait leaves
     if (sig == SIGINT || sig == SIGTERM) {
       interrupted = fmt::format("interrupted by {} during reclaim", strsignal(sig));
       release_stop_signals();
       break;
     }
-    count_reclaimed(before, live_records(handles), t);
     unchanged = t.freed_count == last ? unchanged + 1 : 0;
     last = t.freed_count;
     if (last == before.size() || monotonic_ns() >= end) break;
@@ -177,7 +177,6 @@ std::string prove_by_reclaim(const BpfHandles& handles, const sigset_t& signals,
   }
   t.ran = true;
   t.seconds = static_cast<double>(monotonic_ns() - start) / 1e9;
-  count_reclaimed(before, live_records(handles), t);
   log_info("reclaim: {} of {} records freed ({} bytes, {} stacks) in {:.2f} s", t.freed_count, before.size(),
            t.freed_bytes, t.freed_stacks, t.seconds);
   return interrupted;
