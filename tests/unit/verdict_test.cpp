@@ -98,6 +98,15 @@ TEST(Verdict, KnownKernelCaches) {
                                 "mas_preallocate", "__split_vma"})),
             "slab sheaf");
   EXPECT_EQ(known_cache(frames({"__kmalloc_noprof", "alloc_empty_sheaf"})), "");
+  // alloc_empty_sheaf inlined into its caller (seen on Debian's 7.2).
+  EXPECT_EQ(known_cache(frames({"__kmalloc_flags_noprof", "__kfree_rcu_sheaf", "kvfree_call_rcu", "mas_wr_node_store",
+                                "do_vmi_align_munmap"})),
+            "kfree_rcu sheaf");
+  EXPECT_EQ(known_cache(frames({"__kmalloc_noprof", "kmem_cache_prefill_sheaf", "mas_preallocate"})), "slab sheaf");
+  // ... but only as the allocator's direct caller: deeper, the function is
+  // not the one allocating.
+  EXPECT_EQ(known_cache(frames({"__kmalloc_noprof", "some_callee", "__kfree_rcu_sheaf"})), "");
+  EXPECT_EQ(known_cache(frames({"__kmalloc_noprof", "refill_sheaf", "kmem_cache_prefill_sheaf"})), "");
 }
 
 TEST(Verdict, DecideThresholds) {

@@ -49,6 +49,10 @@ std::string key_of(const nlohmann::json& stack) {
 struct KnownCache {
   const char* name;
   std::vector<const char*> functions;
+  // The first function must be the allocator's direct caller (frame 1):
+  // for a function whose only allocation is the cache's own object once
+  // its helper is inlined, without hiding what its callees allocate.
+  bool direct = false;
 };
 
 const std::vector<KnownCache>& known_caches() {
@@ -76,12 +80,17 @@ const std::vector<KnownCache>& known_caches() {
       // fail later (the maple tree's preallocation for a VMA change: every
       // fork and exec), kept in the cache's per-node barn for the next.
       {"slab sheaf", {"kmem_cache_prefill_sheaf", "alloc_empty_sheaf"}},
+      // The same two where alloc_empty_sheaf is inlined (Debian's 7.2 build:
+      // __kmalloc_flags_noprof <- __kfree_rcu_sheaf <- kvfree_call_rcu).
+      {"kfree_rcu sheaf", {"__kfree_rcu_sheaf"}, true},
+      {"slab sheaf", {"kmem_cache_prefill_sheaf"}, true},
   };
   return kCaches;
 }
 
-bool passes_through(const std::vector<Frame>& frames, const std::vector<const char*>& functions) {
-  for (const char* fn : functions) {
+bool passes_through(const std::vector<Frame>& frames, const KnownCache& k) {
+  if (k.direct && (frames.size() < 2 || frames[1].symbol != k.functions.front())) return false;
+  for (const char* fn : k.functions) {
     bool found = false;
     for (const Frame& f : frames) found = found || f.symbol == fn;
     if (!found) return false;
@@ -93,7 +102,7 @@ bool passes_through(const std::vector<Frame>& frames, const std::vector<const ch
 
 std::string known_cache(const std::vector<Frame>& frames) {
   for (const KnownCache& k : known_caches())
-    if (passes_through(frames, k.functions)) return k.name;
+    if (passes_through(frames, k)) return k.name;
   return {};
 }
 
