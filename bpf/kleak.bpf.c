@@ -489,6 +489,53 @@ static __always_inline void on_kmem_cache_free(__u64 key, bool rescued)
 KLEAK_FREE_PROGRAMS("kfree", kleak_kfree, KLEAK_FREE_KFREE, slab_free_key, on_kfree)
 KLEAK_FREE_PROGRAMS("kmem_cache_free", kleak_kc_free, KLEAK_FREE_KMEM_CACHE, slab_free_key, on_kmem_cache_free)
 
+/* ---- The bulk-free follower: slab frees with no per-object tracepoint ----
+ *
+ * kmem_cache_free_bulk() (and kfree_bulk(), its s == NULL form) frees an
+ * array of objects without a kfree/kmem_cache_free event for any of them:
+ * kvfree_rcu()'s batches, the maple tree, networking. And since v6.18 a
+ * kfree_rcu() of an object whose cache has SLUB sheaves hands it to a
+ * per-CPU sheaf (__kfree_rcu_sheaf), which after the grace period goes
+ * back to the cache as a whole, again without an event (on Debian's 7.2
+ * every cache has sheaves). Without these programs each such object
+ * stays recorded until an allocation reuses its address: a phantom leak
+ * on a cold machine, counted as a missed free only later. The loader
+ * loads them where the kernel's BTF has the function, as one optional
+ * part. Both run before the objects are gone (fentry) or once the sheaf
+ * has taken the object (fexit, ret true): by then the caller has let go
+ * of it, so it is freed for kleak's purpose. */
+SEC("fentry/kmem_cache_free_bulk")
+int BPF_PROG(kleak_free_bulk, struct kmem_cache *s, size_t size, void **p)
+{
+	struct kleak_counters *c = counters(s ? KLEAK_FAMILY_KMEM_CACHE : KLEAK_FAMILY_KMALLOC);
+
+	KLEAK_REFUSE_IF(KLEAK_PART_BULK_FREE);
+	if (!c)
+		return 0;
+	if (size > KLEAK_BULK_FREE_MAX)
+		kleak_count_n(c, KLEAK_CNT_FREE_BULK_UNFOLLOWED, size - KLEAK_BULK_FREE_MAX);
+	for (__u32 i = 0; i < KLEAK_BULK_FREE_MAX; i++) {
+		__u64 key = 0;
+
+		if (i >= size || bpf_probe_read_kernel(&key, sizeof(key), &p[i]))
+			break;
+		if (key > 16 && kleak_free_record(&kleak_live, c, key))
+			kleak_count(c, KLEAK_CNT_FREE_BULK);
+	}
+	return 0;
+}
+
+SEC("fexit/__kfree_rcu_sheaf")
+int BPF_PROG(kleak_rcu_sheaf, struct kmem_cache *s, void *obj, bool taken)
+{
+	struct kleak_counters *c = counters(KLEAK_FAMILY_KMALLOC);
+
+	KLEAK_REFUSE_IF(KLEAK_PART_BULK_FREE);
+	if (c && taken && kleak_free_record(&kleak_live, c, (__u64)obj))
+		kleak_count(c, KLEAK_CNT_FREE_BULK);
+	return 0;
+}
+
 /* With follow_tasks, a followed process's children are followed too. Only
  * loaded in that mode. */
 SEC("tp_btf/sched_process_fork")

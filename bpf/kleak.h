@@ -73,6 +73,12 @@ enum kleak_counter {
 	KLEAK_CNT_EXCL_KMALLOC_BYTES,
 	KLEAK_CNT_EXCL_PAGECACHE,   /* recorded, then added to the page cache: dropped */
 	KLEAK_CNT_EXCL_PAGECACHE_BYTES,
+	/* Frees with no per-object tracepoint, followed by the bulk-free
+	 * follower (kleak.bpf.c): objects of kmem_cache_free_bulk() and
+	 * kfree_bulk() arrays, and kfree_rcu() objects taken by a SLUB sheaf.
+	 * They also count in FREE_SEEN/FREE_MATCHED. */
+	KLEAK_CNT_FREE_BULK,            /* ... that removed a live record */
+	KLEAK_CNT_FREE_BULK_UNFOLLOWED, /* array entries past KLEAK_BULK_FREE_MAX: not followed */
 	KLEAK_CNT_MAX,
 };
 
@@ -141,7 +147,13 @@ enum kleak_part {
 	KLEAK_PART_PEEK = 1 << 8,          /* kleak_peek_run: --peek */
 	KLEAK_PART_EXEC_FOLLOWER = 1 << 9, /* kleak user: exec times of traced processes */
 	KLEAK_PART_FREE_BACKUP = 1 << 10,  /* the free programs' backups (kleak_*_b) */
+	KLEAK_PART_BULK_FREE = 1 << 11,    /* kleak_free_bulk, kleak_rcu_sheaf: frees without a tracepoint */
 };
+
+/* The most entries of one kmem_cache_free_bulk() array the follower reads:
+ * kvfree_rcu()'s batches, the largest user, hold a page of pointers (510 on
+ * 4 KiB pages). The rest are counted, KLEAK_CNT_FREE_BULK_UNFOLLOWED. */
+#define KLEAK_BULK_FREE_MAX 512
 
 /* The free programs, each with a backup (kleak.bpf.c): slots of the
  * per-CPU kleak_freeing map. */

@@ -2,6 +2,7 @@
 
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
+#include <bpf/libbpf.h>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <unistd.h>
@@ -93,6 +94,23 @@ bool kernel_has_member(const std::string& type, const std::string& member) {
   for (uint16_t i = 0; i < btf_vlen(t); ++i)
     if (member == btf__name_by_offset(b, m[i].name_off)) return true;
   return false;
+}
+
+bool kernel_loads_fentry() {
+  static const bool loads = [] {
+    int id = libbpf_find_vmlinux_btf_id("kmem_cache_free_bulk", BPF_TRACE_FENTRY);
+    if (id <= 0) return false;
+    const bpf_insn insns[] = {
+        {.code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0, .src_reg = 0, .off = 0, .imm = 0},
+        {.code = BPF_JMP | BPF_EXIT, .dst_reg = 0, .src_reg = 0, .off = 0, .imm = 0},
+    };
+    LIBBPF_OPTS(bpf_prog_load_opts, opts, .expected_attach_type = BPF_TRACE_FENTRY,
+                .attach_btf_id = static_cast<uint32_t>(id));
+    int fd = bpf_prog_load(BPF_PROG_TYPE_TRACING, "test_fentry", "GPL", insns, std::size(insns), &opts);
+    if (fd >= 0) close(fd);
+    return fd >= 0;
+  }();
+  return loads;
 }
 
 std::string root_unavailable_reason(const std::string& what) {

@@ -20,6 +20,10 @@ bool running_in_ci();
 // a tracepoint (its btf_trace_<name> typedef), a member of a struct.
 bool kernel_has_tracepoint(const std::string& name);
 bool kernel_has_member(const std::string& type, const std::string& member);
+// Whether the kernel loads an fentry program on kmem_cache_free_bulk (the
+// bulk-free follower's program type), asked with a program of the test's
+// own, not kleak's: some kernels forbid the type (EPERM).
+bool kernel_loads_fentry();
 
 // Names of loaded BPF programs whose name starts with "kleak_", except those
 // already loaded when this test process took the machine lock (not a test's:

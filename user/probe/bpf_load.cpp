@@ -15,8 +15,21 @@ namespace kleak {
 namespace {
 
 int g_quiet = 0;  // QuietLibbpf's alive
+// The program named by libbpf's last "prog '%s': failed to load" message:
+// which program a load failed on when the kernel wrote no verifier log
+// (e.g. EPERM for a program type it forbids).
+std::string g_failed_program;
+
+void note_failed_program(const char* format, va_list args) {
+  if (!std::strstr(format, "prog '%s': failed to load")) return;
+  va_list copy;
+  va_copy(copy, args);
+  g_failed_program = va_arg(copy, const char*);
+  va_end(copy);
+}
 
 int libbpf_print(enum libbpf_print_level level, const char* format, va_list args) {
+  note_failed_program(format, args);
   // libbpf's info lines are chatty (one per relocation): keep them for -vv.
   LogLevel mine = level == LIBBPF_WARN && g_quiet == 0 ? LogLevel::warn : LogLevel::debug;
   if (!log_enabled(mine)) return 0;
@@ -52,6 +65,7 @@ const PartName kParts[] = {
     {KLEAK_PART_PEEK, "peek"},
     {KLEAK_PART_EXEC_FOLLOWER, "exec-follower"},
     {KLEAK_PART_FREE_BACKUP, "free-backup"},
+    {KLEAK_PART_BULK_FREE, "bulk-free-follower"},
 };
 
 // The log's lines, without the verifier's closing summary and blank lines.
@@ -164,9 +178,22 @@ std::optional<Refusal> VerifierLogs::refusal() const {
 Result<std::optional<Refusal>> load_watched(bpf_object* obj, const std::function<int()>& load) {
   VerifierLogs logs(obj);
   QuietLibbpf quiet;
+  g_failed_program.clear();
+  // The logger notes the failed program: installed for the load, whoever
+  // the caller is.
+  const libbpf_print_fn_t previous = libbpf_set_print(libbpf_print);
   int err = load();
+  libbpf_set_print(previous);
   if (err == 0) return std::optional<Refusal>{};
   if (auto r = logs.refusal()) return r;
+  // Refused before the verifier wrote a word: the program libbpf named.
+  if (!g_failed_program.empty()) {
+    Refusal r;
+    r.program = g_failed_program;
+    r.line = fmt::format("load failed before verification: {} ({})", std::strerror(err < 0 ? -err : err),
+                         err < 0 ? -err : err);
+    return std::optional<Refusal>{r};
+  }
   std::string hint = log_enabled(LogLevel::debug) ? "" : " (run with -vv for libbpf's log)";
   return make_error("load BPF programs" + hint, err);
 }
@@ -189,7 +216,8 @@ Result<TierResult> load_in_tiers(const TierPlan& plan) {
       if (*r && (*r)->program == was.program && (*r)->line == was.line) {
         no_help.emplace(was.program, trial->part);  // the same refusal: not this part
       } else {
-        const std::string why = "the verifier refused " + was.program + ": " + was.line;
+        const std::string why = std::string(was.log.empty() ? "the kernel refused " : "the verifier refused ") +
+                                was.program + ": " + was.line;
         if (trial->part & plan.required)
           return Error{fmt::format("{} was asked for by name, but this kernel refuses it: {}", part_name(trial->part), why),
                        EACCES};
@@ -211,8 +239,8 @@ Result<TierResult> load_in_tiers(const TierPlan& plan) {
     std::string detail;
     for (const std::string& l : verifier_tail(refused.log, 3)) detail += "\n  " + l;
     std::string hint = log_enabled(LogLevel::debug) ? "" : "\n(run with -vv for the whole verifier log)";
-    return Error{fmt::format("the verifier refused {} ({}): {}{}{}", refused.program, plan.what, refused.line, detail,
-                             hint),
+    return Error{fmt::format("the {} refused {} ({}): {}{}{}", refused.log.empty() ? "kernel" : "verifier",
+                             refused.program, plan.what, refused.line, detail, hint),
                  EACCES};
   }
   return make_error("load " + plan.what + ": no load succeeded after 64 attempts", EAGAIN);

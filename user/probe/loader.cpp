@@ -174,6 +174,27 @@ bool direct_void_ptr_args_allowed() {
   return Fd(bpf_prog_load(BPF_PROG_TYPE_TRACING, "kleak_probe", "GPL", insns, std::size(insns), &opts)).valid();
 }
 
+// Why this kernel refuses an fentry program on `function` (the bulk-free
+// follower's program type), or empty when it loads one: `r0 = 0; exit`.
+// Some kernels forbid the type outright (seen on a 6.18 build with
+// integrity lockdown: EPERM before verification, no verifier log).
+std::string fentry_refusal(const char* function) {
+  int btf_id = libbpf_find_vmlinux_btf_id(function, BPF_TRACE_FENTRY);
+  if (btf_id <= 0) return fmt::format("{} is not in the kernel's BTF", function);
+  const bpf_insn insns[] = {
+      {.code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0, .src_reg = 0, .off = 0, .imm = 0},
+      {.code = BPF_JMP | BPF_EXIT, .dst_reg = 0, .src_reg = 0, .off = 0, .imm = 0},
+  };
+  LIBBPF_OPTS(bpf_prog_load_opts, opts, .expected_attach_type = BPF_TRACE_FENTRY,
+              .attach_btf_id = static_cast<uint32_t>(btf_id));
+  Fd fd(bpf_prog_load(BPF_PROG_TYPE_TRACING, "kleak_probe", "GPL", insns, std::size(insns), &opts));
+  if (fd.valid()) return {};
+  const int err = errno;
+  return fmt::format("this kernel refuses fentry programs ({}, {}): frees without a per-object tracepoint are seen "
+                     "only when their address is reused",
+                     std::strerror(err), err);
+}
+
 // What the object's .rodata gets: every knob but the stack cache's, which
 // only kleak_sc.bpf.o has.
 struct Rodata {
@@ -255,6 +276,12 @@ struct KernelFacts {
   uint64_t gfp_account = 0x400000;  // __GFP_ACCOUNT before it was an enum bit
   uint64_t gfp_movable = 0x08;      // __GFP_MOVABLE before v6.10
   bool direct_ptr_args = false;     // direct_void_ptr_args_allowed()
+  // The bulk-free follower's functions (fentry/fexit targets) in the
+  // running kernel's BTF: kmem_cache_free_bulk (every kernel),
+  // __kfree_rcu_sheaf (v6.18+).
+  bool free_bulk_fn = false;
+  bool rcu_sheaf_fn = false;
+  std::string fentry_refused;  // fentry_refusal(), when the kernel has the functions
   uint32_t ncpus = 1;
   struct Range {
     uint64_t lo, hi;
@@ -318,6 +345,14 @@ Status Loader::read_kernel() {
   if (auto bit = enum_value(vmlinux, "___GFP_MOVABLE_BIT")) k->gfp_movable = 1ull << *bit;
   // Only against the running kernel's own BTF (a --btf file may describe another).
   k->direct_ptr_args = config_.btf_path.empty() && direct_void_ptr_args_allowed();
+  // fentry/fexit need the running kernel's own BTF: a kernel that needs
+  // --btf has none, so no follower there.
+  if (config_.btf_path.empty()) {
+    k->free_bulk_fn = btf__find_by_name_kind(vmlinux, "kmem_cache_free_bulk", BTF_KIND_FUNC) > 0;
+    k->rcu_sheaf_fn = btf__find_by_name_kind(vmlinux, "__kfree_rcu_sheaf", BTF_KIND_FUNC) > 0;
+    if (k->free_bulk_fn && config_.families.slab) k->fentry_refused = fentry_refusal("kmem_cache_free_bulk");
+    if (!k->fentry_refused.empty()) k->free_bulk_fn = k->rcu_sheaf_fn = false;
+  }
   // Per-CPU maps' memory scales with it (the stack cache), and the page
   // family reads it.
   int ncpus = libbpf_num_possible_cpus();
@@ -345,6 +380,14 @@ Status Loader::read_kernel() {
 // tracepoint is missing is dropped (an error when asked for by name, or
 // for kmalloc itself).
 Status Loader::decide_hooks() {
+  // A kernel that forbids the follower's program type lacks the part, as
+  // one without a tracepoint lacks a family: listed in every report, said
+  // at -v (every run on such a kernel would warn otherwise).
+  if (!kernel_->fentry_refused.empty()) {
+    dropped_ |= KLEAK_PART_BULK_FREE;
+    degraded_.push_back({part_name(KLEAK_PART_BULK_FREE), kernel_->fentry_refused, false});
+    log_info("{}: {}", part_name(KLEAK_PART_BULK_FREE), kernel_->fentry_refused);
+  }
   for (size_t i = 0; i < std::size(kHooks); ++i) {
     const Hook& h = kHooks[i];
     if (!config_.families.has(h.family) || kernel_->hook_present[i] || h.legacy || h.backup) continue;
@@ -412,6 +455,9 @@ Status Loader::open_configured(uint32_t dropped) {
   bpf_program__set_autoload(prog("kleak_fork"), follow);
   bpf_program__set_autoload(prog("kleak_exit"), follow && !(off & KLEAK_PART_EXIT_FOLLOWER));
   bpf_program__set_autoload(prog("kleak_peek_run"), !(off & KLEAK_PART_PEEK));
+  const bool bulk = config_.families.slab && !(off & KLEAK_PART_BULK_FREE);
+  bpf_program__set_autoload(prog("kleak_free_bulk"), bulk && kernel_->free_bulk_fn);
+  bpf_program__set_autoload(prog("kleak_rcu_sheaf"), bulk && kernel_->rcu_sheaf_fn);
   Rodata ro;
   ro.refuse_parts = *config_.refuse_parts;
   ro.gfp_account = kernel_->gfp_account;
@@ -508,6 +554,7 @@ Status Loader::load() {
     if (hook && hook->part != KLEAK_PART_CORE) parts.push_back(hook->part);
     if (program == "kleak_exit") parts.push_back(KLEAK_PART_EXIT_FOLLOWER);
     if (program == "kleak_peek_run") parts.push_back(KLEAK_PART_PEEK);
+    if (program == "kleak_free_bulk" || program == "kleak_rcu_sheaf") parts.push_back(KLEAK_PART_BULK_FREE);
     return parts;
   };
   auto r = load_in_tiers(plan);
@@ -562,6 +609,7 @@ Status Loader::attach() {
       log_warn("{} dropped: {}", part_name(KLEAK_PART_EXIT_FOLLOWER), degraded_.back().reason);
     }
   }
+  if (auto st = attach_bulk_free(); !st) return st;
   // Frees first, then allocations: a part whose allocation hook attaches
   // and whose free hook does not would leave records no free removes.
   for (bool allocs : {false, true}) {
@@ -584,6 +632,36 @@ Status Loader::attach() {
   for (uint32_t fam : kExtraFamilies)
     if (config_.families.has(fam) && traces(family_part(fam)) && bpf_program__autoload(family_alloc_prog(fam)))
       traced_.push_back(fam);
+  return {};
+}
+
+// The bulk-free follower's programs (bpf/kleak.bpf.c), before any
+// allocation hook. Optional: a kernel that refuses the attach (no ftrace
+// trampolines, a function marked notrace) loses only them.
+Status Loader::attach_bulk_free() {
+  for (const char* name : {"kleak_free_bulk", "kleak_rcu_sheaf"}) {
+    bpf_program* p = prog(name);
+    if (!bpf_program__autoload(p)) continue;
+    bpf_link* link = bpf_program__attach(p);
+    if (link) {
+      *link_slot(name) = link;
+      attached_.push_back(bpf_program__section_name(p));  // "fentry/kmem_cache_free_bulk"
+      continue;
+    }
+    const int err = errno;
+    for (const char* label : {"fentry/kmem_cache_free_bulk", "fexit/__kfree_rcu_sheaf"})
+      attached_.erase(std::remove(attached_.begin(), attached_.end(), label), attached_.end());
+    for (const char* other : {"kleak_free_bulk", "kleak_rcu_sheaf"}) {
+      bpf_link** slot = link_slot(other);
+      if (*slot) bpf_link__destroy(*slot);
+      *slot = nullptr;
+    }
+    dropped_ |= KLEAK_PART_BULK_FREE;
+    degraded_.push_back({part_name(KLEAK_PART_BULK_FREE),
+                         make_error(fmt::format("attach {}", bpf_program__section_name(p)), err).message});
+    log_warn("{} dropped: {}", part_name(KLEAK_PART_BULK_FREE), degraded_.back().reason);
+    break;
+  }
   return {};
 }
 

@@ -58,6 +58,8 @@ json counters_json(const Report& r) {
             {"tasks_full", c[KLEAK_CNT_TASKS_FULL]},
             {"free_errors", c[KLEAK_CNT_FREE_ERROR]},
             {"frees_rescued", c[KLEAK_CNT_FREE_RESCUED]},
+            {"frees_bulk", c[KLEAK_CNT_FREE_BULK]},
+            {"frees_bulk_unfollowed", c[KLEAK_CNT_FREE_BULK_UNFOLLOWED]},
             {"stack_errors",
              {{"EFAULT", c[KLEAK_CNT_STACK_EFAULT]}, {"ENOMEM", c[KLEAK_CNT_STACK_ENOMEM]},
               {"other", c[KLEAK_CNT_STACK_OTHER]}}},

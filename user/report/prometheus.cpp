@@ -135,6 +135,13 @@ std::string render_prometheus(const Report& r) {
   sample(out, "kleak_frees_matched_total", "", c[KLEAK_CNT_FREE_MATCHED]);
   family(out, "kleak_frees_unmatched_total", "counter", "Frees of memory allocated before kleak or filtered out.");
   sample(out, "kleak_frees_unmatched_total", "", c.frees_unmatched());
+  family(out, "kleak_frees_bulk_total", "counter",
+         "Frees without a per-object tracepoint (kmem_cache_free_bulk, kfree_rcu sheaves) that the bulk-free "
+         "follower matched to a recorded allocation.");
+  sample(out, "kleak_frees_bulk_total", "", c[KLEAK_CNT_FREE_BULK]);
+  family(out, "kleak_frees_bulk_unfollowed_total", "counter",
+         "Entries of bulk-free arrays past what the follower reads: their records stay until the address is reused.");
+  sample(out, "kleak_frees_bulk_unfollowed_total", "", c[KLEAK_CNT_FREE_BULK_UNFOLLOWED]);
   family(out, "kleak_missed_frees_total", "counter",
          "Frees that bypassed kleak's hooks (bulk frees): some outstanding allocations may be freed already.");
   sample(out, "kleak_missed_frees_total", "", c.missed_frees());

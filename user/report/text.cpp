@@ -111,9 +111,10 @@ std::string counter_lines(const Report& r) {
       "  allocs: seen {} recorded {} filtered {} failed {} | lost: map-full {} map-error {} | missed frees: {}\n",
       c[KLEAK_CNT_ALLOC_SEEN], c[KLEAK_CNT_ALLOC_RECORDED], c[KLEAK_CNT_ALLOC_FILTERED], c[KLEAK_CNT_ALLOC_FAILED],
       c[KLEAK_CNT_LIVE_FULL], c[KLEAK_CNT_LIVE_ERROR], c.missed_frees());
-  out += fmt::format("  frees: seen {} matched {} unmatched {} errors {} | stack errors: EFAULT {} ENOMEM {}"
-                     " other {} | tasks-full {}\n",
-                     c[KLEAK_CNT_FREE_SEEN], c[KLEAK_CNT_FREE_MATCHED], c.frees_unmatched(), c[KLEAK_CNT_FREE_ERROR],
+  out += fmt::format("  frees: seen {} matched {} (bulk {}, unfollowed {}) unmatched {} errors {} | stack errors: "
+                     "EFAULT {} ENOMEM {} other {} | tasks-full {}\n",
+                     c[KLEAK_CNT_FREE_SEEN], c[KLEAK_CNT_FREE_MATCHED], c[KLEAK_CNT_FREE_BULK],
+                     c[KLEAK_CNT_FREE_BULK_UNFOLLOWED], c.frees_unmatched(), c[KLEAK_CNT_FREE_ERROR],
                      c[KLEAK_CNT_STACK_EFAULT], c[KLEAK_CNT_STACK_ENOMEM], c[KLEAK_CNT_STACK_OTHER],
                      c[KLEAK_CNT_TASKS_FULL]);
   return out + stack_cache_line(c) + family_counter_lines(r) + recursion_line(r);
