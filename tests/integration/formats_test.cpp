@@ -276,6 +276,43 @@ std::pair<int, std::string> http_get(uint16_t port, const std::string& path) {
   return {status, body == std::string::npos ? "" : resp.substr(body + 4)};
 }
 
+// serve --reclaim proves by reclaim between scrapes, every --reclaim-every
+// seconds, and serves what the last one freed: a cold walk's dentries and
+// inodes, made after kleak attached.
+TEST_F(Serve, ReclaimEveryServesWhatTheLastReclaimFreed) {
+  ASSERT_EQ(run({"/bin/sh", "-c", "sync; echo 2 > /proc/sys/vm/drop_caches"}).status, 0);
+  Child kleak({kKleak, "serve", "--listen", "127.0.0.1:0", "--reclaim", "--reclaim-every", "3", "-o", "0"},
+              Child::Options{true, false});
+  std::string port;
+  if (auto line = kleak.read_err_line()) {
+    std::smatch m;
+    if (std::regex_search(*line, m, std::regex("http://127\\.0\\.0\\.1:([0-9]+)/metrics"))) port = m[1].str();
+  }
+  ASSERT_FALSE(port.empty()) << "no banner from kleak serve";
+  ASSERT_EQ(run({"/bin/sh", "-c", "find /usr/share/doc /usr/include -name 'c*' > /dev/null"}).status, 0);
+  const uint16_t kleak_port = static_cast<uint16_t>(std::stoi(port));
+  auto freed = [&]() -> std::optional<double> {
+    auto [status, body] = http_get(kleak_port, "/metrics");
+    std::smatch m;
+    if (status != 200 || !std::regex_search(body, m, std::regex("\nkleak_reclaim_freed_allocations ([0-9]+)\n")))
+      return std::nullopt;
+    return std::stod(m[1].str());
+  };
+  std::optional<double> n;
+  EXPECT_TRUE(wait_for([&] { return (n = freed()).has_value(); }, std::chrono::seconds(40)))
+      << "no reclaim served";
+  EXPECT_GT(n.value_or(0), 0) << "the reclaim freed nothing of a cold walk";
+  kleak.kill(SIGINT);
+  EXPECT_EQ(kleak.wait(std::chrono::seconds(15)), 0) << kleak.read_stderr(std::chrono::seconds(1));
+}
+
+TEST(ServeOffline, ReclaimEveryNeedsReclaim) {
+  auto r = run({kKleak, "serve", "--reclaim-every", "5"});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("--reclaim"), std::string::npos) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+}
+
 TEST(ServeOffline, RefusesNonLoopbackWithoutListenAny) {
   auto r = run({kKleak, "serve", "--listen", "0.0.0.0:9745"});
   EXPECT_EQ(r.status, 2);

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <set>
 #include <algorithm>
@@ -174,6 +175,60 @@ TEST_F(Pinned, StartThenReportsFromNewProcessesThenStopLeavesNothing) {
   EXPECT_EQ(lines(stop.err), 1) << stop.err;  // "session stopped"
   EXPECT_FALSE(std::filesystem::exists(kDir));
   EXPECT_TRUE(nothing_left());
+}
+
+// Each `kleak report` adds a point to the session's growth history
+// (/run/kleak/pinned-growth), so reports from separate processes carry a
+// rate: a message every 50 ms is 20 x 4096 B/s. `kleak stop` removes it.
+TEST_F(Pinned, ReportsFromNewProcessesKeepAGrowthHistory) {
+  const std::string history = "/run/kleak/pinned-growth";
+  MsgHold leak(10000);
+  ASSERT_TRUE(leak.ready());
+  auto s = start({"--size", "4096", "-p", std::to_string(leak.pid())});
+  ASSERT_EQ(s.status, 0) << s.err;
+  leak.send_line("drip 50");
+  json last;
+  const int reports = 6;
+  for (int i = 0; i < reports; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(700));
+    auto r = run({kKleak, "report", "--format", "json", "-o", "0", "-T", "5"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    last = json::parse(r.out);
+    EXPECT_TRUE(std::filesystem::exists(history)) << "report " << i;
+  }
+  leak.send_line("stop");
+  ASSERT_TRUE(leak.read_line());
+  ASSERT_FALSE(last["stacks"].empty()) << last.dump().substr(0, 2000);
+  const json& top = last["stacks"][0];
+  ASSERT_TRUE(top.contains("growth")) << top.dump();
+  EXPECT_EQ(top["growth"]["points"], reports) << top["growth"];
+  EXPECT_EQ(top["growth"]["verdict"], "growing") << top["growth"];
+  const double true_rate = 20 * 4096.0, rate = top["growth"]["bytes_per_s"].get<double>();
+  std::printf("pinned: leak measured %.0f B/s over %d reports, true %.0f B/s\n", rate, reports, true_rate);
+  EXPECT_NEAR(rate, true_rate, 0.15 * true_rate) << top["growth"];
+  auto stop = run({kKleak, "stop", "-q"});
+  ASSERT_EQ(stop.status, 0) << stop.err;
+  EXPECT_FALSE(std::filesystem::exists(history));
+}
+
+// --reclaim on a pinned session's report: the proof runs from the new
+// process, and its tally is in the report.
+TEST_F(Pinned, ReportReclaimStatesWhatItFreed) {
+  // Cold, so the walk below makes new dentries and inodes.
+  ASSERT_EQ(run({"/bin/sh", "-c", "sync; echo 2 > /proc/sys/vm/drop_caches"}).status, 0);
+  auto s = start();
+  ASSERT_EQ(s.status, 0) << s.err;
+  // Dentries and inodes kleak sees made: a cold walk of /usr/share/doc.
+  ASSERT_EQ(run({"/bin/sh", "-c", "find /usr/share/doc -name 'c*' > /dev/null"}).status, 0);
+  auto r = run({kKleak, "report", "--reclaim", "--format", "json", "-o", "0", "-T", "5"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  json rep = json::parse(r.out);
+  ASSERT_TRUE(rep.contains("reclaim")) << rep.dump().substr(0, 2000);
+  EXPECT_EQ(rep["reclaim"]["ran"], true) << rep["reclaim"];
+  EXPECT_GT(rep["reclaim"]["cache_owned_count"].get<uint64_t>(), 0u) << rep["reclaim"];
+  auto text = run({kKleak, "report", "--reclaim", "-o", "0", "-T", "1"});
+  ASSERT_EQ(text.status, 0) << text.err;
+  EXPECT_NE(text.out.find("  reclaim: freed "), std::string::npos) << text.out;
 }
 
 TEST_F(Pinned, RefusesASecondStartAndReportsWithoutASession) {

@@ -1,6 +1,7 @@
 #include "analysis/growth.h"
 
 #include <cmath>
+#include <sstream>
 
 #include <gtest/gtest.h>
 
@@ -117,6 +118,43 @@ TEST(Growth, MemoryIsBounded) {
   // Stacks that went away make room for new ones.
   for (int i = 10; i < 13; ++i) t.observe(i, report({{6, 4096}}));
   EXPECT_GT(t.growth(6).points, 0u);
+}
+
+
+// What kleak report keeps between runs: the history comes back as it was,
+// and goes on from there (a stack gone since gets its one zero point).
+TEST(Growth, HistorySurvivesSaveAndLoad) {
+  GrowthTracker t = run_series();
+  std::stringstream file;
+  t.save(file);
+  GrowthTracker back;
+  ASSERT_TRUE(back.load(file));
+  for (uint64_t key : {kLeak, kCache, kChurn, kBig}) {
+    Growth a = t.growth(key), b = back.growth(key);
+    EXPECT_EQ(a.points, b.points) << key;
+    EXPECT_EQ(a.verdict, b.verdict) << key;
+    EXPECT_DOUBLE_EQ(a.bytes.slope_per_s, b.bytes.slope_per_s) << key;
+  }
+  const size_t leak_points = t.growth(kLeak).points, cache_points = t.growth(kCache).points;
+  back.observe(12, report({{kLeak, 40960ull * 12}, {kBig, 5000000}}));
+  EXPECT_EQ(back.growth(kLeak).points, leak_points + 1);
+  EXPECT_EQ(back.growth(kCache).points, cache_points + 1);  // its drop to zero
+  EXPECT_EQ(back.growth(kCache).bytes.end, 0);
+  back.observe(13, report({{kLeak, 40960ull * 13}}));
+  EXPECT_EQ(back.growth(kCache).points, cache_points + 1);  // once
+}
+
+TEST(Growth, HistoryThatIsNotOneLoadsEmpty) {
+  for (const char* bad : {"zz 1 2 0 1 1", "1 1 2 0 4096", "1 1 0", "1 1 99999 0 1 1"}) {
+    std::stringstream file(bad);
+    GrowthTracker t;
+    EXPECT_FALSE(t.load(file)) << bad;
+    EXPECT_EQ(t.stacks(), 0u) << bad;
+  }
+  std::stringstream empty;
+  GrowthTracker t;
+  EXPECT_TRUE(t.load(empty));
+  EXPECT_EQ(t.stacks(), 0u);
 }
 
 }  // namespace

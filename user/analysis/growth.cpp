@@ -1,6 +1,11 @@
 #include "analysis/growth.h"
 
 #include <algorithm>
+#include <iomanip>
+#include <istream>
+#include <ostream>
+#include <sstream>
+#include <string>
 #include <vector>
 
 namespace kleak {
@@ -39,6 +44,47 @@ void GrowthTracker::observe(double t_s, const Aggregate& agg) {
     s.points.push_back(Point{static_cast<float>(t_s), 0, 0});
     if (s.points.size() > max_points_) s.points.pop_front();
   }
+}
+
+// "KEY SEEN N t bytes count ...": KEY in hex, SEEN 1 when the stack was in
+// the last observation, then N points.
+void GrowthTracker::save(std::ostream& out) const {
+  out << std::setprecision(9);  // a float's round trip
+  for (const auto& [key, s] : series_) {
+    if (s.points.empty() || s.points.back().count == 0) continue;  // gone: nothing to keep
+    out << std::hex << key << std::dec << ' ' << (s.last_seen == generation_ ? 1 : 0) << ' ' << s.points.size();
+    for (const Point& p : s.points) out << ' ' << p.t_s << ' ' << p.bytes << ' ' << p.count;
+    out << '\n';
+  }
+}
+
+bool GrowthTracker::load(std::istream& in) {
+  series_.clear();
+  generation_ = 1;
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream ls(line);
+    uint64_t key = 0;
+    int seen = 0;
+    size_t n = 0;
+    if (!(ls >> std::hex >> key >> std::dec >> seen >> n) || n == 0 || n > max_points_ ||
+        series_.size() >= max_stacks_) {
+      series_.clear();
+      return false;
+    }
+    Series s;
+    s.last_seen = seen ? generation_ : 0;
+    for (size_t i = 0; i < n; ++i) {
+      Point p{};
+      if (!(ls >> p.t_s >> p.bytes >> p.count)) {
+        series_.clear();
+        return false;
+      }
+      s.points.push_back(p);
+    }
+    series_[key] = std::move(s);
+  }
+  return true;
 }
 
 void rank_groups(Aggregate& agg, SortKey key, const GrowthTracker& tracker) {

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <iosfwd>
 #include <string_view>
 #include <unordered_map>
 
@@ -48,6 +49,13 @@ class GrowthTracker {
   Growth growth(uint64_t key) const;
   size_t stacks() const { return series_.size(); }
   uint64_t dropped_stacks() const { return dropped_; }
+
+  // The history as text, one line per stack still outstanding at the last
+  // observe(), and back: what `kleak report` keeps between runs for a
+  // pinned session. load() replaces the history; false (and an empty
+  // history) when `in` is not what save() wrote.
+  void save(std::ostream& out) const;
+  bool load(std::istream& in);
 
   // Below this change, in bytes, a stack is flat: a few pages.
   static constexpr double kMinChangeBytes = 16 * 1024;

@@ -1,6 +1,7 @@
 #include "commands/pinned.h"
 #include "util/clock.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -29,6 +30,17 @@ namespace {
 // exclude no process (tgids stay below PID_MAX_LIMIT, 2^22). Allocations a
 // `kleak report` makes are freed before it exits.
 constexpr uint32_t kNoTask = std::numeric_limits<uint32_t>::max();
+
+// Where `kleak report` keeps the session's growth history between runs
+// (bpffs holds no plain files): each report adds a point, so the second
+// report on has rates and verdicts. `kleak stop` removes it.
+constexpr const char* kHistoryDir = "/run/kleak";
+constexpr const char* kHistoryPath = "/run/kleak/pinned-growth";
+
+// The history's first line: the session it belongs to.
+std::string history_tag(const PinMeta& meta) {
+  return fmt::format("kleak-growth 1 {} {} {}", meta.boot_id, meta.start_mono_ns, meta.start_pid);
+}
 
 // The meminfo fields the reconciliation line compares against.
 constexpr const char* kMeminfoFields[] = {"Slab", "SUnreclaim", "SReclaimable"};
@@ -185,7 +197,10 @@ int report_from(const PinnedSession& session, const PinOptions& p, bool final_re
   Ksyms ksyms;
   if (auto k = Ksyms::load()) ksyms = std::move(*k);
   else log_warn("{}: frames will be raw addresses", k.error().message);
-  return report_once(opts, session, start, filters, std::move(ksyms), std::move(*output), final_report);
+  if (mkdir(kHistoryDir, 0700) != 0 && errno != EEXIST)
+    log_warn("{}: no growth history kept", make_error(std::string("create ") + kHistoryDir, errno).message);
+  const HistoryFile history{kHistoryPath, history_tag(meta)};
+  return report_once(opts, session, start, filters, std::move(ksyms), std::move(*output), final_report, &history);
 }
 
 int report(const PinOptions& p) {
@@ -218,6 +233,7 @@ int stop(const PinOptions& p) {
     log_error("{}", st.error().message);
     return kExitFailure;
   }
+  std::remove(kHistoryPath);
   if (!p.trace.quiet) fmt::print(stderr, "kleak: session stopped: programs detached, {} removed\n", dir);
   return kExitOk;
 }

@@ -15,9 +15,13 @@
 #include "util/sys.h"
 #include "commands/trace.h"
 #include "pipeline/pipeline.h"
+#include "pipeline/reclaim.h"
 
 namespace kleak {
 namespace {
+
+// serve --reclaim: how long the live set may take to settle.
+constexpr double kServeReclaimSettleS = 10;
 
 constexpr const char* kIndex = "kleak serve: Prometheus metrics of outstanding kernel allocations at /metrics\n";
 
@@ -61,6 +65,12 @@ int run_serve(const TraceOptions& opts) {
   if (!opts.quiet)
     fmt::print(stderr, "kleak: tracing {} allocations at most; serving {} until Ctrl-C\n", config->max_allocs, url);
 
+  // --reclaim: proved by reclaim every --reclaim-every, between scrapes
+  // (never inside one: it takes seconds); the first one that long after
+  // the start, when the live set holds the machine's churn.
+  const auto reclaim_step = static_cast<uint64_t>(opts.serve.reclaim_every_s * 1e9);
+  uint64_t next_reclaim = opts.reclaim ? pipeline.start_ns() + reclaim_step : 0;
+  bool stopped = false;
   uint64_t scrapes = 0;
   auto handler = [&](const HttpRequest& req) -> HttpResponse {
     std::string path = req.target.substr(0, req.target.find('?'));
@@ -83,15 +93,28 @@ int run_serve(const TraceOptions& opts) {
     // between reports, so stacks freed between scrapes do not fill it.
     uint64_t wake = monotonic_ns() + maint_step;
     if (deadline && deadline < wake) wake = deadline;
+    if (next_reclaim && next_reclaim < wake) wake = next_reclaim;
     sig = server->serve(stop_set, wake, handler);
     if (sig != 0 || (deadline && monotonic_ns() >= deadline)) break;
+    if (next_reclaim && monotonic_ns() >= next_reclaim) {
+      ReclaimTally t;
+      std::string cut = prove_by_reclaim(*tracer->loader, stop_set, kServeReclaimSettleS, t);
+      pipeline.set_reclaim(t);
+      if (!cut.empty()) {  // a stop signal while it settled
+        log_info("{}", cut);
+        stopped = true;
+        break;
+      }
+      log_info("reclaim freed {} bytes in {} allocations", t.freed_bytes, t.freed_count);
+      next_reclaim = monotonic_ns() + reclaim_step;
+    }
     pipeline.maintain();
   }
   if (sig < 0) {
     log_error("serve {}: {}", url, std::strerror(-sig));
     return kExitFailure;
   }
-  log_info("{} after {} scrapes: detaching", sig ? strsignal(sig) : "--duration", scrapes);
+  log_info("{} after {} scrapes: detaching", sig ? strsignal(sig) : stopped ? "stopped" : "--duration", scrapes);
   return kExitOk;
 }
 

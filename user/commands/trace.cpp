@@ -64,12 +64,28 @@ bool ready_to_trace(const TraceOptions& opts) {
 }
 
 int report_once(const TraceOptions& opts, const BpfHandles& handles, const TraceStart& start,
-                const LoaderConfig& filters, Ksyms ksyms, Output output, bool final_report) {
+                const LoaderConfig& filters, Ksyms ksyms, Output output, bool final_report,
+                const HistoryFile* history) {
   PipelineStages one_report;
-  one_report.growth = false;  // a single report has no history to judge growth from
+  one_report.growth = history != nullptr;  // a single report has no history of its own
   KernelSession session(opts, one_report, start, std::move(output), handles, std::move(ksyms));
   session.pipeline().describe(filters);
-  return session.report(final_report).value_or(kExitOk);
+  if (history)
+    if (auto st = session.pipeline().load_history(history->path, history->tag); !st)
+      log_warn("{}: growth verdicts start afresh", st.error().message);
+  if (opts.reclaim) {
+    // Stop signals are taken synchronously while reclaim waits for the
+    // live set to settle: a Ctrl-C cuts it short, the report still comes.
+    const sigset_t stop_set = block_stop_signals();
+    ReclaimTally t;
+    if (std::string cut = prove_by_reclaim(handles, stop_set, kReclaimSettleS, t); !cut.empty()) log_warn("{}", cut);
+    session.pipeline().set_reclaim(t);
+  }
+  const int rc = session.report(final_report).value_or(kExitOk);
+  if (history)
+    if (auto st = session.pipeline().save_history(history->path, history->tag); !st)
+      log_warn("{}: the next report has no growth history", st.error().message);
+  return rc;
 }
 
 Result<LoaderConfig> loader_config(const TraceOptions& opts) {

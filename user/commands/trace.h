@@ -17,11 +17,20 @@ namespace kleak {
 // Returns the process exit status (see ExitCode).
 int run_trace(const TraceOptions& opts);
 
+// Where a report made by another process than the tracer's keeps its
+// growth history (Pipeline::load_history), and whose history it is.
+struct HistoryFile {
+  std::string path;
+  std::string tag;
+};
+
 // Writes one report from `handles` as `kleak trace` writes its reports (every
-// --format), with the filters `filters` states and no growth verdicts.
-// Returns the exit status.
+// --format), with the filters `filters` states; growth verdicts from the
+// history in `history` (which it extends), none without; with --reclaim,
+// proves by reclaim first. Returns the exit status.
 int report_once(const TraceOptions& opts, const BpfHandles& handles, const TraceStart& start,
-                const LoaderConfig& filters, Ksyms ksyms, Output output, bool final_report);
+                const LoaderConfig& filters, Ksyms ksyms, Output output, bool final_report,
+                const HistoryFile* history = nullptr);
 
 // What attaching gives a run loop: the programs and the symbolizer.
 struct Tracer {

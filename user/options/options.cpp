@@ -136,6 +136,14 @@ void add_output_options(CLI::App& app, TraceOptions& o, OptionStrings& s, const 
                  "folded, pprof and prometheus replace FILE atomically with each report");
 }
 
+void add_reclaim_option(CLI::App& app, TraceOptions& o, const std::string& when) {
+  app.add_flag("--reclaim", o.reclaim,
+               when +
+                   ", ask the kernel to reclaim its dentry and inode caches (drop_caches 2) and end loopback "
+                   "TIME_WAIT sockets; what that frees is counted as cache-owned, not reported (costs the machine "
+                   "those caches; --ci does it by default)");
+}
+
 void add_report_options(CLI::App& app, TraceOptions& o, OptionStrings& s, bool with_format) {
   const HelpGroup group(app, "Reporting");
   app.add_option("-T,--top", o.top, "Show the top N stacks (default 10)");
@@ -247,6 +255,9 @@ void add_serve_options(CLI::App& app, TraceOptions& o) {
   app.add_option("--listen", o.serve.listen, "Answer scrapes of /metrics on ADDR:PORT (default 127.0.0.1:9745)");
   app.add_flag("--listen-any", o.serve.listen_any,
                "Allow a --listen address that is not loopback (anyone who reaches it sees kernel stack names)");
+  app.add_option("--reclaim-every", o.serve.reclaim_every_s,
+                 "With --reclaim: seconds between reclaims (default 600; the first that long after the start)")
+      ->check(CLI::PositiveNumber);
 }
 
 void add_ci_mode_options(CLI::App& app, TraceOptions& o) {
@@ -305,12 +316,10 @@ ParsedCommandLine parse_command_line(const std::vector<std::string>& args, std::
   }
   add_report_options(app, o, strings, !serve);
   if (serve) add_serve_options(app, o);
-  if (!serve) {
+  {
     const HelpGroup group(app, "Reporting");
-    app.add_flag("--reclaim", o.reclaim,
-                 "Before the final report, ask the kernel to reclaim its dentry and inode caches (drop_caches 2) and "
-                 "end loopback TIME_WAIT sockets; what that frees is counted as cache-owned, not reported "
-                 "(costs the machine those caches; --ci does it by default)");
+    add_reclaim_option(app, o, serve ? "Every --reclaim-every seconds, between scrapes" : "Before the final report");
+    if (serve) app.get_option("--reclaim-every")->needs("--reclaim");
   }
   add_limit_options(app, o, strings);
   add_verbose_option(app, o);

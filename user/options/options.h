@@ -42,6 +42,7 @@ struct ServeOptions {
   bool enabled = false;
   std::string listen = "127.0.0.1:9745";  // ADDR:PORT, loopback unless listen_any
   bool listen_any = false;                // --listen-any: allow a non-loopback address
+  double reclaim_every_s = 600;           // --reclaim-every: with --reclaim, seconds between reclaims
 };
 
 // What a report shows (top, sort, age, peek: report/report.h) is its base:
@@ -134,6 +135,9 @@ void add_map_size_options(CLI::App& app, TraceOptions& o, OptionStrings& s, cons
 // Those and --btf, in the "Limits" group.
 void add_limit_options(CLI::App& app, TraceOptions& o, OptionStrings& s);
 void add_verbose_option(CLI::App& app, TraceOptions& o);
+// --reclaim (o.reclaim), done `when` ("Before the final report", "Before
+// the report", ...). In the caller's help group.
+void add_reclaim_option(CLI::App& app, TraceOptions& o, const std::string& when);
 // The verdict options every CI mode has: --fail-on-bytes, --fail-on-count,
 // --baseline, --ignore, --report-json, --junit, --ktap (in the caller's
 // HelpGroup).

@@ -74,14 +74,22 @@ ParsedPinCommandLine parse_pin_command_line(PinCommand command, const std::vecto
       app.add_flag("-q,--quiet", o.quiet, "No banner on stderr")->group("Reporting");
       break;
     case PinCommand::report:
-      strings.sort = "bytes";  // one report has no growth history to score
+      strings.sort = "bytes";  // the history of a few reports ranks poorly: --sort score asks for it
       add_age_option(app, o, "-o,--older,--min-age");
       add_report_options(app, o, strings);
+      {
+        const HelpGroup group(app, "Reporting");
+        add_reclaim_option(app, o, "Before the report");
+      }
       break;
     case PinCommand::stop:
       strings.sort = "bytes";
       add_age_option(app, o, "-o,--older,--min-age");
       add_report_options(app, o, strings);
+      {
+        const HelpGroup group(app, "Reporting");
+        add_reclaim_option(app, o, "Before the final report");
+      }
       app.add_flag("--no-report", no_report, "No final report (-q also prints none)")->group("Pinning");
       app.add_flag("--force", p.force,
                    "Unpin even a session another kleak build started (or whose metadata is unreadable), "

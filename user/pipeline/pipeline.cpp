@@ -2,6 +2,10 @@
 
 #include <malloc.h>
 
+#include <cerrno>
+#include <cstdio>
+#include <fstream>
+
 #include <string_view>
 
 #include "pipeline/map_reader.h"
@@ -122,6 +126,29 @@ Result<Pipeline::LiveSet> Pipeline::read_live_set(bool keep_allocs) {
   Aggregator aggregator(snap->mono_ns, opts_.min_age_ms * 1000000ull, keep_allocs);
   if (auto read = source_.read(aggregator); !read) return read.error();
   return LiveSet{std::move(*snap), std::move(aggregator).finish()};
+}
+
+Status Pipeline::load_history(const std::string& path, const std::string& tag) {
+  std::ifstream in(path);
+  if (!in) return errno == ENOENT ? Status{} : make_error("read " + path, errno);
+  std::string head;
+  if (!std::getline(in, head) || head != tag) return {};  // another session's: start afresh
+  if (!growth_.load(in)) return make_error(path + ": not a kleak growth history", EINVAL);
+  return {};
+}
+
+Status Pipeline::save_history(const std::string& path, const std::string& tag) const {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    if (!out) return make_error("write " + tmp, errno);
+    out << tag << '\n';
+    growth_.save(out);
+    out.flush();
+    if (!out) return make_error("write " + tmp, errno);
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) return make_error("rename " + tmp, errno);
+  return {};
 }
 
 void Pipeline::observe(const LiveSet& live) {

@@ -113,6 +113,12 @@ class Pipeline {
   // one-shot run (-d) takes while it traces, so its one report has rates.
   // Nothing without the growth stage.
   Status sample();
+  // The growth history kept in `path` between processes (kleak report of a
+  // pinned session), headed by `tag` (which session it belongs to). Load:
+  // a missing file, or another session's, is an empty history. Save: via
+  // a temporary file and a rename, so a reader never sees half of it.
+  Status load_history(const std::string& path, const std::string& tag);
+  Status save_history(const std::string& path, const std::string& tag) const;
   // What proving by reclaim freed, for the reports from now on.
   void set_reclaim(const ReclaimTally& t) { ctx_.reclaim = t; }
   // Sweeps the stack store (stack_reclaim.h) when kReclaimPeriodS has

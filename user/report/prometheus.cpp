@@ -153,6 +153,16 @@ std::string render_prometheus(const Report& r) {
       {"stack_enomem", c[KLEAK_CNT_STACK_ENOMEM]}, {"stack_other", c[KLEAK_CNT_STACK_OTHER]},
   };
   for (const auto& [reason, n] : lost) sample(out, "kleak_lost_total", fmt::format("{{reason=\"{}\"}}", reason), n);
+  if (r.ctx.reclaim && r.ctx.reclaim->ran) {
+    // serve --reclaim: the last proof by reclaim. What it freed is not in
+    // the live set any more, so not in the stack series above.
+    const ReclaimTally& t = *r.ctx.reclaim;
+    family(out, "kleak_reclaim_freed_bytes", "gauge",
+           "Bytes the last reclaim (--reclaim) freed: cache-owned, not leaks, not in the series above.");
+    sample(out, "kleak_reclaim_freed_bytes", "", t.freed_bytes);
+    family(out, "kleak_reclaim_freed_allocations", "gauge", "Allocations the last reclaim (--reclaim) freed.");
+    sample(out, "kleak_reclaim_freed_allocations", "", t.freed_count);
+  }
   family(out, "kleak_report_complete", "gauge", "1 when nothing was lost, 0 when the report undercounts.");
   sample(out, "kleak_report_complete", "", counters_complete(c) ? 1 : 0);
   return out;
