@@ -25,6 +25,63 @@ constexpr double kServeReclaimSettleS = 10;
 
 constexpr const char* kIndex = "kleak serve: Prometheus metrics of outstanding kernel allocations at /metrics\n";
 
+// Answers scrapes until a stop signal or --duration; with --reclaim,
+// proves by reclaim between them. The exit status.
+int serve_until_stopped(HttpServer& server, const sigset_t& stop_set, Pipeline& pipeline, const BpfHandles& handles,
+                        const TraceOptions& opts, const std::string& url) {
+  // --reclaim: proved by reclaim every --reclaim-every, between scrapes
+  // (never inside one: it takes seconds); the first one that long after
+  // the start, when the live set holds the machine's churn.
+  const auto reclaim_step = static_cast<uint64_t>(opts.serve.reclaim_every_s * 1e9);
+  uint64_t next_reclaim = opts.reclaim ? pipeline.start_ns() + reclaim_step : 0;
+  bool stopped = false;
+  uint64_t scrapes = 0;
+  auto handler = [&](const HttpRequest& req) -> HttpResponse {
+    std::string path = req.target.substr(0, req.target.find('?'));
+    if (path == "/") return {200, "text/plain; charset=utf-8", kIndex};
+    if (path != "/metrics") return {404, "text/plain; charset=utf-8", "not found: try /metrics\n"};
+    auto r = pipeline.next(false);
+    if (!r) {
+      log_error("scrape: {}", r.error().message);
+      return {500, "text/plain; charset=utf-8", r.error().message + "\n"};
+    }
+    ++scrapes;
+    return {200, "text/plain; version=0.0.4; charset=utf-8", render_prometheus(*r)};
+  };
+  const uint64_t deadline =
+      opts.duration_s > 0 ? pipeline.start_ns() + static_cast<uint64_t>(opts.duration_s * 1e9) : 0;
+  const uint64_t maint_step = static_cast<uint64_t>(kReclaimPeriodS * 1e9);
+  int sig = 0;
+  for (;;) {
+    // Wakes every kReclaimPeriodS to sweep the stack store, as trace does
+    // between reports, so stacks freed between scrapes do not fill it.
+    uint64_t wake = monotonic_ns() + maint_step;
+    if (deadline && deadline < wake) wake = deadline;
+    if (next_reclaim && next_reclaim < wake) wake = next_reclaim;
+    sig = server.serve(stop_set, wake, handler);
+    if (sig != 0 || (deadline && monotonic_ns() >= deadline)) break;
+    if (next_reclaim && monotonic_ns() >= next_reclaim) {
+      ReclaimTally t;
+      std::string cut = prove_by_reclaim(handles, stop_set, kServeReclaimSettleS, t);
+      pipeline.set_reclaim(t);
+      if (!cut.empty()) {  // a stop signal while it settled
+        log_info("{}", cut);
+        stopped = true;
+        break;
+      }
+      log_info("reclaim freed {} bytes in {} allocations", t.freed_bytes, t.freed_count);
+      next_reclaim = monotonic_ns() + reclaim_step;
+    }
+    pipeline.maintain();
+  }
+  if (sig < 0) {
+    log_error("serve {}: {}", url, std::strerror(-sig));
+    return kExitFailure;
+  }
+  log_info("{} after {} scrapes: detaching", sig ? strsignal(sig) : stopped ? "stopped" : "--duration", scrapes);
+  return kExitOk;
+}
+
 }  // namespace
 
 int run_serve(const TraceOptions& opts) {
@@ -65,57 +122,7 @@ int run_serve(const TraceOptions& opts) {
   if (!opts.quiet)
     fmt::print(stderr, "kleak: tracing {} allocations at most; serving {} until Ctrl-C\n", config->max_allocs, url);
 
-  // --reclaim: proved by reclaim every --reclaim-every, between scrapes
-  // (never inside one: it takes seconds); the first one that long after
-  // the start, when the live set holds the machine's churn.
-  const auto reclaim_step = static_cast<uint64_t>(opts.serve.reclaim_every_s * 1e9);
-  uint64_t next_reclaim = opts.reclaim ? pipeline.start_ns() + reclaim_step : 0;
-  bool stopped = false;
-  uint64_t scrapes = 0;
-  auto handler = [&](const HttpRequest& req) -> HttpResponse {
-    std::string path = req.target.substr(0, req.target.find('?'));
-    if (path == "/") return {200, "text/plain; charset=utf-8", kIndex};
-    if (path != "/metrics") return {404, "text/plain; charset=utf-8", "not found: try /metrics\n"};
-    auto r = pipeline.next(false);
-    if (!r) {
-      log_error("scrape: {}", r.error().message);
-      return {500, "text/plain; charset=utf-8", r.error().message + "\n"};
-    }
-    ++scrapes;
-    return {200, "text/plain; version=0.0.4; charset=utf-8", render_prometheus(*r)};
-  };
-  const uint64_t deadline =
-      opts.duration_s > 0 ? pipeline.start_ns() + static_cast<uint64_t>(opts.duration_s * 1e9) : 0;
-  const uint64_t maint_step = static_cast<uint64_t>(kReclaimPeriodS * 1e9);
-  int sig = 0;
-  for (;;) {
-    // Wakes every kReclaimPeriodS to sweep the stack store, as trace does
-    // between reports, so stacks freed between scrapes do not fill it.
-    uint64_t wake = monotonic_ns() + maint_step;
-    if (deadline && deadline < wake) wake = deadline;
-    if (next_reclaim && next_reclaim < wake) wake = next_reclaim;
-    sig = server->serve(stop_set, wake, handler);
-    if (sig != 0 || (deadline && monotonic_ns() >= deadline)) break;
-    if (next_reclaim && monotonic_ns() >= next_reclaim) {
-      ReclaimTally t;
-      std::string cut = prove_by_reclaim(*tracer->loader, stop_set, kServeReclaimSettleS, t);
-      pipeline.set_reclaim(t);
-      if (!cut.empty()) {  // a stop signal while it settled
-        log_info("{}", cut);
-        stopped = true;
-        break;
-      }
-      log_info("reclaim freed {} bytes in {} allocations", t.freed_bytes, t.freed_count);
-      next_reclaim = monotonic_ns() + reclaim_step;
-    }
-    pipeline.maintain();
-  }
-  if (sig < 0) {
-    log_error("serve {}: {}", url, std::strerror(-sig));
-    return kExitFailure;
-  }
-  log_info("{} after {} scrapes: detaching", sig ? strsignal(sig) : stopped ? "stopped" : "--duration", scrapes);
-  return kExitOk;
+  return serve_until_stopped(*server, stop_set, pipeline, *tracer->loader, opts, url);
 }
 
 }  // namespace kleak

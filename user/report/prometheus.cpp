@@ -79,6 +79,56 @@ std::string prometheus_label_value(std::string_view v) {
   return out;
 }
 
+namespace {
+
+// The counters' families (every report) and the last reclaim's (serve
+// --reclaim).
+void counter_samples(std::string& out, const Report& r) {
+  const Counters& c = r.counters;
+  family(out, "kleak_allocations_seen_total", "counter", "Allocations kleak's hooks saw.");
+  sample(out, "kleak_allocations_seen_total", "", c[KLEAK_CNT_ALLOC_SEEN]);
+  family(out, "kleak_allocations_recorded_total", "counter", "Allocations kleak recorded in its live map.");
+  sample(out, "kleak_allocations_recorded_total", "", c[KLEAK_CNT_ALLOC_RECORDED]);
+  family(out, "kleak_allocations_filtered_total", "counter", "Allocations left out by the filters (size, pid, cache).");
+  sample(out, "kleak_allocations_filtered_total", "", c[KLEAK_CNT_ALLOC_FILTERED]);
+  family(out, "kleak_frees_seen_total", "counter", "Frees kleak's hooks saw.");
+  sample(out, "kleak_frees_seen_total", "", c[KLEAK_CNT_FREE_SEEN]);
+  family(out, "kleak_frees_matched_total", "counter", "Frees of an allocation kleak had recorded.");
+  sample(out, "kleak_frees_matched_total", "", c[KLEAK_CNT_FREE_MATCHED]);
+  family(out, "kleak_frees_unmatched_total", "counter", "Frees of memory allocated before kleak or filtered out.");
+  sample(out, "kleak_frees_unmatched_total", "", c.frees_unmatched());
+  family(out, "kleak_frees_bulk_total", "counter",
+         "Frees without a per-object tracepoint (kmem_cache_free_bulk, kfree_rcu sheaves) that the bulk-free "
+         "follower matched to a recorded allocation.");
+  sample(out, "kleak_frees_bulk_total", "", c[KLEAK_CNT_FREE_BULK]);
+  family(out, "kleak_frees_bulk_unfollowed_total", "counter",
+         "Entries of bulk-free arrays past what the follower reads: their records stay until the address is reused.");
+  sample(out, "kleak_frees_bulk_unfollowed_total", "", c[KLEAK_CNT_FREE_BULK_UNFOLLOWED]);
+  family(out, "kleak_missed_frees_total", "counter",
+         "Frees that bypassed kleak's hooks (bulk frees): some outstanding allocations may be freed already.");
+  sample(out, "kleak_missed_frees_total", "", c.missed_frees());
+  family(out, "kleak_lost_total", "counter", "What kleak lost, by reason: nonzero means the numbers are incomplete.");
+  const std::pair<const char*, uint64_t> lost[] = {
+      {"live_map_full", c[KLEAK_CNT_LIVE_FULL]},   {"live_map_error", c[KLEAK_CNT_LIVE_ERROR]},
+      {"alloc_failed", c[KLEAK_CNT_ALLOC_FAILED]}, {"free_error", c[KLEAK_CNT_FREE_ERROR]},
+      {"tasks_full", c[KLEAK_CNT_TASKS_FULL]},     {"stack_efault", c[KLEAK_CNT_STACK_EFAULT]},
+      {"stack_enomem", c[KLEAK_CNT_STACK_ENOMEM]}, {"stack_other", c[KLEAK_CNT_STACK_OTHER]},
+  };
+  for (const auto& [reason, n] : lost) sample(out, "kleak_lost_total", fmt::format("{{reason=\"{}\"}}", reason), n);
+  if (r.ctx.reclaim && r.ctx.reclaim->ran) {
+    // serve --reclaim: the last proof by reclaim. What it freed is not in
+    // the live set any more, so not in the stack series above.
+    const ReclaimTally& t = *r.ctx.reclaim;
+    family(out, "kleak_reclaim_freed_bytes", "gauge",
+           "Bytes the last reclaim (--reclaim) freed: cache-owned, not leaks, not in the series above.");
+    sample(out, "kleak_reclaim_freed_bytes", "", t.freed_bytes);
+    family(out, "kleak_reclaim_freed_allocations", "gauge", "Allocations the last reclaim (--reclaim) freed.");
+    sample(out, "kleak_reclaim_freed_allocations", "", t.freed_count);
+  }
+}
+
+}  // namespace
+
 std::string render_prometheus(const Report& r) {
   const Counters& c = r.counters;
   std::string out;
@@ -123,46 +173,7 @@ std::string render_prometheus(const Report& r) {
   for (const Series& s : series)
     if (s.has_growth) sample(out, "kleak_stack_growth_allocations_per_second", s.labels, s.count_per_s);
 
-  family(out, "kleak_allocations_seen_total", "counter", "Allocations kleak's hooks saw.");
-  sample(out, "kleak_allocations_seen_total", "", c[KLEAK_CNT_ALLOC_SEEN]);
-  family(out, "kleak_allocations_recorded_total", "counter", "Allocations kleak recorded in its live map.");
-  sample(out, "kleak_allocations_recorded_total", "", c[KLEAK_CNT_ALLOC_RECORDED]);
-  family(out, "kleak_allocations_filtered_total", "counter", "Allocations left out by the filters (size, pid, cache).");
-  sample(out, "kleak_allocations_filtered_total", "", c[KLEAK_CNT_ALLOC_FILTERED]);
-  family(out, "kleak_frees_seen_total", "counter", "Frees kleak's hooks saw.");
-  sample(out, "kleak_frees_seen_total", "", c[KLEAK_CNT_FREE_SEEN]);
-  family(out, "kleak_frees_matched_total", "counter", "Frees of an allocation kleak had recorded.");
-  sample(out, "kleak_frees_matched_total", "", c[KLEAK_CNT_FREE_MATCHED]);
-  family(out, "kleak_frees_unmatched_total", "counter", "Frees of memory allocated before kleak or filtered out.");
-  sample(out, "kleak_frees_unmatched_total", "", c.frees_unmatched());
-  family(out, "kleak_frees_bulk_total", "counter",
-         "Frees without a per-object tracepoint (kmem_cache_free_bulk, kfree_rcu sheaves) that the bulk-free "
-         "follower matched to a recorded allocation.");
-  sample(out, "kleak_frees_bulk_total", "", c[KLEAK_CNT_FREE_BULK]);
-  family(out, "kleak_frees_bulk_unfollowed_total", "counter",
-         "Entries of bulk-free arrays past what the follower reads: their records stay until the address is reused.");
-  sample(out, "kleak_frees_bulk_unfollowed_total", "", c[KLEAK_CNT_FREE_BULK_UNFOLLOWED]);
-  family(out, "kleak_missed_frees_total", "counter",
-         "Frees that bypassed kleak's hooks (bulk frees): some outstanding allocations may be freed already.");
-  sample(out, "kleak_missed_frees_total", "", c.missed_frees());
-  family(out, "kleak_lost_total", "counter", "What kleak lost, by reason: nonzero means the numbers are incomplete.");
-  const std::pair<const char*, uint64_t> lost[] = {
-      {"live_map_full", c[KLEAK_CNT_LIVE_FULL]},   {"live_map_error", c[KLEAK_CNT_LIVE_ERROR]},
-      {"alloc_failed", c[KLEAK_CNT_ALLOC_FAILED]}, {"free_error", c[KLEAK_CNT_FREE_ERROR]},
-      {"tasks_full", c[KLEAK_CNT_TASKS_FULL]},     {"stack_efault", c[KLEAK_CNT_STACK_EFAULT]},
-      {"stack_enomem", c[KLEAK_CNT_STACK_ENOMEM]}, {"stack_other", c[KLEAK_CNT_STACK_OTHER]},
-  };
-  for (const auto& [reason, n] : lost) sample(out, "kleak_lost_total", fmt::format("{{reason=\"{}\"}}", reason), n);
-  if (r.ctx.reclaim && r.ctx.reclaim->ran) {
-    // serve --reclaim: the last proof by reclaim. What it freed is not in
-    // the live set any more, so not in the stack series above.
-    const ReclaimTally& t = *r.ctx.reclaim;
-    family(out, "kleak_reclaim_freed_bytes", "gauge",
-           "Bytes the last reclaim (--reclaim) freed: cache-owned, not leaks, not in the series above.");
-    sample(out, "kleak_reclaim_freed_bytes", "", t.freed_bytes);
-    family(out, "kleak_reclaim_freed_allocations", "gauge", "Allocations the last reclaim (--reclaim) freed.");
-    sample(out, "kleak_reclaim_freed_allocations", "", t.freed_count);
-  }
+  counter_samples(out, r);
   family(out, "kleak_report_complete", "gauge", "1 when nothing was lost, 0 when the report undercounts.");
   sample(out, "kleak_report_complete", "", counters_complete(c) ? 1 : 0);
   return out;
