@@ -138,6 +138,32 @@ TEST_F(User, PidAttachSeesLeaksAfterAttachOnly) {
   EXPECT_EQ(rep["user"]["processes"][0]["pid"], target.pid());
 }
 
+// A one-shot run (-d) samples the live set while it traces, so its one
+// report has growth: kleak-grow mallocs 4 KiB every 10 ms (400 KiB/s at
+// most; the loop's own time makes it a little less).
+TEST_F(User, OneShotRunHasTheGrowthOfASteadyLeak) {
+  Child grow({KLEAK_GROW_BIN, "400", "64"});
+  ASSERT_TRUE(grow.read_line()) << "kleak-grow did not start";
+  auto r = run({kKleak, "user", "-p", std::to_string(grow.pid()), "-d", "5", "-o", "0", "--format", "json", "-q",
+                "-T", "5"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  json rep = json::parse(r.out);
+  ASSERT_FALSE(rep["stacks"].empty()) << r.out.substr(0, 2000);
+  const json& top = rep["stacks"][0];
+  EXPECT_EQ(top["tasks"][0]["tgid"], grow.pid()) << top.dump();
+  ASSERT_TRUE(top.contains("growth")) << top.dump();
+  EXPECT_GE(top["growth"]["points"].get<int>(), 10) << top["growth"];
+  EXPECT_EQ(top["growth"]["verdict"], "growing") << top["growth"];
+  // The fitted rate against what the stack gained over the run, and
+  // against the nominal rate.
+  const double rate = top["growth"]["bytes_per_s"].get<double>();
+  const double gained = top["bytes"].get<double>() / rep["elapsed_s"].get<double>();
+  std::printf("kleak user -d 5: fitted %.0f B/s, bytes/elapsed %.0f B/s, nominal %.0f B/s, %d points\n", rate,
+              gained, 400 * 1024.0, top["growth"]["points"].get<int>());
+  EXPECT_NEAR(rate, gained, 0.15 * gained) << top["growth"];
+  EXPECT_NEAR(rate, 400 * 1024.0, 0.3 * 400 * 1024.0) << top["growth"];
+}
+
 // valgrind memcheck counts heap blocks (malloc family), not mmap: its
 // "in use at exit" (definitely + indirectly + possibly lost + still
 // reachable) must equal kleak's outstanding bytes and blocks less mmap's.

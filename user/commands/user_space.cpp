@@ -176,14 +176,20 @@ RunEnd trace_until_done(const UserOptions& opts, UserSession& session, HeldComma
   hooks.maintain = [&session] { session.pipeline().maintain(); };
   hooks.command = command;
   hooks.at_exit = [&source](pid_t) { source.refresh_maps(); };
-  // Libraries loaded late are read before the process goes.
-  hooks.tick_ns = 1000000000ull;
   // Without interval reports (a command, or -d), growth samples while it
-  // runs, so the final report has rates.
+  // runs, so the final report has rates: at the sampler's pace (a 1 s tick
+  // gave a 5 s run 5 points, not 20).
   GrowthSampler sampler(session.pipeline(), ro.duration_s);
   const bool sample = ro.interval_s <= 0;
-  hooks.tick = [&source, &sampler, command, sample]() -> std::optional<std::string> {
-    source.refresh_maps();
+  constexpr uint64_t kMapsEveryNs = 1000000000ull;
+  hooks.tick_ns = sample ? GrowthSampler::kTickNs : kMapsEveryNs;
+  uint64_t maps_read_ns = 0;
+  hooks.tick = [&source, &sampler, command, sample, &maps_read_ns]() -> std::optional<std::string> {
+    // Libraries loaded late are read before the process goes: once a second.
+    if (const uint64_t now = monotonic_ns(); now - maps_read_ns >= kMapsEveryNs) {
+      source.refresh_maps();
+      maps_read_ns = now;
+    }
     if (!command && !source.any_alive()) return "every traced process exited";
     if (sample) sampler.due();
     return std::nullopt;
