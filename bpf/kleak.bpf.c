@@ -504,10 +504,19 @@ KLEAK_FREE_PROGRAMS("kmem_cache_free", kleak_kc_free, KLEAK_FREE_KMEM_CACHE, sla
  * part. Both run before the objects are gone (fentry) or once the sheaf
  * has taken the object (fexit, ret true): by then the caller has let go
  * of it, so it is freed for kleak's purpose. */
+/* kmem_cache_free_bulk(s, size, p). p, a `void **`, is copied with a
+ * helper: kernels before multi-level pointer arguments (Debian's 6.12
+ * under scripts/vmtest) refuse its direct load ("invalid bpf_context
+ * access off=16 size=8"). */
 SEC("fentry/kmem_cache_free_bulk")
-int BPF_PROG(kleak_free_bulk, struct kmem_cache *s, size_t size, void **p)
+int kleak_free_bulk(__u64 *ctx)
 {
+	struct kmem_cache *s = (struct kmem_cache *)ctx[0];
+	__u64 size = ctx[1];
+	void **p = 0;
 	struct kleak_counters *c = counters(s ? KLEAK_FAMILY_KMEM_CACHE : KLEAK_FAMILY_KMALLOC);
+
+	bpf_probe_read_kernel(&p, sizeof(p), &ctx[2]);
 
 	KLEAK_REFUSE_IF(KLEAK_PART_BULK_FREE);
 	if (!c)
@@ -525,13 +534,17 @@ int BPF_PROG(kleak_free_bulk, struct kmem_cache *s, size_t size, void **p)
 	return 0;
 }
 
+/* __kfree_rcu_sheaf(s, obj) returns true when the sheaf took obj. */
 SEC("fexit/__kfree_rcu_sheaf")
-int BPF_PROG(kleak_rcu_sheaf, struct kmem_cache *s, void *obj, bool taken)
+int kleak_rcu_sheaf(__u64 *ctx)
 {
 	struct kleak_counters *c = counters(KLEAK_FAMILY_KMALLOC);
+	bool taken = (bool)ctx[2];
+	__u64 obj = 0;
 
 	KLEAK_REFUSE_IF(KLEAK_PART_BULK_FREE);
-	if (c && taken && kleak_free_record(&kleak_live, c, (__u64)obj))
+	bpf_probe_read_kernel(&obj, sizeof(obj), &ctx[1]);
+	if (c && taken && kleak_free_record(&kleak_live, c, obj))
 		kleak_count(c, KLEAK_CNT_FREE_BULK);
 	return 0;
 }
