@@ -586,6 +586,90 @@ int BPF_PROG(kleak_exit, struct task_struct *p)
 	return 0;
 }
 
+/* ---- The module follower: modules that come and go ----
+ *
+ * kleak_modules: every load (and the unload of a module loaded before
+ * kleak), keyed by its time; kleak_mods_now: the loaded ones, by text
+ * base, to find a load's record at its unload. LRU: a session that sees
+ * more than KLEAK_MAX_MODULES loads keeps the newest. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, __u64);
+	__type(value, struct kleak_module);
+	__uint(max_entries, KLEAK_MAX_MODULES);
+} kleak_modules SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, __u64);   /* text_base */
+	__type(value, __u64); /* its kleak_modules key */
+	__uint(max_entries, KLEAK_MAX_MODULES);
+} kleak_mods_now SEC(".maps");
+
+/* Before v6.4 (commit ac3b43283923) a module's memory was two layouts. */
+struct module_layout___old {
+	void *base;
+	unsigned int size;
+	unsigned int text_size;
+} __attribute__((preserve_access_index));
+
+struct module___old {
+	struct module_layout___old core_layout;
+	struct module_layout___old init_layout;
+} __attribute__((preserve_access_index));
+
+static __always_inline void module_record(struct module *mod, struct kleak_module *m)
+{
+	if (bpf_core_field_exists(mod->mem)) {
+		m->text_base = (__u64)BPF_CORE_READ(mod, mem[MOD_TEXT].base);
+		m->text_size = BPF_CORE_READ(mod, mem[MOD_TEXT].size);
+		m->init_base = (__u64)BPF_CORE_READ(mod, mem[MOD_INIT_TEXT].base);
+		m->init_size = BPF_CORE_READ(mod, mem[MOD_INIT_TEXT].size);
+	} else {
+		struct module___old *old = (void *)mod;
+
+		m->text_base = (__u64)BPF_CORE_READ(old, core_layout.base);
+		m->text_size = BPF_CORE_READ(old, core_layout.text_size);
+		m->init_base = (__u64)BPF_CORE_READ(old, init_layout.base);
+		m->init_size = BPF_CORE_READ(old, init_layout.text_size);
+	}
+	bpf_probe_read_kernel_str(m->name, sizeof(m->name), mod->name);
+}
+
+SEC("tp_btf/module_load")
+int BPF_PROG(kleak_mod_load, struct module *mod)
+{
+	struct kleak_module m = {};
+	__u64 key = bpf_ktime_get_ns();
+
+	KLEAK_REFUSE_IF(KLEAK_PART_MODULE_FOLLOWER);
+	module_record(mod, &m);
+	m.load_ns = key;
+	if (bpf_map_update_elem(&kleak_modules, &key, &m, BPF_ANY) == 0)
+		bpf_map_update_elem(&kleak_mods_now, &m.text_base, &key, BPF_ANY);
+	return 0;
+}
+
+SEC("tp_btf/module_free")
+int BPF_PROG(kleak_mod_free, struct module *mod)
+{
+	struct kleak_module m = {}, *loaded;
+	__u64 now = bpf_ktime_get_ns(), *key;
+
+	KLEAK_REFUSE_IF(KLEAK_PART_MODULE_FOLLOWER);
+	module_record(mod, &m);
+	key = bpf_map_lookup_elem(&kleak_mods_now, &m.text_base);
+	loaded = key ? bpf_map_lookup_elem(&kleak_modules, key) : 0;
+	if (loaded) {
+		loaded->free_ns = now;
+		bpf_map_delete_elem(&kleak_mods_now, &m.text_base);
+		return 0;
+	}
+	m.free_ns = now; /* loaded before kleak: its unload alone */
+	bpf_map_update_elem(&kleak_modules, &now, &m, BPF_ANY);
+	return 0;
+}
+
 /* ---- Families beyond slab: page allocator, percpu, vmalloc ----
  *
  * Each has a live map of its own, so struct page pointers, __percpu

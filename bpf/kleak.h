@@ -148,6 +148,25 @@ enum kleak_part {
 	KLEAK_PART_EXEC_FOLLOWER = 1 << 9, /* kleak user: exec times of traced processes */
 	KLEAK_PART_FREE_BACKUP = 1 << 10,  /* the free programs' backups (kleak_*_b) */
 	KLEAK_PART_BULK_FREE = 1 << 11,    /* kleak_free_bulk, kleak_rcu_sheaf: frees without a tracepoint */
+	KLEAK_PART_MODULE_FOLLOWER = 1 << 12, /* kleak_mod_load, kleak_mod_free: modules that come and go */
+};
+
+/* Modules loaded or unloaded while kleak traces (the module follower,
+ * kleak.bpf.c): one record per load, keyed by its load time, so a module
+ * loaded again at another address is another record. A module unloaded
+ * that was loaded before kleak started gets a record of its unload alone
+ * (load_ns 0). User space names their frames from kallsyms while they are
+ * loaded and keeps the names after they are gone. */
+#define KLEAK_MODULE_NAME_LEN 56 /* MODULE_NAME_LEN on 64-bit */
+#define KLEAK_MAX_MODULES 512
+struct kleak_module {
+	__u64 text_base;  /* the module's core text */
+	__u64 init_base;  /* its init text (freed after init; 0 when none) */
+	__u32 text_size;
+	__u32 init_size;
+	__u64 load_ns;    /* bpf_ktime_get_ns() at module_load, 0: loaded before kleak */
+	__u64 free_ns;    /* ... at module_free, 0 while loaded */
+	char name[KLEAK_MODULE_NAME_LEN];
 };
 
 /* The most entries of one kmem_cache_free_bulk() array the follower reads:

@@ -196,7 +196,7 @@ TEST_F(Faults, SigkillMidReportLeavesNoProgram) {
   // kernel has its functions.
   const auto progs = loaded_kleak_programs();
   const auto followers = std::count_if(progs.begin(), progs.end(), [](const std::string& p) {
-    return p == "kleak_free_bulk" || p == "kleak_rcu_sheaf";
+    return p == "kleak_free_bulk" || p == "kleak_rcu_sheaf" || p == "kleak_mod_load" || p == "kleak_mod_free";
   });
   EXPECT_EQ(progs.size() - static_cast<size_t>(followers), 7u) << "still attached while blocked";
   kill(k, SIGKILL);

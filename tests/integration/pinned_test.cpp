@@ -142,7 +142,8 @@ TEST_F(Pinned, StartThenReportsFromNewProcessesThenStopLeavesNothing) {
   EXPECT_FALSE(now.subset_of(before_));
   size_t links = 0, followers = 0;
   for (uint32_t id : now.links) links += before_.links.count(id) == 0;
-  for (const char* f : {"kleak_free_bulk", "kleak_rcu_sheaf"}) followers += std::filesystem::exists(kDir + "/links/" + f);
+  for (const char* f : {"kleak_free_bulk", "kleak_rcu_sheaf", "kleak_mod_load", "kleak_mod_free"})
+    followers += std::filesystem::exists(kDir + "/links/" + f);
   // kmalloc, kfree, kmem_cache_alloc, kmem_cache_free, the two frees'
   // backups, and the bulk-free follower's programs where the kernel allows them.
   EXPECT_EQ(links, 6u + followers);

@@ -26,7 +26,7 @@ size_t followers_attached(const nlohmann::json& report) {
   size_t n = 0;
   for (const auto& a : report["attached"]) {
     const std::string s = a.get<std::string>();
-    n += s.starts_with("fentry/") || s.starts_with("fexit/");
+    n += s.starts_with("fentry/") || s.starts_with("fexit/") || s.starts_with("module/");
   }
   return n;
 }

@@ -18,9 +18,10 @@ bool stack_runs_through(const nlohmann::json& stack, const std::string& fn);
 // Allocations process `tgid` holds at the report's stacks through `fn`.
 uint64_t count_through(const nlohmann::json& report, pid_t tgid, const std::string& fn);
 
-// Entries of a report's "attached" that are tracepoints ("kmem/kfree"), and
-// those that are the bulk-free follower's fentry/fexit programs: one
-// program each, present where the kernel has their functions.
+// Entries of a report's "attached" that are allocator tracepoints
+// ("kmem/kfree"), and those that are the followers' (the bulk-free
+// follower's fentry/fexit, the module follower's module/ tracepoints): one
+// program each, present where the kernel has them.
 size_t tracepoints_attached(const nlohmann::json& report);
 size_t followers_attached(const nlohmann::json& report);
 

@@ -1,5 +1,6 @@
 #include "options/options.h"
 #include "report/report.h"
+#include "symbols/kernel_symbols.h"
 #include "symbols/ksyms.h"
 
 #include <cstring>
@@ -190,6 +191,43 @@ TEST(Report, HideAddressesLeavesOnlySymbols) {
   EXPECT_EQ(to_json(r)["stacks"][0]["stack_id"], nullptr);
   EXPECT_EQ(to_json(r)["stacks"][0]["frames"][1]["addr"], nullptr);
   EXPECT_EQ(to_json(r)["stacks"][0]["frames"][1]["symbol"], "load_msg");
+}
+
+// A frame in a module unloaded since, and one no symbol covers: text and
+// JSON say so, and the report counts the latter.
+TEST(Report, UnloadedModuleAndUnknownFramesSaySo) {
+  Fixture f;
+  std::string syms = std::string(kSyms) + "ffffffffc0100100 t leaky_open\t[leaky]\n";
+  KernelSymbols ks(Ksyms::parse(kSyms), [&syms]() -> Result<Ksyms> { return Ksyms::parse(syms); });
+  ModuleRecord leaky;
+  leaky.name = "leaky";
+  leaky.text_base = 0xffffffffc0100000;
+  leaky.text_size = 0x1000;
+  leaky.load_ns = 3;
+  ks.update({leaky});
+  leaky.free_ns = 9;
+  ks.update({leaky});
+  Aggregate agg = aggregate(f.snap.allocs, f.snap.mono_ns, 0, false);
+  auto stacks = [](uint64_t id) -> Result<std::vector<uint64_t>> {
+    if (id != 4) return make_error("no such stack", ENOENT);
+    return std::vector<uint64_t>{0xffffffff81001020, 0xffffffffc0100132, 0xffffffffa0000000, 0xffffffff81004000};
+  };
+  Report r = build_report(f.snap, agg, f.opts, f.ctx, ks, stacks);
+  const std::string text = render_text(r);
+  EXPECT_NE(text.find("leaky_open+0x32 [leaky, unloaded]"), std::string::npos) << text;
+  EXPECT_NE(text.find("0xffffffffa0000000 [unknown: not in kallsyms]"), std::string::npos) << text;
+  EXPECT_NE(text.find("frames without a symbol: 1 not in kallsyms"), std::string::npos) << text;
+  nlohmann::json j = to_json(r);
+  const nlohmann::json& frames = j["stacks"][0]["frames"];
+  ASSERT_GE(frames.size(), 3u) << frames.dump();
+  EXPECT_EQ(frames[1]["symbol"], "leaky_open");
+  EXPECT_EQ(frames[1]["module"], "leaky");
+  EXPECT_EQ(frames[1]["unloaded"], true);
+  EXPECT_EQ(frames[1]["unknown"], nullptr);
+  EXPECT_EQ(frames[2]["symbol"], nullptr);
+  EXPECT_EQ(frames[2]["unknown"], "not in kallsyms");
+  EXPECT_EQ(frames[0]["unloaded"], false);
+  EXPECT_EQ(j["frames_unknown"]["not in kallsyms"], 1);
 }
 
 TEST(Report, JsonMarksIncompleteWhenAllocationsWereLost) {

@@ -79,6 +79,17 @@ def render(docs):
             clean = "not run" if fixed.get("not_run") else ("yes" if fixed.get("clean") else "**no**")
             out.append(f"| {cell(d.get('kernel'))} | {name} | {cell(leak_cell(leak))} | {clean} |")
     out.append("")
+    out.append("The module loaded after kleak attached, read 100 times and unloaded before the final report "
+               "(the `late` case):")
+    out.append("")
+    out.append("| kernel | leak named | frames marked unloaded |")
+    out.append("|---|---|---|")
+    for d in docs:
+        late = d.get("late_module") or {}
+        named = (f"{late['count']} × {late['bytes'] // max(late['count'], 1)} B at `leaky_open [leaky, unloaded]`"
+                 if late.get("found") else "**no**" if late else "not run")
+        out.append(f"| {cell(d.get('kernel'))} | {cell(named)} | {'yes' if late.get('unloaded') else 'no'} |")
+    out.append("")
     out.append("Gaps, each confirmed by the guest itself (its tracefs, or a helper probe of `selftest --loads`):")
     out.append("")
     out.append("| kernel | what | why | seen in |")

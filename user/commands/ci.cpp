@@ -125,10 +125,7 @@ int run_ci(const TraceOptions& opts) {
   // Growth samples while the workload runs: the verdict's report has rates.
   GrowthSampler sampler(pipeline, opts.duration_s);
   hooks.tick_ns = GrowthSampler::kTickNs;
-  hooks.tick = [&sampler]() -> std::optional<std::string> {
-    sampler.due();
-    return std::nullopt;
-  };
+  hooks.tick = kernel_tick(source, &sampler);  // and modules the workload loads are named
   Verdict v;
   v.interrupted = run_until_done(signals, schedule, opts.duration_s, hooks).interrupted;
   if (with_command) command.kill_and_reap();

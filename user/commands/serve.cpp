@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "report/prometheus.h"
@@ -22,13 +23,16 @@ namespace {
 
 // serve --reclaim: how long the live set may take to settle.
 constexpr double kServeReclaimSettleS = 10;
+// How often serve looks for modules loaded since (KernelSource::poll_modules).
+constexpr uint64_t kModulePollNs = 1000000000;
 
 constexpr const char* kIndex = "kleak serve: Prometheus metrics of outstanding kernel allocations at /metrics\n";
 
 // Answers scrapes until a stop signal or --duration; with --reclaim,
 // proves by reclaim between them. The exit status.
-int serve_until_stopped(HttpServer& server, const sigset_t& stop_set, Pipeline& pipeline, const BpfHandles& handles,
+int serve_until_stopped(HttpServer& server, const sigset_t& stop_set, Pipeline& pipeline, KernelSource& source,
                         const TraceOptions& opts, const std::string& url) {
+  const BpfHandles& handles = source.handles();
   // --reclaim: proved by reclaim every --reclaim-every, between scrapes
   // (never inside one: it takes seconds); the first one that long after
   // the start, when the live set holds the machine's churn.
@@ -58,7 +62,10 @@ int serve_until_stopped(HttpServer& server, const sigset_t& stop_set, Pipeline& 
     uint64_t wake = monotonic_ns() + maint_step;
     if (deadline && deadline < wake) wake = deadline;
     if (next_reclaim && next_reclaim < wake) wake = next_reclaim;
+    // ... and every second, to name the modules loaded since.
+    wake = std::min(wake, monotonic_ns() + kModulePollNs);
     sig = server.serve(stop_set, wake, handler);
+    if (auto st = source.poll_modules(); !st) log_debug("modules: {}", st.error().message);
     if (sig != 0 || (deadline && monotonic_ns() >= deadline)) break;
     if (next_reclaim && monotonic_ns() >= next_reclaim) {
       ReclaimTally t;
@@ -122,7 +129,7 @@ int run_serve(const TraceOptions& opts) {
   if (!opts.quiet)
     fmt::print(stderr, "kleak: tracing {} allocations at most; serving {} until Ctrl-C\n", config->max_allocs, url);
 
-  return serve_until_stopped(*server, stop_set, pipeline, *tracer->loader, opts, url);
+  return serve_until_stopped(*server, stop_set, pipeline, source, opts, url);
 }
 
 }  // namespace kleak

@@ -38,6 +38,11 @@ using KernelSession = Session<KernelSource>;
 // default --settle).
 constexpr double kReclaimSettleS = 10;
 
+// How often a run without growth samples looks for modules loaded since
+// (KernelSource::poll_modules): a module loaded and unloaded faster than
+// this between two looks keeps only its name and offsets.
+constexpr uint64_t kModulePollNs = 250000000;
+
 }  // namespace
 
 bool selftest_passed() {
@@ -184,15 +189,11 @@ int run_trace(const TraceOptions& opts) {
   hooks.report = [&session](bool last) { return session.report(last); };
   hooks.maintain = [&session] { session.pipeline().maintain(); };
   GrowthSampler sampler(session.pipeline(), opts.duration_s);
-  if (opts.duration_s > 0 && opts.interval_s <= 0) {
-    // One report at the end: sample before it, so its stacks have a rate,
-    // R² and a verdict.
-    hooks.tick_ns = GrowthSampler::kTickNs;
-    hooks.tick = [&sampler]() -> std::optional<std::string> {
-      sampler.due();
-      return std::nullopt;
-    };
-  }
+  // One report at the end: sample before it, so its stacks have a rate,
+  // R² and a verdict. Every tick names the modules loaded since the last.
+  const bool sample = opts.duration_s > 0 && opts.interval_s <= 0;
+  hooks.tick_ns = sample ? GrowthSampler::kTickNs : kModulePollNs;
+  hooks.tick = kernel_tick(session.source(), sample ? &sampler : nullptr);
   RunEnd end = run_until_done(stop_set, schedule, opts.duration_s, hooks);
   if (end.rc) return *end.rc;
   // A second Ctrl-C while the final report is printed ends kleak at once;

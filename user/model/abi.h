@@ -9,6 +9,7 @@ static_assert(sizeof(kleak_alloc) == 80, "kleak_alloc layout changed: update bot
 static_assert(sizeof(kleak_stack) == 8 + KLEAK_MAX_STACK_DEPTH * 8, "kleak_stack layout changed");
 static_assert(sizeof(kleak_peek_slot) == 16 + KLEAK_PEEK_MAX_BYTES, "kleak_peek_slot layout changed");
 static_assert(sizeof(kleak_counters) == KLEAK_CNT_MAX * 8, "kleak_counters layout changed");
+static_assert(sizeof(kleak_module) == 40 + KLEAK_MODULE_NAME_LEN, "kleak_module layout changed");
 
 #include "kleak_user.h"
 

@@ -10,6 +10,7 @@
 
 #include "pipeline/map_reader.h"
 #include "pipeline/peeks.h"
+#include "probe/modules.h"
 #include "util/log.h"
 #include "util/sys.h"
 
@@ -126,6 +127,21 @@ Result<Pipeline::LiveSet> Pipeline::read_live_set(bool keep_allocs) {
   Aggregator aggregator(snap->mono_ns, opts_.min_age_ms * 1000000ull, keep_allocs);
   if (auto read = source_.read(aggregator); !read) return read.error();
   return LiveSet{std::move(*snap), std::move(aggregator).finish()};
+}
+
+Status KernelSource::poll_modules() {
+  auto records = read_modules(handles_.map_fd("kleak_modules"));
+  if (!records) return records.error();
+  if (size_t named = ksyms_.update(*records)) log_debug("named {} module(s) loaded since the last look", named);
+  return {};
+}
+
+std::function<std::optional<std::string>()> kernel_tick(KernelSource& source, GrowthSampler* sampler) {
+  return [&source, sampler]() -> std::optional<std::string> {
+    if (auto st = source.poll_modules(); !st) log_debug("modules: {}", st.error().message);
+    if (sampler) sampler->due();
+    return std::nullopt;
+  };
 }
 
 Status Pipeline::load_history(const std::string& path, const std::string& tag) {

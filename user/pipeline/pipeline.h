@@ -30,6 +30,7 @@
 #include "probe/stack_reclaim.h"
 #include "procfs/procfs.h"
 #include "report/report.h"
+#include "symbols/kernel_symbols.h"
 #include "symbols/ksyms.h"
 #include "symbols/symbolizer.h"
 #include "util/clock.h"
@@ -52,16 +53,23 @@ class LiveSource {
 };
 
 // The kernel tracer's records, a live Loader's or a pinned session's.
+// Frames are named from kallsyms as read at start and from the modules the
+// module follower saw come and go (kernel_symbols.h).
 class KernelSource : public LiveSource {
  public:
   KernelSource(const BpfHandles& handles, Ksyms ksyms) : handles_(handles), ksyms_(std::move(ksyms)) {}
   const BpfHandles& handles() const override { return handles_; }
   Symbolizer& symbolizer() override { return ksyms_; }
-  const Ksyms& ksyms() const { return ksyms_; }
+  // Before a report: the modules loaded since the last look are named.
+  Status prepare() override { return poll_modules(); }
+  // Reads the follower's records and names new modules while they are
+  // loaded: a run loop calls it every tick, so a module unloaded before
+  // the report keeps its names.
+  Status poll_modules();
 
  private:
   const BpfHandles& handles_;
-  Ksyms ksyms_;
+  KernelSymbols ksyms_;
 };
 
 // When tracing began, for a report made by another process than the one
@@ -174,5 +182,9 @@ class GrowthSampler {
   double duration_ns_;
   uint64_t last_ns_ = 0;
 };
+
+// A kernel run loop's tick (RunHooks::tick): names the modules loaded
+// since the last tick and, with a sampler, takes its growth sample when due.
+std::function<std::optional<std::string>()> kernel_tick(KernelSource& source, GrowthSampler* sampler);
 
 }  // namespace kleak

@@ -66,6 +66,7 @@ const PartName kParts[] = {
     {KLEAK_PART_EXEC_FOLLOWER, "exec-follower"},
     {KLEAK_PART_FREE_BACKUP, "free-backup"},
     {KLEAK_PART_BULK_FREE, "bulk-free-follower"},
+    {KLEAK_PART_MODULE_FOLLOWER, "module-follower"},
 };
 
 // The log's lines, without the verifier's closing summary and blank lines.

@@ -79,6 +79,20 @@ const Hook kHooks[] = {
 
 std::string hook_label(const Hook& h) { return std::string(h.subsystem) + "/" + h.name; }
 
+// Programs beyond the allocator hooks that follow what else frees memory or
+// names it (bpf/kleak.bpf.c), by part: listed as attached under `label`.
+struct Follower {
+  uint32_t part;
+  const char* program;
+  const char* label;
+};
+const Follower kFollowers[] = {
+    {KLEAK_PART_BULK_FREE, "kleak_free_bulk", "fentry/kmem_cache_free_bulk"},
+    {KLEAK_PART_BULK_FREE, "kleak_rcu_sheaf", "fexit/__kfree_rcu_sheaf"},
+    {KLEAK_PART_MODULE_FOLLOWER, "kleak_mod_load", "module/module_load"},
+    {KLEAK_PART_MODULE_FOLLOWER, "kleak_mod_free", "module/module_free"},
+};
+
 // Functions through which a page allocation is not a leak candidate (see
 // page_skip_of() in kleak.bpf.c): SLUB's slab pages (allocate_slab, or
 // new_slab/alloc_slab_page where it is inlined), SLAB's before v6.8
@@ -282,6 +296,9 @@ struct KernelFacts {
   bool free_bulk_fn = false;
   bool rcu_sheaf_fn = false;
   std::string fentry_refused;  // fentry_refusal(), when the kernel has the functions
+  // module/module_load and module/module_free (a kernel without loadable
+  // modules has neither: nothing comes and goes there).
+  bool module_tracepoints = false;
   uint32_t ncpus = 1;
   struct Range {
     uint64_t lo, hi;
@@ -338,6 +355,8 @@ Status Loader::read_kernel() {
     k->hook_present.push_back(btf__find_by_name_kind(vmlinux, type.c_str(), BTF_KIND_TYPEDEF) > 0);
   }
   k->kmem_cache_old = !kmem_cache_alloc_has_cache(vmlinux);
+  k->module_tracepoints = btf__find_by_name_kind(vmlinux, "btf_trace_module_load", BTF_KIND_TYPEDEF) > 0 &&
+                          btf__find_by_name_kind(vmlinux, "btf_trace_module_free", BTF_KIND_TYPEDEF) > 0;
   // __GFP_ACCOUNT's bit moved when gfp bits became an (anonymous) enum:
   // read ___GFP_ACCOUNT_BIT from BTF where it exists.
   if (auto bit = enum_value(vmlinux, "___GFP_ACCOUNT_BIT")) k->gfp_account = 1ull << *bit;
@@ -458,6 +477,9 @@ Status Loader::open_configured(uint32_t dropped) {
   const bool bulk = config_.families.slab && !(off & KLEAK_PART_BULK_FREE);
   bpf_program__set_autoload(prog("kleak_free_bulk"), bulk && kernel_->free_bulk_fn);
   bpf_program__set_autoload(prog("kleak_rcu_sheaf"), bulk && kernel_->rcu_sheaf_fn);
+  const bool modules = kernel_->module_tracepoints && !(off & KLEAK_PART_MODULE_FOLLOWER);
+  bpf_program__set_autoload(prog("kleak_mod_load"), modules);
+  bpf_program__set_autoload(prog("kleak_mod_free"), modules);
   Rodata ro;
   ro.refuse_parts = *config_.refuse_parts;
   ro.gfp_account = kernel_->gfp_account;
@@ -554,7 +576,8 @@ Status Loader::load() {
     if (hook && hook->part != KLEAK_PART_CORE) parts.push_back(hook->part);
     if (program == "kleak_exit") parts.push_back(KLEAK_PART_EXIT_FOLLOWER);
     if (program == "kleak_peek_run") parts.push_back(KLEAK_PART_PEEK);
-    if (program == "kleak_free_bulk" || program == "kleak_rcu_sheaf") parts.push_back(KLEAK_PART_BULK_FREE);
+    for (const Follower& f : kFollowers)
+      if (program == f.program) parts.push_back(f.part);
     return parts;
   };
   auto r = load_in_tiers(plan);
@@ -609,7 +632,7 @@ Status Loader::attach() {
       log_warn("{} dropped: {}", part_name(KLEAK_PART_EXIT_FOLLOWER), degraded_.back().reason);
     }
   }
-  if (auto st = attach_bulk_free(); !st) return st;
+  if (auto st = attach_followers(); !st) return st;
   // Frees first, then allocations: a part whose allocation hook attaches
   // and whose free hook does not would leave records no free removes.
   for (bool allocs : {false, true}) {
@@ -635,32 +658,32 @@ Status Loader::attach() {
   return {};
 }
 
-// The bulk-free follower's programs (bpf/kleak.bpf.c), before any
-// allocation hook. Optional: a kernel that refuses the attach (no ftrace
-// trampolines, a function marked notrace) loses only them.
-Status Loader::attach_bulk_free() {
-  for (const char* name : {"kleak_free_bulk", "kleak_rcu_sheaf"}) {
-    bpf_program* p = prog(name);
-    if (!bpf_program__autoload(p)) continue;
-    bpf_link* link = bpf_program__attach(p);
-    if (link) {
-      *link_slot(name) = link;
-      attached_.push_back(bpf_program__section_name(p));  // "fentry/kmem_cache_free_bulk"
-      continue;
+// The followers' programs (bpf/kleak.bpf.c), before any allocation hook.
+// Each part is optional: a kernel that refuses an attach (no ftrace
+// trampolines, a function marked notrace) loses only that part.
+Status Loader::attach_followers() {
+  for (uint32_t part : {uint32_t{KLEAK_PART_BULK_FREE}, uint32_t{KLEAK_PART_MODULE_FOLLOWER}}) {
+    for (const Follower& f : kFollowers) {
+      bpf_program* p = prog(f.program);
+      if (f.part != part || !bpf_program__autoload(p)) continue;
+      if (bpf_link* link = bpf_program__attach(p)) {
+        *link_slot(f.program) = link;
+        attached_.push_back(f.label);
+        continue;
+      }
+      const int err = errno;
+      for (const Follower& g : kFollowers) {
+        if (g.part != part) continue;
+        attached_.erase(std::remove(attached_.begin(), attached_.end(), g.label), attached_.end());
+        bpf_link** slot = link_slot(g.program);
+        if (*slot) bpf_link__destroy(*slot);
+        *slot = nullptr;
+      }
+      dropped_ |= part;
+      degraded_.push_back({part_name(part), make_error(fmt::format("attach {}", f.label), err).message});
+      log_warn("{} dropped: {}", part_name(part), degraded_.back().reason);
+      break;
     }
-    const int err = errno;
-    for (const char* label : {"fentry/kmem_cache_free_bulk", "fexit/__kfree_rcu_sheaf"})
-      attached_.erase(std::remove(attached_.begin(), attached_.end(), label), attached_.end());
-    for (const char* other : {"kleak_free_bulk", "kleak_rcu_sheaf"}) {
-      bpf_link** slot = link_slot(other);
-      if (*slot) bpf_link__destroy(*slot);
-      *slot = nullptr;
-    }
-    dropped_ |= KLEAK_PART_BULK_FREE;
-    degraded_.push_back({part_name(KLEAK_PART_BULK_FREE),
-                         make_error(fmt::format("attach {}", bpf_program__section_name(p)), err).message});
-    log_warn("{} dropped: {}", part_name(KLEAK_PART_BULK_FREE), degraded_.back().reason);
-    break;
   }
   return {};
 }

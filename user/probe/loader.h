@@ -112,7 +112,7 @@ class Loader : public BpfHandles {
   Status configure_stack_cache(Rodata& ro);
   Status load();
   Status attach();
-  Status attach_bulk_free();
+  Status attach_followers();
   void drop_at_attach(uint32_t part, const std::string& why);
   bpf_program* prog(const char* name) const;
   bpf_map* map(const char* name) const;

@@ -19,6 +19,8 @@ json frame_json(const Frame& f) {
   j["symbol"] = or_null(f.symbol);
   j["offset"] = f.offset;
   j["module"] = or_null(f.module);
+  j["unloaded"] = f.unloaded;
+  j["unknown"] = or_null(f.unknown);
   if (!f.source.empty()) j["source"] = f.source;
   return j;
 }
@@ -244,6 +246,7 @@ nlohmann::json to_json(const Report& r) {
   j["complete"] = r.complete;
   j["stack_sample_every"] = r.ctx.stack_sample_every;
   j["symbols_hidden"] = r.symbols_hidden;
+  j["frames_unknown"] = r.frames_unknown;
   if (!r.notes.empty()) j["notes"] = r.notes;
   if (r.extra.is_object())
     for (const auto& [k, v] : r.extra.items()) j[k] = v;

@@ -130,6 +130,8 @@ Report build_report(const SnapshotInfo& snap, const Aggregate& agg, const Report
     s.stack_key = stack_key(frames);
     s.stack_hash = stack_hash(s.stack_key);
     if (s.stack_error.empty()) s.frames = std::move(frames);
+    for (const Frame& f : s.frames)
+      if (f.symbol.empty()) ++r.frames_unknown[f.unknown.empty() ? "unknown" : f.unknown];
     if (opts.hide_addresses) {
       // The stack key is a hash of raw addresses: hidden with them.
       s.stack_id = 0;

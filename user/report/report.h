@@ -144,6 +144,9 @@ struct Report {
   uint64_t stacks_total = 0;
   std::vector<StackReport> stacks;
   bool symbols_hidden = false;
+  // Frames of the reported stacks that no symbol names, by why not
+  // (Frame::unknown: "not in kallsyms", ...).
+  std::map<std::string, uint64_t> frames_unknown;
   Reconciliation reconciliation;
   std::optional<PeekResult> peek_addr;  // --peek-addr
   // Lines the text report prints under its header ("NOTE: ..."), and the

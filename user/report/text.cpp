@@ -12,11 +12,20 @@ namespace {
 
 std::string bytes_text(uint64_t b) { return human_bytes(static_cast<double>(b)); }
 
-// addr 0: hidden (--hide-addresses) or unknown.
+// addr 0: hidden (--hide-addresses) or unknown. A kernel frame without a
+// symbol says why: "0x... [unknown: not in kallsyms]", or in a module
+// "0x... [leaky+0x1ec: module init text, unloaded]".
 std::string frame_text(const Frame& f) {
-  if (f.symbol.empty()) return f.addr ? fmt::format("0x{:x}", f.addr) : std::string("?");
+  const std::string gone = f.unloaded ? ", unloaded" : "";
+  if (f.symbol.empty()) {
+    std::string addr = f.addr ? fmt::format("0x{:x}", f.addr) : std::string("?");
+    if (!f.module.empty())
+      return fmt::format("{} [{}+0x{:x}{}{}]", addr, f.module, f.offset, f.unknown.empty() ? "" : ": " + f.unknown,
+                         gone);
+    return f.unknown.empty() ? addr : fmt::format("{} [unknown: {}]", addr, f.unknown);
+  }
   std::string text = f.module.empty() ? fmt::format("{}+0x{:x}", f.symbol, f.offset)
-                                      : fmt::format("{}+0x{:x} [{}]", f.symbol, f.offset, f.module);
+                                      : fmt::format("{}+0x{:x} [{}{}]", f.symbol, f.offset, f.module, gone);
   if (!f.source.empty()) text += " " + f.source.substr(f.source.rfind('/') + 1);  // file.c:42
   return text;
 }
@@ -172,6 +181,11 @@ std::string warning_lines(const Report& r) {
   if (r.symbols_hidden)
     out += "  WARNING: /proc/kallsyms shows zero addresses (kptr_restrict; reading them needs CAP_SYSLOG): "
            "frames are raw\n";
+  if (!r.frames_unknown.empty()) {
+    std::string why;
+    for (const auto& [reason, n] : r.frames_unknown) why += fmt::format("{}{} {}", why.empty() ? "" : ", ", n, reason);
+    out += fmt::format("  frames without a symbol: {}\n", why);
+  }
   for (const std::string& note : r.notes) out += "  NOTE: " + note + "\n";
   return out;
 }

@@ -112,6 +112,13 @@ std::optional<std::pair<uint64_t, uint64_t>> Ksyms::function_range(std::string_v
   return std::nullopt;
 }
 
+std::vector<std::pair<uint64_t, std::string>> Ksyms::module_symbols(std::string_view module) const {
+  std::vector<std::pair<uint64_t, std::string>> out;
+  for (const Sym& s : syms_)
+    if (s.module_off != 0 && str(s.module_off) == module) out.emplace_back(s.addr, std::string(str(s.name_off)));
+  return out;
+}
+
 Frame Ksyms::frame(uint64_t addr, uint32_t) {
   Frame f;
   f.addr = addr;
@@ -119,6 +126,8 @@ Frame Ksyms::frame(uint64_t addr, uint32_t) {
     f.symbol = std::string(r->name);
     f.offset = r->offset;
     f.module = std::string(r->module);
+  } else {
+    f.unknown = addresses_hidden_ ? "hidden by kptr_restrict" : "not in kallsyms";
   }
   return f;
 }

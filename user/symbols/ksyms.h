@@ -38,6 +38,9 @@ class Ksyms : public Symbolizer {
   // few names looked up at start-up.
   std::optional<std::pair<uint64_t, uint64_t>> function_range(std::string_view name) const;
 
+  // The text symbols of module `module` (address, name), in address order.
+  std::vector<std::pair<uint64_t, std::string>> module_symbols(std::string_view module) const;
+
   size_t size() const { return syms_.size(); }
   // True when every address read as 0: kptr_restrict hides them.
   bool addresses_hidden() const override { return addresses_hidden_; }

@@ -18,6 +18,11 @@ struct Frame {
   // "dir/file.c:42" from DWARF (user-space frames), empty when unknown. The
   // braces keep {addr, symbol, offset, module} initializers warning-free.
   std::string source{};
+  // Kernel frames: its module was unloaded since (the symbol is the one it
+  // had while loaded); and when no symbol covers addr, why not ("not in
+  // kallsyms", "hidden by kptr_restrict", "module init text").
+  bool unloaded = false;
+  std::string unknown{};
 };
 
 class Symbolizer {
