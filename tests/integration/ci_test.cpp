@@ -105,6 +105,34 @@ TEST_F(Ci, LeakingCommandFailsWithTheLeakingStack) {
   EXPECT_EQ(r.ktap.rfind("KTAP version 1\n1..1\n", 0), 0u);
 }
 
+// The held-keys case: keys a command leaves in the user keyring stay after
+// it exits, and no reclaim frees them. Judged a leak, with the exact count
+// of payloads, after kleak --ci's default proof by reclaim.
+TEST_F(Ci, HeldKeysAreALeakAfterReclaim) {
+  const int n = 20;
+  const std::string dir = ::testing::TempDir(), rj = dir + "/kleak-keys.json";
+  Child kleak({KLEAK_BIN, "--ci", "-q", "--settle", "3", "--report-json", rj, "--", KLEAK_KEYHOLD_BIN,
+               std::to_string(n)});
+  const std::string out = kleak.read_all(std::chrono::seconds(120));
+  const int status = kleak.wait().value_or(-1);
+  std::string ring;
+  if (auto at = out.find("ring "); at != std::string::npos) ring = out.substr(at + 5, out.find('\n', at) - at - 5);
+  ASSERT_FALSE(ring.empty()) << out;
+  EXPECT_EQ(run({KLEAK_KEYHOLD_BIN, "--drop", ring}).status, 0);
+  EXPECT_EQ(status, 1) << out;
+  json report = json::parse(slurp(rj), nullptr, false);
+  ASSERT_FALSE(report.is_discarded()) << "no --report-json";
+  EXPECT_EQ(report["ci"]["verdict"], "leak");
+  EXPECT_EQ(report["ci"]["reclaim"]["ran"], true) << report["ci"]["reclaim"];
+  const json* payloads = stack_through(report, "user_preparse");
+  ASSERT_NE(payloads, nullptr) << report.dump().substr(0, 3000);
+  EXPECT_EQ((*payloads)["count"], n) << (*payloads).dump();
+  EXPECT_EQ((*payloads)["tasks"][0]["comm"], "kleak-keyhold");
+  const json* keys = stack_through(report, "key_alloc");
+  ASSERT_NE(keys, nullptr);
+  EXPECT_GE((*keys)["count"].get<int>(), n);  // the keys and their keyring
+}
+
 TEST_F(Ci, CleanCommandPasses) {
   CiRun r = run_ci(30, "send\nrelease\nexit\n");
   EXPECT_EQ(r.status, 0) << r.out;
