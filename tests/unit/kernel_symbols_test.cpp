@@ -144,5 +144,26 @@ TEST(KernelSymbols, AReadThatFailsIsTriedAgainAtTheNextUpdate) {
   EXPECT_EQ(syms.frame(0xffffffffc0000100, 0).symbol, "leaky_open");
 }
 
+// A load kallsyms never lists is not read for again and again: each read
+// costs tens of milliseconds, and update() runs every 250 ms.
+TEST(KernelSymbols, AModuleKallsymsNeverListsIsNotReadForForever) {
+  int reads = 0;
+  KernelSymbols syms(Ksyms::parse(kCore), [&]() -> Result<Ksyms> {
+    ++reads;
+    return Ksyms::parse(kCore);  // no [leaky] symbols
+  });
+  for (int i = 0; i < 10; ++i) syms.update({leaky(5, 0xffffffffc0000000)});
+  EXPECT_EQ(reads, 3);
+  EXPECT_EQ(syms.frame(0xffffffffc0000100, 0).unknown, "module text not in kallsyms");
+  // Hidden addresses: kallsyms would name nothing, so it is not read.
+  int hidden_reads = 0;
+  KernelSymbols hidden(Ksyms::parse("0000000000000000 T _stext\n"), [&]() -> Result<Ksyms> {
+    ++hidden_reads;
+    return Ksyms::parse("");
+  });
+  hidden.update({leaky(5, 0xffffffffc0000000)});
+  EXPECT_EQ(hidden_reads, 0);
+}
+
 }  // namespace
 }  // namespace kleak

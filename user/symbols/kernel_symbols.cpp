@@ -18,13 +18,15 @@ size_t KernelSymbols::update(const std::vector<ModuleRecord>& records) {
     auto [it, added] = images_.try_emplace(r.load_ns, Image{r, {}, false});
     Image& img = it->second;
     img.rec.free_ns = r.free_ns;
-    if (!img.named && img.rec.loaded()) to_name.push_back(&img);
+    if (!img.named && img.rec.loaded() && img.reads < kMaxReads) to_name.push_back(&img);
   }
-  if (to_name.empty()) return 0;
+  // Hidden addresses (kptr_restrict): kallsyms would name nothing.
+  if (to_name.empty() || core_.addresses_hidden()) return 0;
   auto now = reader_();
   if (!now) return 0;  // named at a later update, if the module is still there
   size_t named = 0;
   for (Image* img : to_name) {
+    ++img->reads;
     for (auto& [addr, name] : now->module_symbols(img->rec.name))
       if (img->rec.covers(addr)) img->syms.emplace_back(addr, std::move(name));
     // An image kallsyms does not list (yet) stays unnamed: tried again.

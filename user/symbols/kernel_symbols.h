@@ -41,7 +41,11 @@ class KernelSymbols : public Symbolizer {
     ModuleRecord rec;
     std::vector<std::pair<uint64_t, std::string>> syms;  // sorted by address
     bool named = false;
+    int reads = 0;  // kallsyms reads that tried to name it
   };
+  // A load kallsyms does not list after this many reads (no text symbols,
+  // kptr_restrict) stays unnamed: each read costs tens of milliseconds.
+  static constexpr int kMaxReads = 3;
   const Image* image_of(uint64_t addr) const;
   // A module of the start-time kallsyms unloaded since (by its unload record).
   bool unloaded_since_start(const std::string& module, uint64_t addr) const;
