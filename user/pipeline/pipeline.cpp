@@ -144,6 +144,11 @@ std::function<std::optional<std::string>()> kernel_tick(KernelSource& source, Gr
   };
 }
 
+Status KernelSource::prepare() {
+  if (auto st = poll_modules(); !st) log_warn("modules: {}: frames of modules loaded since are not named", st.error().message);
+  return {};
+}
+
 Status Pipeline::load_history(const std::string& path, const std::string& tag) {
   std::ifstream in(path);
   if (!in) return errno == ENOENT ? Status{} : make_error("read " + path, errno);

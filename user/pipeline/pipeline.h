@@ -60,8 +60,9 @@ class KernelSource : public LiveSource {
   KernelSource(const BpfHandles& handles, Ksyms ksyms) : handles_(handles), ksyms_(std::move(ksyms)) {}
   const BpfHandles& handles() const override { return handles_; }
   Symbolizer& symbolizer() override { return ksyms_; }
-  // Before a report: the modules loaded since the last look are named.
-  Status prepare() override { return poll_modules(); }
+  // Before a report: the modules loaded since the last look are named (a
+  // failed look costs names, never the report).
+  Status prepare() override;
   // Reads the follower's records and names new modules while they are
   // loaded: a run loop calls it every tick, so a module unloaded before
   // the report keeps its names.
