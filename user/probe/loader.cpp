@@ -589,7 +589,7 @@ Status Loader::load() {
 
 // A part whose attach failed: its links go, so none of its programs runs
 // (its frees were attached first, see attach(): no record of it is left
-// without its free).
+// without its free). The same for a follower's part.
 void Loader::drop_at_attach(uint32_t part, const std::string& why) {
   for (const Hook& h : kHooks) {
     if (h.part != part) continue;
@@ -600,6 +600,13 @@ void Loader::drop_at_attach(uint32_t part, const std::string& why) {
       if (!h.backup)
         attached_.erase(std::remove(attached_.begin(), attached_.end(), hook_label(h)), attached_.end());
     }
+  }
+  for (const Follower& f : kFollowers) {
+    bpf_link** link = link_slot(f.program);
+    if (f.part != part || !*link) continue;
+    bpf_link__destroy(*link);
+    *link = nullptr;
+    attached_.erase(std::remove(attached_.begin(), attached_.end(), f.label), attached_.end());
   }
   dropped_ |= part;
   degraded_.push_back({part_name(part), why});
@@ -662,28 +669,17 @@ Status Loader::attach() {
 // Each part is optional: a kernel that refuses an attach (no ftrace
 // trampolines, a function marked notrace) loses only that part.
 Status Loader::attach_followers() {
-  for (uint32_t part : {uint32_t{KLEAK_PART_BULK_FREE}, uint32_t{KLEAK_PART_MODULE_FOLLOWER}}) {
-    for (const Follower& f : kFollowers) {
-      bpf_program* p = prog(f.program);
-      if (f.part != part || !bpf_program__autoload(p)) continue;
-      if (bpf_link* link = bpf_program__attach(p)) {
-        *link_slot(f.program) = link;
-        attached_.push_back(f.label);
-        continue;
-      }
-      const int err = errno;
-      for (const Follower& g : kFollowers) {
-        if (g.part != part) continue;
-        attached_.erase(std::remove(attached_.begin(), attached_.end(), g.label), attached_.end());
-        bpf_link** slot = link_slot(g.program);
-        if (*slot) bpf_link__destroy(*slot);
-        *slot = nullptr;
-      }
-      dropped_ |= part;
-      degraded_.push_back({part_name(part), make_error(fmt::format("attach {}", f.label), err).message});
-      log_warn("{} dropped: {}", part_name(part), degraded_.back().reason);
-      break;
+  for (const Follower& f : kFollowers) {
+    bpf_program* p = prog(f.program);
+    // A part dropped by an earlier program's attach: its other programs stay off.
+    if (!bpf_program__autoload(p) || !traces(f.part)) continue;
+    if (bpf_link* link = bpf_program__attach(p)) {
+      *link_slot(f.program) = link;
+      attached_.push_back(f.label);
+      continue;
     }
+    const int err = errno;
+    drop_at_attach(f.part, make_error(fmt::format("attach {}", f.label), err).message);
   }
   return {};
 }
