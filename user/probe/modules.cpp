@@ -2,29 +2,21 @@
 
 #include <bpf/bpf.h>
 
-#include <cerrno>
 #include <cstring>
 
 #include "model/abi.h"
+#include "probe/snapshot.h"
 
 namespace kleak {
 
 Result<std::vector<ModuleRecord>> read_modules(int fd) {
   std::vector<ModuleRecord> out;
   if (fd < 0) return out;
-  uint64_t key = 0, next = 0;
-  const uint64_t* prev = nullptr;
   // A record the kernel evicts meanwhile (LRU) ends one walk early; the
   // next read sees the rest.
-  for (int n = 0; n <= KLEAK_MAX_MODULES; ++n) {
-    if (bpf_map_get_next_key(fd, prev, &next) != 0) {
-      if (errno != ENOENT) return make_error("read map kleak_modules", errno);
-      break;
-    }
-    key = next;
-    prev = &key;
+  auto st = for_each_key(fd, "read map kleak_modules", [&](uint64_t key) {
     kleak_module m{};
-    if (bpf_map_lookup_elem(fd, &key, &m) != 0) continue;
+    if (bpf_map_lookup_elem(fd, &key, &m) != 0) return;
     ModuleRecord r;
     r.name.assign(m.name, strnlen(m.name, sizeof(m.name)));
     r.text_base = m.text_base;
@@ -34,7 +26,8 @@ Result<std::vector<ModuleRecord>> read_modules(int fd) {
     r.load_ns = m.load_ns;
     r.free_ns = m.free_ns;
     out.push_back(std::move(r));
-  }
+  }, KLEAK_MAX_MODULES + 1);
+  if (!st) return st.error();
   return out;
 }
 

@@ -18,19 +18,28 @@ namespace {
 
 // Fallback for kernels without BPF_MAP_LOOKUP_BATCH on hash maps (< 5.6).
 Status read_live_by_key(int fd, const LiveBatchFn& fn) {
-  uint64_t key = 0, next = 0;
-  const uint64_t* prev = nullptr;
-  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-    LiveAlloc la{next, {}};
-    if (bpf_map_lookup_elem(fd, &next, &la.a) == 0) fn(&la, 1);
-    key = next;
-    prev = &key;
-  }
-  if (errno != ENOENT) return make_error("iterate kleak_live", errno);
-  return {};
+  return for_each_key(fd, "iterate kleak_live", [&](uint64_t key) {
+    LiveAlloc la{key, {}};
+    if (bpf_map_lookup_elem(fd, &key, &la.a) == 0) fn(&la, 1);
+  });
 }
 
 }  // namespace
+
+Status for_each_key(int map_fd, const std::string& what, const std::function<void(uint64_t)>& fn, size_t max_keys) {
+  uint64_t key = 0, next = 0;
+  const uint64_t* prev = nullptr;
+  for (size_t n = 0; n < max_keys; ++n) {
+    if (bpf_map_get_next_key(map_fd, prev, &next) != 0) {
+      if (errno != ENOENT) return make_error(what, errno);
+      break;
+    }
+    fn(next);
+    key = next;
+    prev = &key;
+  }
+  return {};
+}
 
 RecursionMisses read_recursion_misses(const std::vector<std::pair<std::string, int>>& progs) {
   RecursionMisses r;
@@ -119,14 +128,13 @@ Result<SnapshotInfo> snapshot_info(const MapFds& fds) {
     else if (fds.family_live[fam] >= 0) s.family_counters[fam] = (*c)[fam];
   }
   s.recursion = read_recursion_misses(fds.progs);
-  // A small map (at most KLEAK_MAX_MISSED_SITES): key by key is fine.
-  uint64_t key = 0, next = 0, count = 0;
-  const uint64_t* prev = nullptr;
-  while (fds.missed >= 0 && bpf_map_get_next_key(fds.missed, prev, &next) == 0) {
-    if (bpf_map_lookup_elem(fds.missed, &next, &count) == 0) s.missed_sites[next] = count;
-    key = next;
-    prev = &key;
-  }
+  // A small map (at most KLEAK_MAX_MISSED_SITES): key by key is fine. A
+  // walk cut short by an error leaves the sites read so far.
+  if (fds.missed >= 0)
+    (void)for_each_key(fds.missed, "read kleak_missed", [&](uint64_t site) {
+      uint64_t count = 0;
+      if (bpf_map_lookup_elem(fds.missed, &site, &count) == 0) s.missed_sites[site] = count;
+    });
   return s;
 }
 

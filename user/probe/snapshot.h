@@ -19,6 +19,13 @@ namespace kleak {
 // Sums bpf_prog_info.recursion_misses over `progs`.
 RecursionMisses read_recursion_misses(const std::vector<std::pair<std::string, int>>& progs);
 
+// Calls fn with every key of the hash map `map_fd` (u64 keys), key by key,
+// at most max_keys of them (a bound for an LRU map, whose walk restarts
+// when the key it stands on is evicted). Errors other than the end of the
+// map name `what`.
+Status for_each_key(int map_fd, const std::string& what, const std::function<void(uint64_t)>& fn,
+                    size_t max_keys = SIZE_MAX);
+
 // Reads every entry of the live-allocation hash map, batched where the kernel
 // supports it (else key by key), handing each batch to `fn`.
 using LiveBatchFn = std::function<void(const LiveAlloc* allocs, size_t n)>;

@@ -1,5 +1,7 @@
 #include "probe/stack_reclaim.h"
 
+#include "probe/snapshot.h"
+
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
@@ -10,14 +12,8 @@ namespace kleak {
 
 Result<SweepResult> StackReclaimer::sweep(int stacks_fd, int sites_fd, const std::unordered_set<uint64_t>& referenced) {
   std::vector<uint64_t> keys;
-  uint64_t key = 0, next = 0;
-  const uint64_t* prev = nullptr;
-  while (bpf_map_get_next_key(stacks_fd, prev, &next) == 0) {
-    keys.push_back(next);
-    key = next;
-    prev = &key;
-  }
-  if (errno != ENOENT) return make_error("read kleak_stacks keys", errno);
+  if (auto st = for_each_key(stacks_fd, "read kleak_stacks keys", [&](uint64_t k) { keys.push_back(k); }); !st)
+    return st.error();
   SweepResult r;
   r.stored = keys.size();
   std::unordered_set<uint64_t> unreferenced;
