@@ -4,7 +4,6 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cstring>
 
 #include "report/prometheus.h"
@@ -12,7 +11,6 @@
 #include "util/log.h"
 #include "util/privileges.h"
 #include "probe/snapshot.h"
-#include "probe/stack_reclaim.h"
 #include "util/sys.h"
 #include "commands/trace.h"
 #include "pipeline/pipeline.h"
@@ -54,18 +52,18 @@ int serve_until_stopped(HttpServer& server, const sigset_t& stop_set, Pipeline& 
   };
   const uint64_t deadline =
       opts.duration_s > 0 ? pipeline.start_ns() + static_cast<uint64_t>(opts.duration_s * 1e9) : 0;
-  const uint64_t maint_step = static_cast<uint64_t>(kReclaimPeriodS * 1e9);
+  const auto poll_modules = kernel_tick(source, nullptr);
   int sig = 0;
   for (;;) {
-    // Wakes every kReclaimPeriodS to sweep the stack store, as trace does
-    // between reports, so stacks freed between scrapes do not fill it.
-    uint64_t wake = monotonic_ns() + maint_step;
+    // Wakes every second to name the modules loaded since, and to let
+    // maintain() sweep the stack store when its period has passed (as
+    // trace does between reports), so stacks freed between scrapes do not
+    // fill it.
+    uint64_t wake = monotonic_ns() + kModulePollNs;
     if (deadline && deadline < wake) wake = deadline;
     if (next_reclaim && next_reclaim < wake) wake = next_reclaim;
-    // ... and every second, to name the modules loaded since.
-    wake = std::min(wake, monotonic_ns() + kModulePollNs);
     sig = server.serve(stop_set, wake, handler);
-    if (auto st = source.poll_modules(); !st) log_debug("modules: {}", st.error().message);
+    poll_modules();
     if (sig != 0 || (deadline && monotonic_ns() >= deadline)) break;
     if (next_reclaim && monotonic_ns() >= next_reclaim) {
       ReclaimTally t;
