@@ -10,13 +10,15 @@ set -euo pipefail
 # `kleak serve`); about 450 MB installed, no service started.
 # python3-yaml and systemd (for systemd-analyze verify): tests/deploy checks
 # the fleet recipes in deploy/; util-linux's unshare: the pinned-mode tests.
-# libdw-dev: file:line of user-space frames (kleak user); valgrind: the
+# libdw-dev: file:line of user-space and kernel frames (liblzma-dev and
+# libbz2-dev: the decompressors of libdw.a's libdwfl, for the static build
+# scripts/vmtest boots); binutils' addr2line checks kernel lines; valgrind: the
 # user-space test's cross-check (bench/user_overhead.sh also wants heaptrack).
 # libcapstone-dev: decodes allocator entry instructions to place uprobes where
 # the kernel emulates instead of single-stepping (user/probe/probe_site.h).
 pkgs=(cmake make g++ pkg-config clang llvm libclang-rt-dev libbpf-dev bpftool libelf-dev zlib1g-dev
       libgtest-dev libcli11-dev nlohmann-json3-dev libfmt-dev protobuf-compiler libprotobuf-dev
-      golang-go prometheus python3-yaml systemd util-linux libdw-dev valgrind libcapstone-dev)
+      golang-go prometheus python3-yaml systemd util-linux libdw-dev liblzma-dev libbz2-dev binutils valgrind libcapstone-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -15,7 +15,7 @@ size_t KernelSymbols::update(const std::vector<ModuleRecord>& records) {
       if (!known) unloads_.push_back(r);
       continue;
     }
-    auto [it, added] = images_.try_emplace(r.load_ns, Image{r, {}, false});
+    auto [it, added] = images_.try_emplace(r.load_ns, Image{r, {}, false, 0, {}});
     Image& img = it->second;
     img.rec.free_ns = r.free_ns;
     if (!img.named && img.rec.loaded() && img.reads < kMaxReads) to_name.push_back(&img);
@@ -32,6 +32,7 @@ size_t KernelSymbols::update(const std::vector<ModuleRecord>& records) {
     // An image kallsyms does not list (yet) stays unnamed: tried again.
     if (img->syms.empty()) continue;
     img->named = true;
+    if (debug_) img->build_id = debug_->module_build_id(img->rec.name);
     ++named;
   }
   return named;
@@ -76,6 +77,31 @@ Frame KernelSymbols::frame(uint64_t addr, uint32_t tgid) {
   Frame f = core_.frame(addr, tgid);
   if (!f.module.empty() && unloaded_since_start(f.module, addr)) f.unloaded = true;
   return f;
+}
+
+void KernelSymbols::set_debug_info(std::unique_ptr<KernelDebugInfo> debug) {
+  debug_ = std::move(debug);
+  start_ids_.clear();
+  if (debug_) start_ids_ = debug_->loaded_module_ids();
+}
+
+void KernelSymbols::add_source(Frame& f) {
+  if (!debug_ || f.addr == 0) return;
+  SourceInfo s;
+  if (f.module.empty()) {
+    s = debug_->core(f.addr);
+  } else if (!f.symbol.empty()) {
+    const Image* img = image_of(f.addr);
+    std::string id;
+    if (img) {
+      id = img->build_id;
+    } else if (auto it = start_ids_.find(f.module); it != start_ids_.end()) {
+      id = it->second;
+    }
+    s = debug_->module(f.module, id, f.symbol, f.offset);
+  }
+  f.source = std::move(s.source);
+  f.inlined = std::move(s.inlined);
 }
 
 }  // namespace kleak

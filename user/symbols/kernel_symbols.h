@@ -3,17 +3,21 @@
 // are read from kallsyms while it is loaded (update()) and kept after it
 // is unloaded, so its frames print as `func+0x12 [mod, unloaded]`; each
 // load is its own image, so a module loaded again at another address does
-// not mix the two. An address no symbol covers says why.
+// not mix the two. An address no symbol covers says why. With debug info
+// (kernel_dwarf.h), frames also get their source lines, a module's from
+// the .ko whose build ID it had while loaded.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "model/modules.h"
+#include "symbols/kernel_dwarf.h"
 #include "symbols/ksyms.h"
 #include "util/result.h"
 
@@ -33,6 +37,11 @@ class KernelSymbols : public Symbolizer {
 
   Frame frame(uint64_t addr, uint32_t tgid) override;
   bool addresses_hidden() const override { return core_.addresses_hidden(); }
+  // Source lines from now on: the build IDs of the modules loaded now are
+  // read at once, so a module unloaded later still gets its lines.
+  void set_debug_info(std::unique_ptr<KernelDebugInfo> debug);
+  const KernelDebugInfo* debug_info() const { return debug_.get(); }
+  void add_source(Frame& f) override;
   const Ksyms& core() const { return core_; }
   size_t images() const { return images_.size(); }
 
@@ -42,6 +51,7 @@ class KernelSymbols : public Symbolizer {
     std::vector<std::pair<uint64_t, std::string>> syms;  // sorted by address
     bool named = false;
     int reads = 0;  // kallsyms reads that tried to name it
+    std::string build_id;  // read while loaded, with debug info only
   };
   // A load kallsyms does not list after this many reads (no text symbols,
   // kptr_restrict) stays unnamed: each read costs tens of milliseconds.
@@ -54,6 +64,8 @@ class KernelSymbols : public Symbolizer {
   Reader reader_;
   std::map<uint64_t, Image> images_;       // by load_ns: loads seen while tracing
   std::vector<ModuleRecord> unloads_;      // unloads of modules loaded before kleak
+  std::unique_ptr<KernelDebugInfo> debug_;
+  std::map<std::string, std::string> start_ids_;  // build IDs of the modules loaded before
 };
 
 }  // namespace kleak
