@@ -13,6 +13,8 @@
 #include <regex>
 #include <sstream>
 
+#include <fmt/format.h>
+
 #include "report/folded.h"
 #include "report/pprof.h"
 #include "report/prometheus.h"
@@ -229,6 +231,49 @@ TEST(Format, PprofIsAGzippedProfileWithKernelFunctions) {
   EXPECT_EQ(names(p.sample(2)), (std::vector<std::string>{"leaky_\"init\" [leaky]"}));
   EXPECT_EQ(str(p.sample(0).label(0).key()), "stack_hash");
   EXPECT_EQ(str(p.sample(0).label(0).str()), stack_hash_hex(f.r.stacks[0].stack_hash));
+}
+
+// A frame with a line and two inlined functions, in every format.
+TEST(Format, SourceLinesAndInlinedFunctionsInEveryFormat) {
+  Fixture f;
+  Frame& top = f.r.stacks[0].frames[1];  // load_msg
+  top.source = "ipc/msgutil.c:53";
+  top.inlined = {{"kmalloc_noprof", "include/linux/slab.h:905"}, {"alloc_msg", "ipc/msgutil.c:49"}};
+  f.r.stacks[0].frames[2].source = "/abs/path/ipc/msg.c:861";  // absolute: its base name in text
+  const std::string text = render_text(f.r);
+  EXPECT_NE(text.find("    kmalloc_noprof include/linux/slab.h:905 (inlined)\n"
+                      "    alloc_msg ipc/msgutil.c:49 (inlined)\n"
+                      "    load_msg+0x10 ipc/msgutil.c:53\n"
+                      "    do_msgsnd+0x10 msg.c:861\n"),
+            std::string::npos)
+      << text;
+  nlohmann::json j = to_json(f.r);
+  const nlohmann::json& fr = j["stacks"][0]["frames"][1];
+  EXPECT_EQ(fr["source"], "ipc/msgutil.c:53");
+  ASSERT_EQ(fr["inlined"].size(), 2u);
+  EXPECT_EQ(fr["inlined"][0]["symbol"], "kmalloc_noprof");
+  EXPECT_EQ(fr["inlined"][1]["source"], "ipc/msgutil.c:49");
+  EXPECT_FALSE(j["stacks"][0]["frames"][0].contains("inlined"));
+  const std::string folded = render_folded(f.r, FoldedValue::bytes);
+  EXPECT_EQ(folded.substr(0, folded.find('\n')),
+            "entry_SYSCALL_64;do_msgsnd msg.c:861;load_msg ipc/msgutil.c:53;alloc_msg_[i] ipc/msgutil.c:49;"
+            "kmalloc_noprof_[i] include/linux/slab.h:905;__kmalloc_noprof 12288");
+  auto gz = render_pprof(f.r);
+  ASSERT_TRUE(gz);
+  perftools::profiles::Profile p;
+  ASSERT_TRUE(p.ParseFromString(gunzip(*gz)));
+  auto str = [&](int64_t i) { return p.string_table(static_cast<int>(i)); };
+  const auto& loc = p.location(static_cast<int>(p.sample(0).location_id(1) - 1));
+  ASSERT_EQ(loc.line_size(), 3);  // innermost first, the function they are in last
+  std::vector<std::string> got;
+  for (const auto& l : loc.line()) {
+    const auto& fn = p.function(static_cast<int>(l.function_id() - 1));
+    got.push_back(fmt::format("{} {}:{}", str(fn.name()), str(fn.filename()), l.line()));
+  }
+  EXPECT_EQ(got, (std::vector<std::string>{"kmalloc_noprof include/linux/slab.h:905", "alloc_msg ipc/msgutil.c:49",
+                                           "load_msg ipc/msgutil.c:53"}));
+  // The second stack's load_msg has no lines: a location of its own.
+  EXPECT_NE(p.sample(1).location_id(1), p.sample(0).location_id(1));
 }
 
 struct TempDir {

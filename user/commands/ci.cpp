@@ -107,6 +107,7 @@ int run_ci(const TraceOptions& opts) {
   PipelineStages stages{.growth = true, .reconcile = false, .sweep = false, .min_age_ms = std::nullopt};
   if (with_command) stages.min_age_ms = 0;
   KernelSource source(*tracer->loader, std::move(tracer->ksyms));
+  if (!use_debug_info(opts, source)) return kCiUsage;
   const uint64_t start = monotonic_ns();
   Pipeline pipeline(opts, source, stages, TraceStart{start, std::nullopt});
   pipeline.describe(*config);

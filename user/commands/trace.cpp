@@ -2,6 +2,7 @@
 #include "util/clock.h"
 
 #include <malloc.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -74,6 +75,7 @@ int report_once(const TraceOptions& opts, const BpfHandles& handles, const Trace
   PipelineStages one_report;
   one_report.growth = history != nullptr;  // a single report has no history of its own
   KernelSession session(opts, one_report, start, std::move(output), handles, std::move(ksyms));
+  if (!use_debug_info(opts, session.source())) return kExitUsage;
   session.pipeline().describe(filters);
   if (history)
     if (auto st = session.pipeline().load_history(history->path, history->tag); !st)
@@ -132,6 +134,28 @@ Result<LoaderConfig> loader_config(const TraceOptions& opts) {
   return cfg;
 }
 
+Result<std::unique_ptr<KernelDebugInfo>> open_debug_info(const TraceOptions& opts, const Ksyms& ksyms) {
+  struct utsname u {};
+  uname(&u);
+  uint64_t stext = 0;
+  if (!ksyms.addresses_hidden())
+    if (auto r = ksyms.function_range("_stext")) stext = r->first;
+  auto debug = KernelDebugInfo::open({opts.vmlinux_path, u.release}, stext);
+  if (!debug) return debug.error();
+  for (const std::string& note : (*debug)->notes()) log_info("source lines: {}", note);
+  return debug;
+}
+
+bool use_debug_info(const TraceOptions& opts, KernelSource& source) {
+  auto debug = open_debug_info(opts, source.kallsyms());
+  if (!debug) {
+    log_error("{}", debug.error().message);
+    return false;
+  }
+  source.set_debug_info(std::move(*debug));
+  return true;
+}
+
 Result<Tracer> attach_tracer(const LoaderConfig& config) {
   install_libbpf_logger();
   // Symbols first: the page family excludes the slab paths by their text ranges.
@@ -175,6 +199,7 @@ int run_trace(const TraceOptions& opts) {
   }
   auto& loader = tracer->loader;
   KernelSession session(opts, {}, std::nullopt, std::move(*output), *loader, std::move(tracer->ksyms));
+  if (!use_debug_info(opts, session.source())) return kExitUsage;
   session.pipeline().describe(cfg);
   if (!opts.quiet) {
     std::string what;

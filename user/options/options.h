@@ -82,6 +82,7 @@ struct TraceOptions : ReportSettings {
   bool stack_cache_named = false;
   FamilySet families_named{false, false, false, false};
   std::string btf_path;  // empty: the running kernel's /sys/kernel/btf/vmlinux
+  std::string vmlinux_path;  // --vmlinux: DWARF for source lines; empty: the usual places
   CiOptions ci;
   ServeOptions serve;
 };

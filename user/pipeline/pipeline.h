@@ -60,6 +60,9 @@ class KernelSource : public LiveSource {
   KernelSource(const BpfHandles& handles, Ksyms ksyms) : handles_(handles), ksyms_(std::move(ksyms)) {}
   const BpfHandles& handles() const override { return handles_; }
   Symbolizer& symbolizer() override { return ksyms_; }
+  // Source lines for the frames of every report from now on.
+  void set_debug_info(std::unique_ptr<KernelDebugInfo> debug) { ksyms_.set_debug_info(std::move(debug)); }
+  const Ksyms& kallsyms() const { return ksyms_.core(); }
   // Before a report: the modules loaded since the last look are named (a
   // failed look costs names, never the report).
   Status prepare() override;

@@ -8,11 +8,24 @@ namespace {
 // ';' separates frames and the last space starts the value: neither may
 // appear inside a frame (kernel symbols have no ';', a module name no space,
 // but a raw name is not trusted).
+std::string clean(std::string name) {
+  for (char& c : name)
+    if (c == ';' || c == '\n') c = '_';
+  return name;
+}
+
+std::string with_line(std::string name, const std::string& source) {
+  return source.empty() ? name : name + " " + source.substr(source[0] == '/' ? source.rfind('/') + 1 : 0);
+}
+
+// Root first, so a frame's inlined functions follow it, outermost first,
+// marked `_[i]` as flamegraph.pl's stackcollapse marks them.
 std::string folded_frame(const Frame& f) {
   std::string name = f.symbol.empty() ? (f.addr ? fmt::format("0x{:x}", f.addr) : std::string("?")) : f.symbol;
   if (!f.module.empty()) name += " [" + f.module + "]";
-  for (char& c : name)
-    if (c == ';' || c == '\n') c = '_';
+  name = clean(with_line(name, f.source));
+  for (auto c = f.inlined.rbegin(); c != f.inlined.rend(); ++c)
+    name += ";" + clean(with_line((c->symbol.empty() ? "?" : c->symbol) + "_[i]", c->source));
   return name;
 }
 

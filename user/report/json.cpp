@@ -22,6 +22,11 @@ json frame_json(const Frame& f) {
   j["unloaded"] = f.unloaded;
   j["unknown"] = or_null(f.unknown);
   if (!f.source.empty()) j["source"] = f.source;
+  if (!f.inlined.empty()) {
+    json calls = json::array();
+    for (const InlinedCall& c : f.inlined) calls.push_back({{"symbol", or_null(c.symbol)}, {"source", or_null(c.source)}});
+    j["inlined"] = std::move(calls);  // innermost first
+  }
   return j;
 }
 

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <zlib.h>
 
+#include <cstdlib>
 #include <map>
 #include <unordered_map>
 
@@ -30,33 +31,56 @@ class Strings {
 
 constexpr uint64_t kMappingId = 1;
 
-// One Function and one Location per distinct frame name: pprof aggregates by
-// function, and kleak's frames carry no line numbers.
+// "mm/slub.c:4321" -> {"mm/slub.c", 4321}; {"", 0} without a line.
+std::pair<std::string, int64_t> file_and_line(const std::string& source) {
+  const size_t colon = source.rfind(':');
+  if (colon == std::string::npos) return {"", 0};
+  return {source.substr(0, colon), std::strtoll(source.c_str() + colon + 1, nullptr, 10)};
+}
+
+// One Function per name and file, one Location per distinct frame: its
+// name, line and inlined functions. pprof wants a location's lines
+// innermost first, the function they were inlined into last.
 class Frames {
  public:
   Frames(pp::Profile& p, Strings& strings) : p_(p), strings_(strings) {}
   uint64_t location(const Frame& f) {
     std::string name = f.symbol.empty() ? (f.addr ? fmt::format("0x{:x}", f.addr) : std::string("?")) : f.symbol;
     if (!f.module.empty()) name += " [" + f.module + "]";
-    auto [it, fresh] = ids_.try_emplace(name, ids_.size() + 1);
+    std::string key = name + "\n" + f.source;
+    for (const InlinedCall& c : f.inlined) key += "\n" + c.symbol + "\n" + c.source;
+    auto [it, fresh] = locations_.try_emplace(key, locations_.size() + 1);
     if (fresh) {
-      pp::Function* fn = p_.add_function();
-      fn->set_id(it->second);
-      fn->set_name(strings_.id(name));
-      fn->set_system_name(strings_.id(f.symbol.empty() ? name : f.symbol));
       pp::Location* loc = p_.add_location();
       loc->set_id(it->second);
       loc->set_mapping_id(kMappingId);
       loc->set_address(f.addr);  // 0 when hidden (--hide-addresses) or unknown
-      loc->add_line()->set_function_id(it->second);
+      for (const InlinedCall& c : f.inlined) add_line(loc, c.symbol.empty() ? "?" : c.symbol, c.symbol, c.source);
+      add_line(loc, name, f.symbol.empty() ? name : f.symbol, f.source);
     }
     return it->second;
   }
 
  private:
+  void add_line(pp::Location* loc, const std::string& name, const std::string& system_name, const std::string& source) {
+    auto [file, line] = file_and_line(source);
+    auto [it, fresh] = functions_.try_emplace(name + "\n" + file, functions_.size() + 1);
+    if (fresh) {
+      pp::Function* fn = p_.add_function();
+      fn->set_id(it->second);
+      fn->set_name(strings_.id(name));
+      fn->set_system_name(strings_.id(system_name));
+      fn->set_filename(strings_.id(file));
+    }
+    pp::Line* l = loc->add_line();
+    l->set_function_id(it->second);
+    l->set_line(line);
+  }
+
   pp::Profile& p_;
   Strings& strings_;
-  std::map<std::string, uint64_t> ids_;
+  std::map<std::string, uint64_t> locations_;
+  std::map<std::string, uint64_t> functions_;
 };
 
 }  // namespace

@@ -130,6 +130,9 @@ Report build_report(const SnapshotInfo& snap, const Aggregate& agg, const Report
     s.stack_key = stack_key(frames);
     s.stack_hash = stack_hash(s.stack_key);
     if (s.stack_error.empty()) s.frames = std::move(frames);
+    // Lines only for the stacks shown: DWARF costs, names do not.
+    syms.add_source(s.call_site);
+    for (Frame& f : s.frames) syms.add_source(f);
     for (const Frame& f : s.frames)
       if (f.symbol.empty()) ++r.frames_unknown[f.unknown.empty() ? "unknown" : f.unknown];
     if (opts.hide_addresses) {

@@ -12,6 +12,14 @@ namespace {
 
 std::string bytes_text(uint64_t b) { return human_bytes(static_cast<double>(b)); }
 
+// " file.c:42" of a user-space frame (its path is absolute: the file name
+// is enough), " mm/slub.c:4321" of a kernel frame (relative to the tree:
+// kept whole, the tree has many slub.c), "" without a line.
+std::string source_text(const std::string& source) {
+  if (source.empty()) return {};
+  return " " + (source[0] == '/' ? source.substr(source.rfind('/') + 1) : source);
+}
+
 // addr 0: hidden (--hide-addresses) or unknown. A kernel frame without a
 // symbol says why: "0x... [unknown: not in kallsyms]", or in a module
 // "0x... [leaky+0x1ec: module init text, unloaded]".
@@ -26,8 +34,16 @@ std::string frame_text(const Frame& f) {
   }
   std::string text = f.module.empty() ? fmt::format("{}+0x{:x}", f.symbol, f.offset)
                                       : fmt::format("{}+0x{:x} [{}{}]", f.symbol, f.offset, f.module, gone);
-  if (!f.source.empty()) text += " " + f.source.substr(f.source.rfind('/') + 1);  // file.c:42
-  return text;
+  return text + source_text(f.source);
+}
+
+// A frame's lines: the functions inlined at its address first, innermost
+// first, as `perf report --inline` and `addr2line -i` show them.
+std::string frame_lines(const Frame& f) {
+  std::string out;
+  for (const InlinedCall& c : f.inlined)
+    out += fmt::format("    {}{} (inlined)\n", c.symbol.empty() ? "?" : c.symbol, source_text(c.source));
+  return out + fmt::format("    {}\n", frame_text(f));
 }
 
 std::string age_text(uint64_t ms) {
@@ -271,7 +287,7 @@ std::string stack_text(const Report& r, const StackReport& s) {
   if (!s.stack_error.empty()) {
     out += fmt::format("    {} (no stack: {})\n", frame_text(s.call_site), s.stack_error);
   } else {
-    for (const Frame& f : s.frames) out += fmt::format("    {}\n", frame_text(f));
+    for (const Frame& f : s.frames) out += frame_lines(f);
   }
   if (r.opts->show_allocs)
     for (const AllocLine& a : s.allocs)
