@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Judges one scripts/vmtest guest run from its serial console log.
 
-usage: check.py CONSOLE_LOG READS COMM [--summary FILE [KEY=VALUE...]]
+usage: check.py CONSOLE_LOG READS COMM [--ko LEAKY_KO] [--summary FILE [KEY=VALUE...]]
 
 Leaking case, in each of kleak's stack modes (default: exact stacks with
 the stack cache on; --stack-cache verify; --low-overhead, sampled stacks):
@@ -17,6 +17,12 @@ reused stack differed from the walk.
 CI mode (kleak --ci running the reads itself): on the leaking file it exits 1
 with READS allocations of 4096 bytes at the [leaky] stack; on the fixed file
 it exits 0.
+Late module (leaky loaded after kleak attached, unloaded before its
+report): the leak is named leaky_open [leaky, unloaded] with the exact
+count; with --ko (the leaky.ko the guest loaded, DWARF and all) every
+[leaky] frame's source line and inlined functions must match
+`addr2line -f -i` on that file, and leaky_open's line must be the
+kmalloc() of tests/kmod/leaky.c.
 Selftest: kleak selftest pairs every family; kleak selftest --loads loads
 every BPF object in every mode.
 
@@ -34,8 +40,12 @@ given, numbers as numbers) for a docs/kernels.md matrix.
 Prints one line per finding; exit status 0 when every case passes, else 1.
 """
 import json
+import os
 import re
+import subprocess
 import sys
+
+LEAKY_C = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "kmod", "leaky.c")
 
 MARK = "KLEAK-VMTEST: "
 PAGE = 4096
@@ -112,8 +122,8 @@ class Log:
 
 
 class Judge:
-    def __init__(self, log, reads, comm):
-        self.log, self.reads, self.comm = log, reads, comm
+    def __init__(self, log, reads, comm, ko=None):
+        self.log, self.reads, self.comm, self.ko = log, reads, comm, ko
         self.problems, self.out = [], []
         self.gaps = {}  # what the kernel lacks -> {reason, seen_in}, printed once
         self.shown_stderr = set()
@@ -330,8 +340,34 @@ class Judge:
         unknown = doc.get("frames_unknown") or {}
         if unknown:
             self.out.append(f"late: note: frames without a symbol: {unknown}")
+        lines = self.check_module_lines(mine, opens[0] if opens else None) if self.ko else None
         res.update(found=len(self.problems) == n0, count=s.get("count"), bytes=s.get("bytes"),
-                   named=bool(opens), unloaded=all(f.get("unloaded") is True for f in mine))
+                   named=bool(opens), unloaded=all(f.get("unloaded") is True for f in mine), lines=lines)
+
+    def check_module_lines(self, mine, open_frame):
+        """Each [leaky] frame's lines against addr2line -f -i on the .ko; the
+        open frame's own line must be leaky.c's kmalloc()."""
+        n0 = len(self.problems)
+        for f in mine:
+            if not f.get("symbol"):
+                continue
+            want = ko_addr2line(self.ko, f["symbol"], f.get("offset") or 0)
+            got = [(c.get("symbol"), c.get("source")) for c in f.get("inlined") or []]
+            got.append((f["symbol"], f.get("source")))
+            if want is None:
+                self.fail(f"late: addr2line found no {f['symbol']} in {self.ko}")
+            elif not same_lines(want, got):
+                self.fail(f"late: {frame_text(f)}: kleak says {got}, addr2line -i says {want}")
+        want_line = kmalloc_line()
+        got = open_frame.get("source") if open_frame else None
+        self.out.append(f"late: leaky_open's line {got}, inlined {[c.get('symbol') for c in (open_frame or {}).get('inlined') or []]}; "
+                        f"leaky.c's kmalloc() is line {want_line}")
+        # Relative to the directory all its units share: "leaky.c", or
+        # "kmod/leaky.c" where kbuild adds a unit from elsewhere (6.12's
+        # .module-common.c).
+        if not got or not (got == f"leaky.c:{want_line}" or got.endswith(f"/leaky.c:{want_line}")):
+            self.fail(f"late: leaky_open's source is {got}, expected leaky.c:{want_line} (its kmalloc())")
+        return {"source": got, "match": len(self.problems) == n0}
 
     def check_fixed(self, name, mode, doc):
         c = doc.get("counters", {})
@@ -508,6 +544,45 @@ def frame_text(f):
     return s + (f" [{f['module']}{', unloaded' if f.get('unloaded') else ''}]" if f.get("module") else "")
 
 
+def kmalloc_line():
+    """The line of leaky_open's kmalloc() in tests/kmod/leaky.c."""
+    with open(LEAKY_C) as f:
+        for n, line in enumerate(f, 1):
+            if "buf = kmalloc(PAGE_SIZE" in line:
+                return n
+    return None
+
+
+def ko_addr2line(ko, symbol, offset):
+    """addr2line -f -i in the .ko for the return address SYMBOL+OFFSET (its
+    call: the byte before), as (function, file:line) pairs, innermost first."""
+    table = subprocess.run(["objdump", "-t", ko], capture_output=True, text=True).stdout
+    for row in table.splitlines():
+        parts = row.split()
+        # value, flags..., section, size, name
+        if len(parts) >= 5 and parts[-1] == symbol and "F" in parts[1:-3]:
+            value, section = int(parts[0], 16), parts[-3]
+            break
+    else:
+        return None
+    out = subprocess.run(["addr2line", "-f", "-i", "-j", section, "-e", ko, hex(value + offset - 1)],
+                         capture_output=True, text=True).stdout.splitlines()
+    return [(out[i], out[i + 1].split(" (discriminator")[0]) for i in range(0, len(out) - 1, 2)]
+
+
+def same_lines(want, got):
+    """addr2line's full paths end with kleak's tree-relative ones; the last
+    function is the frame's own (kallsyms' name, addr2line's DWARF name)."""
+    if len(want) != len(got):
+        return False
+    for i, ((wf, wl), (gf, gl)) in enumerate(zip(want, got)):
+        if not gl or not (wl == gl or wl.endswith("/" + gl)):
+            return False
+        if i < len(want) - 1 and wf != gf:
+            return False
+    return True
+
+
 def meta_value(v):
     try:
         return float(v) if "." in v else int(v)
@@ -526,12 +601,20 @@ def main():
         summary_file = args[at + 1]
         meta = dict(a.split("=", 1) for a in args[at + 2:] if "=" in a)
         args = args[:at]
+    ko = None
+    if "--ko" in args:
+        at = args.index("--ko")
+        if at + 1 >= len(args):
+            print(__doc__.strip().splitlines()[2], file=sys.stderr)
+            return 2
+        ko = args[at + 1]
+        del args[at:at + 2]
     if len(args) != 3:
         print(__doc__.strip().splitlines()[2], file=sys.stderr)
         return 2
     with open(args[0], errors="replace") as f:
         log = Log(f.read())
-    judge = Judge(log, int(args[1]), args[2])
+    judge = Judge(log, int(args[1]), args[2], ko)
     summary = judge.run()
     for line in judge.out:
         print(line)

@@ -82,13 +82,18 @@ def render(docs):
     out.append("The module loaded after kleak attached, read 100 times and unloaded before the final report "
                "(the `late` case):")
     out.append("")
-    out.append("| kernel | leak named | frames marked unloaded |")
-    out.append("|---|---|---|")
+    out.append("| kernel | leak named | frames marked unloaded | leaky_open's line (from leaky.ko's DWARF) | "
+               "[leaky] frames = `addr2line -i` |")
+    out.append("|---|---|---|---|---|")
     for d in docs:
         late = d.get("late_module") or {}
         named = (f"{late['count']} × {late['bytes'] // max(late['count'], 1)} B at `leaky_open [leaky, unloaded]`"
                  if late.get("found") else "**no**" if late else "not run")
-        out.append(f"| {cell(d.get('kernel'))} | {cell(named)} | {'yes' if late.get('unloaded') else 'no'} |")
+        lines = late.get("lines") or {}
+        line = f"`{lines['source']}`" if lines.get("source") else "none" if lines else "not checked"
+        match = ("yes" if lines.get("match") else "**no**") if lines else "not checked"
+        out.append(f"| {cell(d.get('kernel'))} | {cell(named)} | {'yes' if late.get('unloaded') else 'no'} | "
+                   f"{line} | {match} |")
     out.append("")
     out.append("Gaps, each confirmed by the guest itself (its tracefs, or a helper probe of `selftest --loads`):")
     out.append("")
