@@ -9,7 +9,9 @@
    exits 0 on unknown keys and bad values, but prints them). The units name
    /usr/local/sbin/kleak, which a build tree does not have: they are
    verified from a copy that names KLEAK_BIN instead, nothing else changed.
-3. Every kleak command line in the recipes is accepted by kleak's real
+3. `promtool check config` accepts the Prometheus configuration, and the
+   Parca one scrapes kleak serve's profile path.
+4. Every kleak command line in the recipes is accepted by kleak's real
    parser: each runs as the unprivileged user nobody, so kleak parses and
    validates the whole command line (a bad flag or value: status 2, "see
    kleak --help") and then stops at its first runtime check (status 1:
@@ -109,6 +111,18 @@ def main():
             out = (r.stdout + r.stderr).strip()
             check(r.returncode == 0 and not out, f"systemd-analyze verify {len(units)} units"
                   + (f": {out}" if out else ""))
+
+    promtool = shutil.which("promtool")
+    check(promtool is not None, "promtool is installed (package prometheus)")
+    for cfg in sorted(deploy.glob("prometheus/*.yml")):
+        if promtool:
+            r = subprocess.run([promtool, "check", "config", str(cfg)], capture_output=True, text=True, timeout=60)
+            check(r.returncode == 0, f"promtool check config {cfg.name}" + ("" if r.returncode == 0 else
+                                                                             f": {(r.stdout + r.stderr).strip()}"))
+    parca = [d for p in deploy.glob("parca/*.yaml") for d in yaml.safe_load_all(p.read_text())]
+    check(any(c.get("profiling_config", {}).get("pprof_config", {}).get("kernel_leaks", {}).get("path")
+              == "/debug/pprof/kleak" for d in parca for c in d.get("scrape_configs", [])),
+          "parca.yaml scrapes /debug/pprof/kleak")
 
     check(len(argvs) >= 7, f"{len(argvs)} kleak command lines found in the recipes")
     for name, argv in argvs:

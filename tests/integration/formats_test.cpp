@@ -386,5 +386,55 @@ TEST_F(Serve, PrometheusScrapesTheHeldBytes) {
   EXPECT_TRUE(wait_for([] { return loaded_kleak_programs().empty(); }, std::chrono::seconds(3)));
 }
 
+// A profile store's scrape: the real `go tool pprof` fetches the live set
+// from `kleak serve` over loopback and finds the held messages at
+// load_msg, to the byte and to the object.
+TEST_F(Serve, GoToolPprofFetchesTheLiveSetOverHttp) {
+  KLEAK_REQUIRE_TOOL("go");
+  TempDir dir;
+  MsgHold holder(kHeld);
+  ASSERT_TRUE(holder.ready());
+  Child kleak({kKleak, "serve", "--listen", "127.0.0.1:0", "-o", "0", "-p", std::to_string(holder.pid()), "--cache",
+               message_cache()},
+              Child::Options{true, false});
+  std::string seen, port;
+  for (int i = 0; i < 5 && port.empty(); ++i) {
+    auto line = kleak.read_err_line();
+    if (!line) break;
+    seen += *line + "\n";
+    std::smatch m;
+    if (std::regex_search(*line, m, std::regex("http://127\\.0\\.0\\.1:([0-9]+)/metrics"))) port = m[1].str();
+  }
+  ASSERT_FALSE(port.empty()) << "no banner from kleak serve: " << seen;
+  ASSERT_TRUE(holder.send());
+  const std::string url = "http://127.0.0.1:" + port + "/debug/pprof/kleak";
+  for (const auto& [index, want] : {std::pair<std::string, uint64_t>{"inuse_space", kHeldBytes},
+                                    std::pair<std::string, uint64_t>{"inuse_objects", kHeld}}) {
+    // pprof keeps a copy of what it fetched under PPROF_TMPDIR.
+    const std::string cmd = "PPROF_TMPDIR='" + dir.path.string() + "' " + tool_path("go") +
+                            " tool pprof -top -unit=B -sample_index=" + index + " " + url;
+    std::smatch m;
+    std::string out;
+    // The holder's messages are all held once its reply came; a scrape
+    // before that may see fewer: the next one sees them all.
+    bool held = wait_for(
+        [&] {
+          auto r = run({"/bin/sh", "-c", cmd});
+          out = r.out + r.err;
+          return r.status == 0 &&
+                 std::regex_search(r.out, m, std::regex("\\s([0-9]+)B\\s+[0-9.]+%\\s+load_msg\\n")) &&
+                 std::stoull(m[1].str()) == want;
+        },
+        std::chrono::seconds(20));
+    EXPECT_TRUE(held) << out;
+    EXPECT_NE(out.find("File: [kernel.kallsyms]"), std::string::npos) << out;
+  }
+  auto [status, body] = http_get(static_cast<uint16_t>(std::stoi(port)), "/");
+  EXPECT_EQ(status, 200);
+  EXPECT_NE(body.find("/debug/pprof/kleak"), std::string::npos) << body;
+  kleak.kill(SIGINT);
+  EXPECT_EQ(kleak.wait(std::chrono::seconds(10)), 0) << kleak.read_stderr(std::chrono::seconds(1));
+}
+
 }  // namespace
 }  // namespace kleak::test

@@ -6,6 +6,7 @@
 
 #include <cstring>
 
+#include "report/pprof.h"
 #include "report/prometheus.h"
 #include "util/http_server.h"
 #include "util/log.h"
@@ -24,7 +25,11 @@ constexpr double kServeReclaimSettleS = 10;
 // How often serve looks for modules loaded since (KernelSource::poll_modules).
 constexpr uint64_t kModulePollNs = 1000000000;
 
-constexpr const char* kIndex = "kleak serve: Prometheus metrics of outstanding kernel allocations at /metrics\n";
+constexpr const char* kIndex =
+    "kleak serve: outstanding kernel allocations\n"
+    "  /metrics             Prometheus metrics\n"
+    "  /debug/pprof/kleak   the live set as a pprof profile (go tool pprof, Parca, Pyroscope)\n";
+constexpr const char* kProfilePath = "/debug/pprof/kleak";
 
 // Answers scrapes until a stop signal or --duration; with --reclaim,
 // proves by reclaim between them. The exit status.
@@ -41,13 +46,21 @@ int serve_until_stopped(HttpServer& server, const sigset_t& stop_set, Pipeline& 
   auto handler = [&](const HttpRequest& req) -> HttpResponse {
     std::string path = req.target.substr(0, req.target.find('?'));
     if (path == "/") return {200, "text/plain; charset=utf-8", kIndex};
-    if (path != "/metrics") return {404, "text/plain; charset=utf-8", "not found: try /metrics\n"};
+    if (path != "/metrics" && path != kProfilePath)
+      return {404, "text/plain; charset=utf-8", fmt::format("not found: try /metrics or {}\n", kProfilePath)};
+    // Either one is a report of the live set now: what a profile store
+    // scrapes, at its own pace (a `seconds` parameter is not waited for).
     auto r = pipeline.next(false);
     if (!r) {
       log_error("scrape: {}", r.error().message);
       return {500, "text/plain; charset=utf-8", r.error().message + "\n"};
     }
     ++scrapes;
+    if (path == kProfilePath) {
+      auto profile = render_pprof(*r);
+      if (!profile) return {500, "text/plain; charset=utf-8", profile.error().message + "\n"};
+      return {200, "application/octet-stream", std::move(*profile)};
+    }
     return {200, "text/plain; version=0.0.4; charset=utf-8", render_prometheus(*r)};
   };
   const uint64_t deadline =
@@ -120,6 +133,7 @@ int run_serve(const TraceOptions& opts) {
     return kExitFailure;
   }
   KernelSource source(*tracer->loader, std::move(tracer->ksyms));
+  if (!use_debug_info(opts, source)) return kExitUsage;  // lines in /debug/pprof/kleak
   Pipeline pipeline(opts, source);
   pipeline.describe(*config);
   const std::string url = addr->ipv6 ? fmt::format("http://[{}]:{}/metrics", addr->host, server->port())

@@ -163,8 +163,7 @@ void add_report_options(CLI::App& app, TraceOptions& o, OptionStrings& s, bool w
   app.add_flag("-q,--quiet", o.quiet, "No banner on stderr");
   app.add_flag("--hide-addresses", o.hide_addresses,
                "No raw kernel addresses in reports, only symbol+offset: safe to share (excludes -a and --peek)");
-  if (with_format)  // reports that show frames (serve's metrics do not)
-    app.add_option("--vmlinux", o.vmlinux_path,
+  app.add_option("--vmlinux", o.vmlinux_path,
                  "The running kernel's vmlinux with DWARF, for source lines of kernel frames (default: "
                  "/usr/lib/debug/boot/vmlinux-$(uname -r) and the usual places, if there; modules: their .ko "
                  "under /usr/lib/debug/lib/modules or /lib/modules)");
