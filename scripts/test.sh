@@ -9,7 +9,9 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 build=${KLEAK_BUILD_DIR:-$here/build}
 "$here/scripts/install-deps.sh"
-KLEAK_BUILD_DIR=$build "$here/scripts/build.sh" -DKLEAK_WERROR=ON
+# -DKLEAK_TESTS=ON: a build dir the quick start (scripts/kleak.sh) configured
+# has them off.
+KLEAK_BUILD_DIR=$build "$here/scripts/build.sh" -DKLEAK_WERROR=ON -DKLEAK_TESTS=ON
 cd "$build"
 # The load tier first: seconds, and a kernel that refuses one of kleak's
 # programs shows here as the cases naming it, before the tests that trace.
