@@ -103,6 +103,11 @@ TEST(Verdict, KnownKernelCaches) {
                                 "do_vmi_align_munmap"})),
             "kfree_rcu sheaf");
   EXPECT_EQ(known_cache(frames({"__kmalloc_noprof", "kmem_cache_prefill_sheaf", "mas_preallocate"})), "slab sheaf");
+  // The free path's sheaf swap (vmtest sid, ci-fixed, 7.2.13).
+  EXPECT_EQ(known_cache(frames({"__kmalloc_flags_noprof", "__pcs_replace_full_main", "kfree", "free_pipe_info",
+                                "pipe_release", "__fput"})),
+            "slab sheaf");
+  EXPECT_EQ(known_cache(frames({"__kmalloc_noprof", "pipe_write", "__pcs_replace_full_main"})), "");
   // ... but only as the allocator's direct caller: deeper, the function is
   // not the one allocating.
   EXPECT_EQ(known_cache(frames({"__kmalloc_noprof", "some_callee", "__kfree_rcu_sheaf"})), "");

@@ -84,6 +84,15 @@ const std::vector<KnownCache>& known_caches() {
       // __kmalloc_flags_noprof <- __kfree_rcu_sheaf <- kvfree_call_rcu).
       {"kfree_rcu sheaf", {"__kfree_rcu_sheaf"}, true},
       {"slab sheaf", {"kmem_cache_prefill_sheaf"}, true},
+      // A free that finds its CPU's main sheaf full swaps in an empty one,
+      // allocated when the barn has none, and kept per CPU: seen on 7.2 as
+      // __kmalloc_flags_noprof <- __pcs_replace_full_main <- kfree <-
+      // free_pipe_info. An allocation that finds it empty swaps in a full
+      // one the same way.
+      {"slab sheaf", {"__pcs_replace_full_main", "alloc_empty_sheaf"}},
+      {"slab sheaf", {"__pcs_replace_full_main"}, true},
+      {"slab sheaf", {"__pcs_replace_empty_main", "alloc_empty_sheaf"}},
+      {"slab sheaf", {"__pcs_replace_empty_main"}, true},
   };
   return kCaches;
 }
