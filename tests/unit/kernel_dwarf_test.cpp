@@ -262,5 +262,33 @@ TEST_F(FakeRoot, AnUnloadedModulesFramesGetTheLinesOfTheBuildThatWasLoaded) {
   EXPECT_TRUE(core.source.empty());
 }
 
+// kallsyms lists a module from its COMING state on, before sysfs has its
+// notes: a module named then gets its build ID at a later look while it
+// is still loaded.
+TEST_F(FakeRoot, ABuildIdNotYetInSysfsIsReadAtALaterLook) {
+  copy(kModule, "lib/modules/9.9.9-test/extra/dwarfy_mod.ko");
+  auto d = KernelDebugInfo::open(config(), 0);
+  ASSERT_TRUE(d.ok());
+  const uint64_t base = 0xffffffffc0200000;
+  const std::string kallsyms = fmt::format("{:x} t outer_alloc\t[dwarfy_mod]\n", base);
+  KernelSymbols ks(Ksyms::parse("ffffffff81000000 T _stext\n"), [&]() -> Result<Ksyms> { return Ksyms::parse(kallsyms); });
+  ks.set_debug_info(std::move(*d));
+  ModuleRecord rec;
+  rec.name = "dwarfy_mod";
+  rec.text_base = base;
+  rec.text_size = 0x1000;
+  rec.load_ns = 5;
+  ASSERT_EQ(ks.update({rec}), 1u);  // named; sysfs has no notes yet
+  put("sys/module/dwarfy_mod/notes/.note.gnu.build-id", note(module_id_));
+  ks.update({rec});  // the next look: still loaded, its notes are there now
+  rec.free_ns = 9;
+  ks.update({rec});
+  std::filesystem::remove_all(root_ + "sys/module/dwarfy_mod");
+  Frame f = ks.frame(base + 0x1d, 0);
+  ks.add_source(f);
+  EXPECT_FALSE(f.source.empty());
+  EXPECT_TRUE(f.unloaded);
+}
+
 }  // namespace
 }  // namespace kleak

@@ -1,5 +1,7 @@
 #include "symbols/kernel_dwarf.h"
 
+#include "util/log.h"
+
 #include <fmt/format.h>
 
 #include <cstring>
@@ -345,7 +347,10 @@ void KernelDebugInfo::index_module_dirs() {
 
 DwarfFile* KernelDebugInfo::module_file(const std::string& module, const std::string& build_id) {
   // Without the loaded module's build ID no file can be shown to be its.
-  if (build_id.empty()) return nullptr;
+  if (build_id.empty()) {
+    if (no_id_.insert(module).second) log_info("source lines: module {}: its build ID was never read", module);
+    return nullptr;
+  }
   auto known = module_files_.find(build_id);
   if (known != module_files_.end()) return known->second.get();
   if (!indexed_) index_module_dirs();
@@ -355,6 +360,11 @@ DwarfFile* KernelDebugInfo::module_file(const std::string& module, const std::st
     auto f = DwarfFile::open(it->second);
     if (f && (*f)->build_id() == build_id) found = std::move(*f);
   }
+  if (found)
+    log_info("source lines: module {} from {}", module, found->path());
+  else
+    log_info("source lines: module {}: no .ko with DWARF and build ID {} among {} named so", module, build_id,
+             std::distance(from, to));
   DwarfFile* p = found.get();
   module_files_.emplace(build_id, std::move(found));  // a miss is kept too: looked for once
   return p;

@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -116,6 +117,7 @@ class KernelDebugInfo {
   bool indexed_ = false;
   std::multimap<std::string, std::string> module_paths_;  // name ('_' for '-') -> .ko path
   std::map<std::string, std::unique_ptr<DwarfFile>> module_files_;  // by build ID
+  std::set<std::string> no_id_;  // modules said to have no build ID
   std::vector<std::string> notes_;
 };
 

@@ -18,6 +18,10 @@ size_t KernelSymbols::update(const std::vector<ModuleRecord>& records) {
     auto [it, added] = images_.try_emplace(r.load_ns, Image{r, {}, false, 0, {}});
     Image& img = it->second;
     img.rec.free_ns = r.free_ns;
+    // Named before sysfs had its notes (kallsyms lists a module from its
+    // COMING state on): read again while it is loaded.
+    if (debug_ && img.named && img.build_id.empty() && img.rec.loaded())
+      img.build_id = debug_->module_build_id(img.rec.name);
     if (!img.named && img.rec.loaded() && img.reads < kMaxReads) to_name.push_back(&img);
   }
   // Hidden addresses (kptr_restrict): kallsyms would name nothing.
