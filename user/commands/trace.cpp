@@ -137,10 +137,12 @@ Result<LoaderConfig> loader_config(const TraceOptions& opts) {
 Result<std::unique_ptr<KernelDebugInfo>> open_debug_info(const TraceOptions& opts, const Ksyms& ksyms) {
   struct utsname u {};
   uname(&u);
-  uint64_t stext = 0;
+  // kallsyms keeps one name an address has: _stext or _text (x86, same).
+  std::vector<std::pair<std::string, uint64_t>> anchors;
   if (!ksyms.addresses_hidden())
-    if (auto r = ksyms.function_range("_stext")) stext = r->first;
-  auto debug = KernelDebugInfo::open({opts.vmlinux_path, u.release}, stext);
+    for (const char* name : {"_stext", "_text", "startup_64"})
+      if (auto r = ksyms.function_range(name)) anchors.emplace_back(name, r->first);
+  auto debug = KernelDebugInfo::open({opts.vmlinux_path, u.release}, anchors);
   if (!debug) return debug.error();
   for (const std::string& note : (*debug)->notes()) log_info("source lines: {}", note);
   return debug;

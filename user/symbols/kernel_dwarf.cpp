@@ -260,7 +260,19 @@ SourceInfo DwarfFile::compute(uint64_t) const { return {}; }
 
 #endif
 
-Result<std::unique_ptr<KernelDebugInfo>> KernelDebugInfo::open(const KernelDebugConfig& config, uint64_t stext) {
+namespace {
+
+// runtime - file address of the first anchor the file has.
+std::optional<int64_t> kaslr_bias(DwarfFile& f, const std::vector<std::pair<std::string, uint64_t>>& anchors) {
+  for (const auto& [name, runtime] : anchors)
+    if (auto at = f.function_address(name)) return static_cast<int64_t>(runtime - *at);
+  return std::nullopt;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<KernelDebugInfo>> KernelDebugInfo::open(
+    const KernelDebugConfig& config, const std::vector<std::pair<std::string, uint64_t>>& anchors) {
   std::unique_ptr<KernelDebugInfo> d(new KernelDebugInfo());
   d->config_ = config;
   const std::string& r = config.release;
@@ -285,12 +297,12 @@ Result<std::unique_ptr<KernelDebugInfo>> KernelDebugInfo::open(const KernelDebug
     else if (!running.empty() && (*f)->build_id() != running)
       why = fmt::format("{}: build ID {} is not the running kernel's ({})", path,
                         (*f)->build_id().empty() ? "(none)" : (*f)->build_id(), running);
-    else if (stext == 0)
-      why = path + ": kallsyms hides addresses (kptr_restrict): no KASLR offset, no core kernel lines";
-    else if (auto file_stext = (*f)->function_address("_stext"); !file_stext)
-      why = path + ": no _stext symbol";
+    else if (anchors.empty())
+      why = path + ": kallsyms names no _stext or _text (addresses hidden by kptr_restrict?): no KASLR offset";
+    else if (auto bias = kaslr_bias(**f, anchors); !bias)
+      why = path + ": has none of kallsyms' " + anchors.front().first + " and the like";
     else {
-      d->bias_ = static_cast<int64_t>(stext - *file_stext);
+      d->bias_ = *bias;
       d->vmlinux_ = std::move(*f);
       d->notes_.push_back(fmt::format("core kernel lines from {}{}", path,
                                       running.empty() ? " (unchecked: no /sys/kernel/notes)" : ""));

@@ -84,11 +84,14 @@ struct KernelDebugConfig {
 // checked against the build ID the module had while loaded.
 class KernelDebugInfo {
  public:
-  // `stext`: the runtime address of _stext (kallsyms), which gives the KASLR
-  // offset. A --vmlinux that is not there, has no DWARF or is another
-  // build's is an error; a vmlinux found in the usual places is skipped
-  // with a note if it does not match.
-  static Result<std::unique_ptr<KernelDebugInfo>> open(const KernelDebugConfig& config, uint64_t stext);
+  // `anchors`: kernel text symbols with their runtime address (kallsyms),
+  // the first the file also has giving the KASLR offset (_stext, or _text:
+  // kallsyms keeps one name an address has). None (kptr_restrict): no
+  // core kernel lines. A --vmlinux that is not there, has no DWARF or is
+  // another build's is an error; a vmlinux found in the usual places is
+  // skipped with a note if it does not match.
+  static Result<std::unique_ptr<KernelDebugInfo>> open(const KernelDebugConfig& config,
+                                                       const std::vector<std::pair<std::string, uint64_t>>& anchors);
 
   // A core-kernel return address.
   SourceInfo core(uint64_t ret_addr);
