@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Judges one scripts/vmtest guest run from its serial console log.
 
-usage: check.py CONSOLE_LOG READS COMM [--ko LEAKY_KO] [--summary FILE [KEY=VALUE...]]
+usage: check.py CONSOLE_LOG READS COMM [--ko LEAKY_KO] [--vmlinux FILE] [--summary FILE [KEY=VALUE...]]
 
 Leaking case, in each of kleak's stack modes (default: exact stacks with
 the stack cache on; --stack-cache verify; --low-overhead, sampled stacks):
@@ -22,7 +22,10 @@ report): the leak is named leaky_open [leaky, unloaded] with the exact
 count; with --ko (the leaky.ko the guest loaded, DWARF and all) every
 [leaky] frame's source line and inlined functions must match
 `addr2line -f -i` on that file, and leaky_open's line must be the
-kmalloc() of tests/kmod/leaky.c.
+kmalloc() of tests/kmod/leaky.c. With --vmlinux (the DWARF of the guest's
+kernel, which the guest had at /usr/lib/debug/boot/ for that case), the
+core kernel's frames of that stack must have lines too, each matching
+`addr2line -f -i` on that file.
 Selftest: kleak selftest pairs every family; kleak selftest --loads loads
 every BPF object in every mode.
 
@@ -122,8 +125,8 @@ class Log:
 
 
 class Judge:
-    def __init__(self, log, reads, comm, ko=None):
-        self.log, self.reads, self.comm, self.ko = log, reads, comm, ko
+    def __init__(self, log, reads, comm, ko=None, vmlinux=None):
+        self.log, self.reads, self.comm, self.ko, self.vmlinux = log, reads, comm, ko, vmlinux
         self.problems, self.out = [], []
         self.gaps = {}  # what the kernel lacks -> {reason, seen_in}, printed once
         self.shown_stderr = set()
@@ -341,8 +344,43 @@ class Judge:
         if unknown:
             self.out.append(f"late: note: frames without a symbol: {unknown}")
         lines = self.check_module_lines(mine, opens[0] if opens else None) if self.ko else None
+        core = self.check_core_lines([f for f in frames if not f.get("module")]) if self.vmlinux else None
         res.update(found=len(self.problems) == n0, count=s.get("count"), bytes=s.get("bytes"),
-                   named=bool(opens), unloaded=all(f.get("unloaded") is True for f in mine), lines=lines)
+                   named=bool(opens), unloaded=all(f.get("unloaded") is True for f in mine), lines=lines,
+                   core_lines=core)
+
+    def check_core_lines(self, core):
+        """The core kernel's frames of the leak's stack against addr2line -f
+        -i on the vmlinux the guest had: by symbol+offset (the guest's
+        KASLR offset is its own), names the vmlinux has once."""
+        syms = {}
+        for row in subprocess.run(["nm", self.vmlinux], capture_output=True, text=True).stdout.splitlines():
+            parts = row.split()
+            if len(parts) == 3 and parts[1] in "tT":
+                syms.setdefault(parts[2], []).append(int(parts[0], 16))
+        checked = agreed = with_line = 0
+        for f in core:
+            if f.get("source"):
+                with_line += 1
+            at = syms.get(f.get("symbol") or "")
+            if not at or len(at) != 1:
+                continue
+            out = subprocess.run(["addr2line", "-f", "-i", "-e", self.vmlinux, hex(at[0] + (f.get("offset") or 0) - 1)],
+                                 capture_output=True, text=True).stdout.splitlines()
+            want = [(out[i], out[i + 1].split(" (discriminator")[0]) for i in range(0, len(out) - 1, 2)]
+            got = [(c.get("symbol"), c.get("source")) for c in f.get("inlined") or []]
+            got.append((f["symbol"], f.get("source")))
+            checked += 1
+            if same_lines(want, got):
+                agreed += 1
+            else:
+                self.fail(f"late: {frame_text(f)}: kleak says {got}, addr2line -i says {want}")
+        self.out.append(f"late: core kernel lines: {with_line} of {len(core)} frames have one; {agreed} of {checked} "
+                        "checked agree with addr2line -i; e.g. "
+                        + "; ".join(f"{frame_text(f)} {f.get('source')}" for f in core[:3]))
+        if checked < 3 or with_line < len(core) - 1:
+            self.fail(f"late: only {with_line} of {len(core)} core frames have a line, {checked} checked")
+        return {"frames": len(core), "with_line": with_line, "checked": checked, "agreed": agreed}
 
     def check_module_lines(self, mine, open_frame):
         """Each [leaky] frame's lines against addr2line -f -i on the .ko; the
@@ -609,12 +647,20 @@ def main():
             return 2
         ko = args[at + 1]
         del args[at:at + 2]
+    vmlinux = None
+    if "--vmlinux" in args:
+        at = args.index("--vmlinux")
+        if at + 1 >= len(args):
+            print(__doc__.strip().splitlines()[2], file=sys.stderr)
+            return 2
+        vmlinux = args[at + 1]
+        del args[at:at + 2]
     if len(args) != 3:
         print(__doc__.strip().splitlines()[2], file=sys.stderr)
         return 2
     with open(args[0], errors="replace") as f:
         log = Log(f.read())
-    judge = Judge(log, int(args[1]), args[2], ko)
+    judge = Judge(log, int(args[1]), args[2], ko, vmlinux)
     summary = judge.run()
     for line in judge.out:
         print(line)

@@ -18,6 +18,12 @@ FAMILY_PART = {"kmem_cache": "kmem_cache", "page": "page", "percpu": "percpu", "
 MODES = [("default", "default (stack cache on)"), ("verify", "--stack-cache verify"), ("low_overhead", "--low-overhead")]
 
 
+def core_cell(c):
+    if not c:
+        return "not checked"
+    return f"{c['with_line']} of {c['frames']}, {c['agreed']} of {c['checked']} checked agree"
+
+
 def cell(s):
     return str(s).replace("|", "\\|").replace("\n", " ")
 
@@ -83,8 +89,8 @@ def render(docs):
                "(the `late` case):")
     out.append("")
     out.append("| kernel | leak named | frames marked unloaded | leaky_open's line (from leaky.ko's DWARF) | "
-               "[leaky] frames = `addr2line -i` |")
-    out.append("|---|---|---|---|---|")
+               "[leaky] frames = `addr2line -i` | core frames with a line, = `addr2line -i` (vmlinux from -dbg) |")
+    out.append("|---|---|---|---|---|---|")
     for d in docs:
         late = d.get("late_module") or {}
         named = (f"{late['count']} × {late['bytes'] // max(late['count'], 1)} B at `leaky_open [leaky, unloaded]`"
@@ -93,7 +99,7 @@ def render(docs):
         line = f"`{lines['source']}`" if lines.get("source") else "none" if lines else "not checked"
         match = ("yes" if lines.get("match") else "**no**") if lines else "not checked"
         out.append(f"| {cell(d.get('kernel'))} | {cell(named)} | {'yes' if late.get('unloaded') else 'no'} | "
-                   f"{line} | {match} |")
+                   f"{line} | {match} | {core_cell(late.get('core_lines'))} |")
     out.append("")
     out.append("Gaps, each confirmed by the guest itself (its tracefs, or a helper probe of `selftest --loads`):")
     out.append("")
