@@ -276,6 +276,21 @@ std::pair<int, std::string> http_get(uint16_t port, const std::string& path) {
   return {status, body == std::string::npos ? "" : resp.substr(body + 4)};
 }
 
+// The port kleak serve's banner names (it listens on port 0): warnings
+// (about --cache) may come first. 0 when no banner came; `seen` gets the
+// lines read.
+uint16_t served_port(Child& kleak, std::string* seen) {
+  for (int i = 0; i < 5; ++i) {
+    auto line = kleak.read_err_line();
+    if (!line) break;
+    *seen += *line + "\n";
+    std::smatch m;
+    if (std::regex_search(*line, m, std::regex("http://127\\.0\\.0\\.1:([0-9]+)/metrics")))
+      return static_cast<uint16_t>(std::stoi(m[1].str()));
+  }
+  return 0;
+}
+
 // serve --reclaim proves by reclaim between scrapes, every --reclaim-every
 // seconds, and serves what the last one freed: a cold walk's dentries and
 // inodes, made after kleak attached.
@@ -283,14 +298,10 @@ TEST_F(Serve, ReclaimEveryServesWhatTheLastReclaimFreed) {
   ASSERT_EQ(run({"/bin/sh", "-c", "sync; echo 2 > /proc/sys/vm/drop_caches"}).status, 0);
   Child kleak({kKleak, "serve", "--listen", "127.0.0.1:0", "--reclaim", "--reclaim-every", "3", "-o", "0"},
               Child::Options{true, false});
-  std::string port;
-  if (auto line = kleak.read_err_line()) {
-    std::smatch m;
-    if (std::regex_search(*line, m, std::regex("http://127\\.0\\.0\\.1:([0-9]+)/metrics"))) port = m[1].str();
-  }
-  ASSERT_FALSE(port.empty()) << "no banner from kleak serve";
+  std::string seen;
+  const uint16_t kleak_port = served_port(kleak, &seen);
+  ASSERT_NE(kleak_port, 0) << "no banner from kleak serve: " << seen;
   ASSERT_EQ(run({"/bin/sh", "-c", "find /usr/share/doc /usr/include -name 'c*' > /dev/null"}).status, 0);
-  const uint16_t kleak_port = static_cast<uint16_t>(std::stoi(port));
   auto freed = [&]() -> std::optional<double> {
     auto [status, body] = http_get(kleak_port, "/metrics");
     std::smatch m;
@@ -330,17 +341,9 @@ TEST_F(Serve, PrometheusScrapesTheHeldBytes) {
   Child kleak({kKleak, "serve", "--listen", "127.0.0.1:0", "-o", "0", "-p", std::to_string(holder.pid()), "--cache",
                message_cache()},
               Child::Options{true, false});
-  // The banner names the port; warnings (about --cache) may come first.
-  std::string seen, port;
-  for (int i = 0; i < 5 && port.empty(); ++i) {
-    auto line = kleak.read_err_line();
-    if (!line) break;
-    seen += *line + "\n";
-    std::smatch m;
-    if (std::regex_search(*line, m, std::regex("http://127\\.0\\.0\\.1:([0-9]+)/metrics"))) port = m[1].str();
-  }
-  ASSERT_FALSE(port.empty()) << "no banner from kleak serve: " << seen;
-  const uint16_t kleak_port = static_cast<uint16_t>(std::stoi(port));
+  std::string seen;
+  const uint16_t kleak_port = served_port(kleak, &seen);
+  ASSERT_NE(kleak_port, 0) << "no banner from kleak serve: " << seen;
 
   const uint16_t prom_port = free_port();
   std::ofstream(dir.path / "prometheus.yml")
@@ -397,17 +400,11 @@ TEST_F(Serve, GoToolPprofFetchesTheLiveSetOverHttp) {
   Child kleak({kKleak, "serve", "--listen", "127.0.0.1:0", "-o", "0", "-p", std::to_string(holder.pid()), "--cache",
                message_cache()},
               Child::Options{true, false});
-  std::string seen, port;
-  for (int i = 0; i < 5 && port.empty(); ++i) {
-    auto line = kleak.read_err_line();
-    if (!line) break;
-    seen += *line + "\n";
-    std::smatch m;
-    if (std::regex_search(*line, m, std::regex("http://127\\.0\\.0\\.1:([0-9]+)/metrics"))) port = m[1].str();
-  }
-  ASSERT_FALSE(port.empty()) << "no banner from kleak serve: " << seen;
+  std::string seen;
+  const uint16_t port = served_port(kleak, &seen);
+  ASSERT_NE(port, 0) << "no banner from kleak serve: " << seen;
   ASSERT_TRUE(holder.send());
-  const std::string url = "http://127.0.0.1:" + port + "/debug/pprof/kleak";
+  const std::string url = "http://127.0.0.1:" + std::to_string(port) + "/debug/pprof/kleak";
   for (const auto& [index, want] : {std::pair<std::string, uint64_t>{"inuse_space", kHeldBytes},
                                     std::pair<std::string, uint64_t>{"inuse_objects", kHeld}}) {
     // pprof keeps a copy of what it fetched under PPROF_TMPDIR.
@@ -429,7 +426,7 @@ TEST_F(Serve, GoToolPprofFetchesTheLiveSetOverHttp) {
     EXPECT_TRUE(held) << out;
     EXPECT_NE(out.find("File: [kernel.kallsyms]"), std::string::npos) << out;
   }
-  auto [status, body] = http_get(static_cast<uint16_t>(std::stoi(port)), "/");
+  auto [status, body] = http_get(port, "/");
   EXPECT_EQ(status, 200);
   EXPECT_NE(body.find("/debug/pprof/kleak"), std::string::npos) << body;
   kleak.kill(SIGINT);

@@ -177,6 +177,25 @@ class FakeRoot : public ::testing::Test {
     return n;
   }
   KernelDebugConfig config() const { return {"", "9.9.9-test", root_}; }
+  // A kernel whose kallsyms lists dwarfy_mod's functions at `base` once it
+  // is loaded, with source lines from this root.
+  KernelSymbols symbols_with(uint64_t base) {
+    kallsyms_ = fmt::format("{:x} t outer_alloc\t[dwarfy_mod]\n{:x} t plain_alloc\t[dwarfy_mod]\n", base, base + 0x50);
+    KernelSymbols ks(Ksyms::parse("ffffffff81000000 T _stext\n"), [this]() -> Result<Ksyms> { return Ksyms::parse(kallsyms_); });
+    auto d = KernelDebugInfo::open(config(), {});
+    EXPECT_TRUE(d.ok());
+    if (d.ok()) ks.set_debug_info(std::move(*d));
+    return ks;
+  }
+  static ModuleRecord module_at(uint64_t base, uint64_t load_ns) {
+    ModuleRecord rec;
+    rec.name = "dwarfy_mod";
+    rec.text_base = base;
+    rec.text_size = 0x1000;
+    rec.load_ns = load_ns;
+    return rec;
+  }
+  std::string kallsyms_;
   std::string root_, vmlinux_id_, module_id_;
 };
 
@@ -233,18 +252,9 @@ TEST_F(FakeRoot, ModulesAreFoundByNameAndBuildId) {
 TEST_F(FakeRoot, AnUnloadedModulesFramesGetTheLinesOfTheBuildThatWasLoaded) {
   copy(kModule, "lib/modules/9.9.9-test/extra/dwarfy_mod.ko");
   put("sys/module/dwarfy_mod/notes/.note.gnu.build-id", note(module_id_));
-  auto d = KernelDebugInfo::open(config(), {});
-  ASSERT_TRUE(d.ok());
   const uint64_t base = 0xffffffffc0100000;
-  const std::string kallsyms = fmt::format("{:x} t outer_alloc\t[dwarfy_mod]\n{:x} t plain_alloc\t[dwarfy_mod]\n",
-                                           base, base + 0x50);
-  KernelSymbols ks(Ksyms::parse("ffffffff81000000 T _stext\n"), [&]() -> Result<Ksyms> { return Ksyms::parse(kallsyms); });
-  ks.set_debug_info(std::move(*d));
-  ModuleRecord rec;
-  rec.name = "dwarfy_mod";
-  rec.text_base = base;
-  rec.text_size = 0x1000;
-  rec.load_ns = 3;
+  ModuleRecord rec = module_at(base, 3);
+  KernelSymbols ks = symbols_with(base);
   ASSERT_EQ(ks.update({rec}), 1u);
   rec.free_ns = 9;
   ks.update({rec});
@@ -263,22 +273,13 @@ TEST_F(FakeRoot, AnUnloadedModulesFramesGetTheLinesOfTheBuildThatWasLoaded) {
   EXPECT_TRUE(core.source.empty());
 }
 
-// kallsyms lists a module from its COMING state on, before sysfs has its
-// notes: a module named then gets its build ID at a later look while it
-// is still loaded.
+// A build ID sysfs did not have at the first look is read at a later one
+// while the module is loaded.
 TEST_F(FakeRoot, ABuildIdNotYetInSysfsIsReadAtALaterLook) {
   copy(kModule, "lib/modules/9.9.9-test/extra/dwarfy_mod.ko");
-  auto d = KernelDebugInfo::open(config(), {});
-  ASSERT_TRUE(d.ok());
   const uint64_t base = 0xffffffffc0200000;
-  const std::string kallsyms = fmt::format("{:x} t outer_alloc\t[dwarfy_mod]\n", base);
-  KernelSymbols ks(Ksyms::parse("ffffffff81000000 T _stext\n"), [&]() -> Result<Ksyms> { return Ksyms::parse(kallsyms); });
-  ks.set_debug_info(std::move(*d));
-  ModuleRecord rec;
-  rec.name = "dwarfy_mod";
-  rec.text_base = base;
-  rec.text_size = 0x1000;
-  rec.load_ns = 5;
+  ModuleRecord rec = module_at(base, 5);
+  KernelSymbols ks = symbols_with(base);
   ASSERT_EQ(ks.update({rec}), 1u);  // named; sysfs has no notes yet
   put("sys/module/dwarfy_mod/notes/.note.gnu.build-id", note(module_id_));
   ks.update({rec});  // the next look: still loaded, its notes are there now
@@ -289,6 +290,28 @@ TEST_F(FakeRoot, ABuildIdNotYetInSysfsIsReadAtALaterLook) {
   ks.add_source(f);
   EXPECT_FALSE(f.source.empty());
   EXPECT_TRUE(f.unloaded);
+}
+
+// An unload while kallsyms is read (a slow read in an emulated guest)
+// takes sysfs away: the build ID was read at first sight of the load.
+TEST_F(FakeRoot, TheBuildIdIsReadBeforeTheSlowKallsymsRead) {
+  copy(kModule, "lib/modules/9.9.9-test/extra/dwarfy_mod.ko");
+  put("sys/module/dwarfy_mod/notes/.note.gnu.build-id", note(module_id_));
+  const uint64_t base = 0xffffffffc0300000;
+  ModuleRecord rec = module_at(base, 7);
+  KernelSymbols ks(Ksyms::parse("ffffffff81000000 T _stext\n"), [&]() -> Result<Ksyms> {
+    std::filesystem::remove_all(root_ + "sys/module/dwarfy_mod");  // rmmod meanwhile
+    return Ksyms::parse(fmt::format("{:x} t outer_alloc\t[dwarfy_mod]\n", base));
+  });
+  auto d = KernelDebugInfo::open(config(), {});
+  ASSERT_TRUE(d.ok());
+  ks.set_debug_info(std::move(*d));
+  ASSERT_EQ(ks.update({rec}), 1u);
+  rec.free_ns = 9;
+  ks.update({rec});
+  Frame f = ks.frame(base + 0x1d, 0);
+  ks.add_source(f);
+  EXPECT_FALSE(f.source.empty());
 }
 
 }  // namespace

@@ -628,6 +628,18 @@ def meta_value(v):
         return v
 
 
+def pop_option(args, name):
+    """The value of `name VALUE` in args, taken out of them; None if absent."""
+    if name not in args:
+        return None
+    at = args.index(name)
+    if at + 1 >= len(args):
+        raise ValueError(name)
+    value = args[at + 1]
+    del args[at:at + 2]
+    return value
+
+
 def main():
     args = sys.argv[1:]
     summary_file, meta = None, {}
@@ -639,22 +651,11 @@ def main():
         summary_file = args[at + 1]
         meta = dict(a.split("=", 1) for a in args[at + 2:] if "=" in a)
         args = args[:at]
-    ko = None
-    if "--ko" in args:
-        at = args.index("--ko")
-        if at + 1 >= len(args):
-            print(__doc__.strip().splitlines()[2], file=sys.stderr)
-            return 2
-        ko = args[at + 1]
-        del args[at:at + 2]
-    vmlinux = None
-    if "--vmlinux" in args:
-        at = args.index("--vmlinux")
-        if at + 1 >= len(args):
-            print(__doc__.strip().splitlines()[2], file=sys.stderr)
-            return 2
-        vmlinux = args[at + 1]
-        del args[at:at + 2]
+    try:
+        ko, vmlinux = pop_option(args, "--ko"), pop_option(args, "--vmlinux")
+    except ValueError:
+        print(__doc__.strip().splitlines()[2], file=sys.stderr)
+        return 2
     if len(args) != 3:
         print(__doc__.strip().splitlines()[2], file=sys.stderr)
         return 2

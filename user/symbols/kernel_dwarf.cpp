@@ -325,7 +325,14 @@ SourceInfo KernelDebugInfo::core(uint64_t ret_addr) {
 }
 
 std::string KernelDebugInfo::module_build_id(const std::string& name) const {
-  return build_id_from_notes(read_file(config_.root + "sys/module/" + name + "/notes/.note.gnu.build-id"));
+  const std::string path = config_.root + "sys/module/" + name + "/notes/.note.gnu.build-id";
+  const std::string notes = read_file(path);
+  std::string id = build_id_from_notes(notes);
+  if (id.empty() && id_misses_.insert(name).second)  // said once: kleak reads again while it is loaded
+    log_info("source lines: module {}: no build ID in {} ({} bytes read)", name, path, notes.size());
+  else if (!id.empty() && id_misses_.erase(name))
+    log_info("source lines: module {}: build ID {} read at a later look", name, id);
+  return id;
 }
 
 std::map<std::string, std::string> KernelDebugInfo::loaded_module_ids() const {
@@ -333,8 +340,10 @@ std::map<std::string, std::string> KernelDebugInfo::loaded_module_ids() const {
   std::error_code ec;
   for (std::filesystem::directory_iterator it(config_.root + "sys/module", ec), end; !ec && it != end;
        it.increment(ec)) {
+    // Built-in "modules" (parameters only) have no notes: not said.
     const std::string name = it->path().filename().string();
-    if (std::string id = module_build_id(name); !id.empty()) ids.emplace(name, std::move(id));
+    std::string id = build_id_from_notes(read_file(it->path().string() + "/notes/.note.gnu.build-id"));
+    if (!id.empty()) ids.emplace(name, std::move(id));
   }
   return ids;
 }

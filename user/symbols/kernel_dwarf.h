@@ -121,6 +121,7 @@ class KernelDebugInfo {
   std::multimap<std::string, std::string> module_paths_;  // name ('_' for '-') -> .ko path
   std::map<std::string, std::unique_ptr<DwarfFile>> module_files_;  // by build ID
   std::set<std::string> no_id_;  // modules said to have no build ID
+  mutable std::set<std::string> id_misses_;  // modules whose sysfs notes had none, said once
   std::vector<std::string> notes_;
 };
 

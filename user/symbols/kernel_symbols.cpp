@@ -18,10 +18,11 @@ size_t KernelSymbols::update(const std::vector<ModuleRecord>& records) {
     auto [it, added] = images_.try_emplace(r.load_ns, Image{r, {}, false, 0, {}});
     Image& img = it->second;
     img.rec.free_ns = r.free_ns;
-    // Named before sysfs had its notes (kallsyms lists a module from its
-    // COMING state on): read again while it is loaded.
-    if (debug_ && img.named && img.build_id.empty() && img.rec.loaded())
-      img.build_id = debug_->module_build_id(img.rec.name);
+    // The build ID at first sight of the load, before the kallsyms read
+    // below (tens of milliseconds; far more in an emulated guest) lets an
+    // unload take sysfs away; and again at each look while it is loaded
+    // and sysfs had none.
+    if (debug_ && img.build_id.empty() && img.rec.loaded()) img.build_id = debug_->module_build_id(img.rec.name);
     if (!img.named && img.rec.loaded() && img.reads < kMaxReads) to_name.push_back(&img);
   }
   // Hidden addresses (kptr_restrict): kallsyms would name nothing.
@@ -36,7 +37,6 @@ size_t KernelSymbols::update(const std::vector<ModuleRecord>& records) {
     // An image kallsyms does not list (yet) stays unnamed: tried again.
     if (img->syms.empty()) continue;
     img->named = true;
-    if (debug_) img->build_id = debug_->module_build_id(img->rec.name);
     ++named;
   }
   return named;
