@@ -1,6 +1,7 @@
 #include "procfs/procfs.h"
 
 #include "util/fd.h"
+#include "util/sys.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -246,23 +247,6 @@ std::map<std::string, std::vector<std::string>> slab_aliases(
     for (const std::string& n : by_target[target])
       if (n != name) others.push_back(n);
     if (!others.empty()) out[name] = std::move(others);
-  }
-  return out;
-}
-
-Result<std::string> read_text_file(const std::string& path) {
-  Fd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (fd.get() < 0) return make_error("open " + path, errno);
-  std::string out;
-  char buf[16384];
-  for (;;) {
-    ssize_t n = read(fd.get(), buf, sizeof(buf));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return make_error("read " + path, errno);
-    }
-    if (n == 0) break;
-    out.append(buf, static_cast<size_t>(n));
   }
   return out;
 }

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "util/result.h"
+#include "util/sys.h"  // read_text_file
 
 namespace kleak {
 
@@ -83,9 +84,6 @@ std::map<std::string, std::vector<std::string>> slab_aliases(
     const std::vector<std::pair<std::string, std::string>>& links);
 
 // --- loaders for the real files -------------------------------------------
-
-// The whole file. Errors name the path and the errno (ENOENT, EACCES, ...).
-Result<std::string> read_text_file(const std::string& path);
 
 Result<Meminfo> load_meminfo(const std::string& proc_dir = "/proc");
 Result<Slabinfo> load_slabinfo(const std::string& proc_dir = "/proc");

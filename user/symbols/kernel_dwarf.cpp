@@ -1,13 +1,13 @@
 #include "symbols/kernel_dwarf.h"
 
 #include "util/log.h"
+#include "util/sys.h"
 
 #include <fmt/format.h>
 
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
+#include <functional>
 #include <system_error>
 
 #ifdef KLEAK_HAVE_LIBDW
@@ -25,13 +25,15 @@ std::string hex(const unsigned char* bytes, size_t n) {
   return out;
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return {};
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
+// A file's bytes, or none when it cannot be read (a module without notes,
+// a machine without /sys/kernel/notes): the callers then have no build ID.
+std::string read_or_empty(const std::string& path) {
+  auto r = read_text_file(path);
+  return r ? std::move(*r) : std::string();
 }
+
+// Where sysfs has a loaded module's build ID note.
+std::string notes_path(const std::string& module_dir) { return module_dir + "/notes/.note.gnu.build-id"; }
 
 // "a/./b//c" -> "a/b/c": the line tables of Debian's kernels hold "./" parts.
 std::string tidy(std::string p) {
@@ -183,23 +185,40 @@ std::string DwarfFile::relative(const std::string& path) const {
   return p;
 }
 
+void DwarfFile::for_each_function(const std::function<bool(const char*, uint64_t)>& fn) const {
+  Dwfl_Module* m = as_module(module_);
+  const int n = dwfl_module_getsymtab(m);
+  for (int i = 1; i < n; ++i) {
+    GElf_Sym sym;
+    GElf_Addr addr = 0;
+    const char* s = dwfl_module_getsym_info(m, i, &sym, &addr, nullptr, nullptr, nullptr);
+    const int type = GELF_ST_TYPE(sym.st_info);
+    if (!s || !*s || sym.st_shndx == SHN_UNDEF || (type != STT_FUNC && type != STT_NOTYPE)) continue;
+    if (!fn(s, addr)) return;
+  }
+}
+
 std::optional<uint64_t> DwarfFile::function_address(std::string_view name) {
   if (!functions_read_) {
     functions_read_ = true;
-    Dwfl_Module* m = as_module(module_);
-    int n = dwfl_module_getsymtab(m);
-    for (int i = 1; i < n; ++i) {
-      GElf_Sym sym;
-      GElf_Addr addr = 0;
-      const char* s = dwfl_module_getsym_info(m, i, &sym, &addr, nullptr, nullptr, nullptr);
-      const int type = GELF_ST_TYPE(sym.st_info);
-      if (!s || !*s || sym.st_shndx == SHN_UNDEF || (type != STT_FUNC && type != STT_NOTYPE)) continue;
+    for_each_function([this](const char* s, uint64_t addr) {
       functions_.emplace(s, addr);  // the first definition wins
-    }
+      return true;
+    });
   }
   auto it = functions_.find(std::string(name));
   if (it == functions_.end()) return std::nullopt;
   return it->second;
+}
+
+std::optional<uint64_t> DwarfFile::find_function(std::string_view name) const {
+  std::optional<uint64_t> at;
+  for_each_function([&](const char* s, uint64_t addr) {
+    if (name != s) return true;
+    at = addr;
+    return false;
+  });
+  return at;
 }
 
 const SourceInfo& DwarfFile::lookup(uint64_t addr) {
@@ -254,7 +273,9 @@ Result<std::unique_ptr<DwarfFile>> DwarfFile::open(const std::string& path) {
 DwarfFile::~DwarfFile() = default;
 void DwarfFile::find_root() {}
 std::string DwarfFile::relative(const std::string& path) const { return path; }
+void DwarfFile::for_each_function(const std::function<bool(const char*, uint64_t)>&) const {}
 std::optional<uint64_t> DwarfFile::function_address(std::string_view) { return std::nullopt; }
+std::optional<uint64_t> DwarfFile::find_function(std::string_view) const { return std::nullopt; }
 const SourceInfo& DwarfFile::lookup(uint64_t addr) { return cache_[addr]; }
 SourceInfo DwarfFile::compute(uint64_t) const { return {}; }
 
@@ -262,10 +283,12 @@ SourceInfo DwarfFile::compute(uint64_t) const { return {}; }
 
 namespace {
 
-// runtime - file address of the first anchor the file has.
-std::optional<int64_t> kaslr_bias(DwarfFile& f, const std::vector<std::pair<std::string, uint64_t>>& anchors) {
+// runtime - file address of the first anchor the file has. A scan, not
+// function_address(): the core kernel's frames never need vmlinux's whole
+// name table (some 150k names) kept in memory.
+std::optional<int64_t> kaslr_bias(const DwarfFile& f, const std::vector<std::pair<std::string, uint64_t>>& anchors) {
   for (const auto& [name, runtime] : anchors)
-    if (auto at = f.function_address(name)) return static_cast<int64_t>(runtime - *at);
+    if (auto at = f.find_function(name)) return static_cast<int64_t>(runtime - *at);
   return std::nullopt;
 }
 
@@ -276,7 +299,7 @@ Result<std::unique_ptr<KernelDebugInfo>> KernelDebugInfo::open(
   std::unique_ptr<KernelDebugInfo> d(new KernelDebugInfo());
   d->config_ = config;
   const std::string& r = config.release;
-  const std::string running = build_id_from_notes(read_file(config.root + "sys/kernel/notes"));
+  const std::string running = build_id_from_notes(read_or_empty(config.root + "sys/kernel/notes"));
   std::vector<std::string> candidates;
   if (!config.vmlinux.empty()) {
     candidates.push_back(config.vmlinux);
@@ -325,8 +348,8 @@ SourceInfo KernelDebugInfo::core(uint64_t ret_addr) {
 }
 
 std::string KernelDebugInfo::module_build_id(const std::string& name) const {
-  const std::string path = config_.root + "sys/module/" + name + "/notes/.note.gnu.build-id";
-  const std::string notes = read_file(path);
+  const std::string path = notes_path(config_.root + "sys/module/" + name);
+  const std::string notes = read_or_empty(path);
   std::string id = build_id_from_notes(notes);
   if (id.empty() && id_misses_.insert(name).second)  // said once: kleak reads again while it is loaded
     log_info("source lines: module {}: no build ID in {} ({} bytes read)", name, path, notes.size());
@@ -342,7 +365,7 @@ std::map<std::string, std::string> KernelDebugInfo::loaded_module_ids() const {
        it.increment(ec)) {
     // Built-in "modules" (parameters only) have no notes: not said.
     const std::string name = it->path().filename().string();
-    std::string id = build_id_from_notes(read_file(it->path().string() + "/notes/.note.gnu.build-id"));
+    std::string id = build_id_from_notes(read_or_empty(notes_path(it->path().string())));
     if (!id.empty()) ids.emplace(name, std::move(id));
   }
   return ids;

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -44,22 +45,27 @@ class DwarfFile {
   // Lower-case hex; empty when the file has no build ID note.
   const std::string& build_id() const { return build_id_; }
   // The address of function `name` in the file's own layout (a .ko: as
-  // libdwfl placed its sections), the first when the name repeats.
+  // libdwfl placed its sections), the first when the name repeats. Keeps
+  // a table of every name: for the many lookups of a module's frames.
   std::optional<uint64_t> function_address(std::string_view name);
+  // The same by one walk of the symbols, keeping nothing: for a lookup or
+  // two in a large file (vmlinux's KASLR anchor).
+  std::optional<uint64_t> find_function(std::string_view name) const;
   // What DWARF says of `addr`, a code address in that layout (cached).
   const SourceInfo& lookup(uint64_t addr);
-  // The directory every compile unit's file is in (the source tree), to
-  // which lines are shown relative. Ends in '/'; empty if none is common.
-  const std::string& root() const { return root_; }
-
  private:
   DwarfFile() = default;
+  // Calls fn(name, address) for each defined function (or untyped text
+  // symbol, as _stext is) until it returns false.
+  void for_each_function(const std::function<bool(const char*, uint64_t)>& fn) const;
   SourceInfo compute(uint64_t addr) const;
   std::string relative(const std::string& path) const;
   void find_root();
 
   std::string path_;
   std::string build_id_;
+  // The directory every compile unit's file is in (the source tree), to
+  // which lines are shown relative. Ends in '/'; empty if none is common.
   std::string root_;
   void* dwfl_ = nullptr;    // Dwfl*
   void* module_ = nullptr;  // Dwfl_Module*

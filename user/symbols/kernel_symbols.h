@@ -40,7 +40,6 @@ class KernelSymbols : public Symbolizer {
   // Source lines from now on: the build IDs of the modules loaded now are
   // read at once, so a module unloaded later still gets its lines.
   void set_debug_info(std::unique_ptr<KernelDebugInfo> debug);
-  const KernelDebugInfo* debug_info() const { return debug_.get(); }
   void add_source(Frame& f) override;
   const Ksyms& core() const { return core_; }
   size_t images() const { return images_.size(); }

@@ -24,6 +24,23 @@ std::string kernel_release() {
   return u.release;
 }
 
+Result<std::string> read_text_file(const std::string& path) {
+  Fd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) return make_error("open " + path, errno);
+  std::string out;
+  char buf[16384];
+  for (;;) {
+    ssize_t n = read(fd.get(), buf, sizeof(buf));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return make_error("read " + path, errno);
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
+}
+
 bool write_stdout(const std::string& s) {
   if (std::fwrite(s.data(), 1, s.size(), stdout) != s.size()) return false;
   return std::fflush(stdout) == 0;

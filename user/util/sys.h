@@ -14,6 +14,10 @@ namespace kleak {
 
 std::string kernel_release();
 
+// The whole file (/proc, /sys and the like: read to EOF, no size trusted).
+// Errors name the path and the errno (ENOENT, EACCES, ...).
+Result<std::string> read_text_file(const std::string& path);
+
 // Writes all of `s` to stdout and flushes. False on error (errno set), e.g.
 // EPIPE when the reader went away.
 bool write_stdout(const std::string& s);
