@@ -2,7 +2,6 @@
 #include "util/clock.h"
 
 #include <malloc.h>
-#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -134,19 +133,24 @@ Result<LoaderConfig> loader_config(const TraceOptions& opts) {
   return cfg;
 }
 
+namespace {
+
+// Source lines for kernel frames: --vmlinux, else the usual places for the
+// running kernel, and the modules' .ko files. A --vmlinux that cannot be
+// used is an error; a vmlinux not found costs the lines alone, said at -v.
 Result<std::unique_ptr<KernelDebugInfo>> open_debug_info(const TraceOptions& opts, const Ksyms& ksyms) {
-  struct utsname u {};
-  uname(&u);
   // kallsyms keeps one name an address has: _stext or _text (x86, same).
   std::vector<std::pair<std::string, uint64_t>> anchors;
   if (!ksyms.addresses_hidden())
     for (const char* name : {"_stext", "_text", "startup_64"})
       if (auto r = ksyms.function_range(name)) anchors.emplace_back(name, r->first);
-  auto debug = KernelDebugInfo::open({opts.vmlinux_path, u.release}, anchors);
+  auto debug = KernelDebugInfo::open({opts.vmlinux_path, kernel_release()}, anchors);
   if (!debug) return debug.error();
   for (const std::string& note : (*debug)->notes()) log_info("source lines: {}", note);
   return debug;
 }
+
+}  // namespace
 
 bool use_debug_info(const TraceOptions& opts, KernelSource& source) {
   auto debug = open_debug_info(opts, source.kallsyms());

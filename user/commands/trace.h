@@ -9,7 +9,6 @@
 #include "probe/handles.h"
 #include "probe/loader.h"
 #include "report/output.h"
-#include "symbols/kernel_dwarf.h"
 #include "symbols/ksyms.h"
 #include "util/result.h"
 
@@ -33,12 +32,10 @@ int report_once(const TraceOptions& opts, const BpfHandles& handles, const Trace
                 const LoaderConfig& filters, Ksyms ksyms, Output output, bool final_report,
                 const HistoryFile* history = nullptr);
 
-// Source lines for kernel frames: --vmlinux, else the usual places for the
-// running kernel, and the modules' .ko files. A --vmlinux that cannot be
-// used is an error (exit kExitUsage); a vmlinux not found costs the lines
-// alone, said at -v.
-Result<std::unique_ptr<KernelDebugInfo>> open_debug_info(const TraceOptions& opts, const Ksyms& ksyms);
-// The same, given to `source`; false (the error logged) for a bad --vmlinux.
+// Gives `source` the source lines of kernel frames: --vmlinux, else the
+// usual places for the running kernel, and the modules' .ko files. False
+// (the error logged; exit kExitUsage) for a --vmlinux that cannot be used;
+// a vmlinux not found costs the lines alone, said at -v.
 bool use_debug_info(const TraceOptions& opts, KernelSource& source);
 
 // What attaching gives a run loop: the programs and the symbolizer.
