@@ -15,7 +15,7 @@ std::string clean(std::string name) {
 }
 
 std::string with_line(std::string name, const std::string& source) {
-  return source.empty() ? name : name + " " + source.substr(source[0] == '/' ? source.rfind('/') + 1 : 0);
+  return source.empty() ? name : name + " " + shown_source(source);
 }
 
 // Root first, so a frame's inlined functions follow it, outermost first,

@@ -84,6 +84,10 @@ uint64_t stack_hash(std::string_view key) {
 
 std::string stack_hash_hex(uint64_t hash) { return fmt::format("{:016x}", hash); }
 
+std::string shown_source(const std::string& source) {
+  return !source.empty() && source[0] == '/' ? source.substr(source.rfind('/') + 1) : source;
+}
+
 Report build_report(const SnapshotInfo& snap, const Aggregate& agg, const ReportSettings& opts, const ReportContext& ctx,
                     Symbolizer& syms, const StackSource& stacks, const GrowthTracker* growth) {
   Report r;

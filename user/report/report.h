@@ -176,6 +176,11 @@ uint64_t stack_hash(std::string_view key);
 // The 16 lowercase hex digits every format shows.
 std::string stack_hash_hex(uint64_t hash);
 
+// A frame's source as text and folded output show it: a user-space file
+// (absolute) by its name, "uleak.c:42"; a kernel one (relative to the
+// tree, which has many slub.c) whole, "mm/slub.c:4321".
+std::string shown_source(const std::string& source);
+
 // `growth` (may be null) gives each stack its growth verdict.
 Report build_report(const SnapshotInfo& snap, const Aggregate& agg, const ReportSettings& opts, const ReportContext& ctx,
                     Symbolizer& syms, const StackSource& stacks, const GrowthTracker* growth = nullptr);

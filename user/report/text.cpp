@@ -12,13 +12,8 @@ namespace {
 
 std::string bytes_text(uint64_t b) { return human_bytes(static_cast<double>(b)); }
 
-// " file.c:42" of a user-space frame (its path is absolute: the file name
-// is enough), " mm/slub.c:4321" of a kernel frame (relative to the tree:
-// kept whole, the tree has many slub.c), "" without a line.
-std::string source_text(const std::string& source) {
-  if (source.empty()) return {};
-  return " " + (source[0] == '/' ? source.substr(source.rfind('/') + 1) : source);
-}
+// " uleak.c:42", " mm/slub.c:4321" (shown_source), "" without a line.
+std::string source_text(const std::string& source) { return source.empty() ? "" : " " + shown_source(source); }
 
 // addr 0: hidden (--hide-addresses) or unknown. A kernel frame without a
 // symbol says why: "0x... [unknown: not in kallsyms]", or in a module
