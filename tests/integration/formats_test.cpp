@@ -276,6 +276,12 @@ std::pair<int, std::string> http_get(uint16_t port, const std::string& path) {
   return {status, body == std::string::npos ? "" : resp.substr(body + 4)};
 }
 
+// kleak serve on a kernel-picked port, for the holder's messages alone.
+std::vector<std::string> serve_held_args(const MsgHold& holder) {
+  return {kKleak, "serve", "--listen", "127.0.0.1:0", "-o", "0", "-p", std::to_string(holder.pid()), "--cache",
+          message_cache()};
+}
+
 // The port kleak serve's banner names (it listens on port 0): warnings
 // (about --cache) may come first. 0 when no banner came; `seen` gets the
 // lines read.
@@ -338,9 +344,7 @@ TEST_F(Serve, PrometheusScrapesTheHeldBytes) {
   TempDir dir;
   MsgHold holder(kHeld);
   ASSERT_TRUE(holder.ready());
-  Child kleak({kKleak, "serve", "--listen", "127.0.0.1:0", "-o", "0", "-p", std::to_string(holder.pid()), "--cache",
-               message_cache()},
-              Child::Options{true, false});
+  Child kleak(serve_held_args(holder), Child::Options{true, false});
   std::string seen;
   const uint16_t kleak_port = served_port(kleak, &seen);
   ASSERT_NE(kleak_port, 0) << "no banner from kleak serve: " << seen;
@@ -397,9 +401,7 @@ TEST_F(Serve, GoToolPprofFetchesTheLiveSetOverHttp) {
   TempDir dir;
   MsgHold holder(kHeld);
   ASSERT_TRUE(holder.ready());
-  Child kleak({kKleak, "serve", "--listen", "127.0.0.1:0", "-o", "0", "-p", std::to_string(holder.pid()), "--cache",
-               message_cache()},
-              Child::Options{true, false});
+  Child kleak(serve_held_args(holder), Child::Options{true, false});
   std::string seen;
   const uint16_t port = served_port(kleak, &seen);
   ASSERT_NE(port, 0) << "no banner from kleak serve: " << seen;
